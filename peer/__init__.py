@@ -1,0 +1,1 @@
+"""The molink peer: load a span of layers, serve inference sessions, announce itself in the DHT."""

@@ -1,0 +1,35 @@
+"""PeerConfig: every setting of a peer process, with its unit. CLI flags map onto it one to one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class PeerConfig:
+    model: str                                   # alias, repo id, local directory or .gguf file
+    initial_peers: tuple[str, ...] = ()          # DHT multiaddrs of a bootstrap node or any peer
+    layers: str | None = None                    # "START:END"; None -> chosen by placement
+    num_layers: int | None = None                # span length when layers is None
+    device: str = "cpu"
+    dtype: str = "float32"
+    listen: str = "127.0.0.1:0"                  # data port (host:port); port 0 -> any free port
+    announce_addr: str | None = None             # address published in the DHT when it differs from listen
+    dht_listen: str = "127.0.0.1:0"              # the DHT node's own host:port
+    max_memory_gb: float | None = None           # weights + KV reserve budget; None -> no limit
+    identity: str | None = None                  # key file; the same file keeps the same peer id across restarts
+    announce_interval_s: float = 5.0             # heartbeat period; records expire after 3 periods
+    session_timeout_s: float = 300.0             # an idle session is closed after this
+    max_session_tokens: int = 8192               # longest session (prompt + generated) a peer accepts
+    max_sessions: int = 64
+    max_batch: int = 32
+    kv_reserve_tokens: int = 16384               # KV cache tokens reserved for sessions (memory planning)
+    threads: int | None = None                   # torch intra-op threads; None -> torch default
+    cache_dir: str | None = None                 # where converted GGUF checkpoints are kept
+    upnp: bool = False                           # let the DHT daemon ask the home router for a port mapping
+    progress: bool = True
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ttl_s(self) -> float:
+        return 3 * self.announce_interval_s

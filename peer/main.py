@@ -1,0 +1,141 @@
+"""Run a peer: resolve the model, choose the span, load it, serve, announce, and leave cleanly.
+
+The imperative shell around PeerServer. Failures a user can fix (unknown model, bad span, too little memory,
+unreachable bootstrap) surface as ConfigError and become one line and a non-zero exit in swarm.peer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from typing import Any
+
+import psutil
+import torch
+
+from peer.config import PeerConfig
+from peer.placement import choose_span, layers_that_fit, parse_layers
+from peer.server import PeerServer
+from swarm.errors import ConfigError, SpanError
+from swarm.records import Identity
+
+log = logging.getLogger("molink.peer")
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    try:
+        return DTYPES[name]
+    except KeyError:
+        raise ConfigError(f"--dtype must be one of {', '.join(DTYPES)}, not {name!r}") from None
+
+
+def layer_bytes(config: Any, dtype: torch.dtype) -> int:
+    """Bytes of one decoder layer's weights, from a 1-layer model built on the meta device (no memory)."""
+    from transformers import AutoModel
+
+    from models.config_slice import slice_config
+
+    with torch.device("meta"):
+        model = AutoModel.from_config(slice_config(config, 0, 1))
+    n = sum(p.numel() for name, p in model.named_parameters() if ".0." in f".{name}")
+    return n * torch.tensor([], dtype=dtype).element_size()
+
+
+def kv_bytes_per_token(config: Any, dtype: torch.dtype) -> int:
+    heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    return 2 * heads * head_dim * torch.tensor([], dtype=dtype).element_size()
+
+
+async def choose_layers(config: PeerConfig, ckpt: Any, discovery: Any, dtype: torch.dtype) -> tuple[int, int]:
+    total = ckpt.num_layers
+    if config.layers is not None:
+        return parse_layers(config.layers, total)
+    per_layer = layer_bytes(ckpt.config, dtype)
+    if config.num_layers is not None:
+        if not 1 <= config.num_layers <= total:
+            raise SpanError(f"--num-layers {config.num_layers} is outside 1..{total}")
+        n = config.num_layers
+    elif config.max_memory_gb is not None:
+        reserve = config.kv_reserve_tokens * kv_bytes_per_token(ckpt.config, dtype)
+        n = layers_that_fit(config.max_memory_gb * 2**30, per_layer * 1.0, reserve, total)
+    else:
+        n = total
+    records = await discovery.read(ckpt.model_key) if discovery is not None else []
+    return choose_span(total, n, records)
+
+
+def check_memory(config: PeerConfig, span_bytes: int) -> None:
+    available = psutil.virtual_memory().available
+    if config.max_memory_gb is not None and config.max_memory_gb * 2**30 > available + span_bytes:
+        raise ConfigError(
+            f"--max-memory {config.max_memory_gb} GB is more than this machine has free "
+            f"({available / 2**30:.1f} GB)"
+        )
+
+
+async def run_peer(config: PeerConfig, *, ready: Any = None, version: str = "0") -> None:
+    """Serve until SIGINT/SIGTERM. ``ready(server)`` is called once the peer is announced."""
+    from models.source import resolve_model
+    from models.span import SpanModel
+    from swarm.dht import HivemindDiscovery
+
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    dtype = torch_dtype(config.dtype)
+    if config.device != "cpu" and config.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {config.device}: no CUDA device is available on this machine")
+    ckpt = resolve_model(config.model, cache_dir=config.cache_dir)
+    if config.layers is not None:
+        parse_layers(config.layers, ckpt.num_layers)  # fail before joining the DHT
+    identity = Identity.load_or_create(config.identity)
+    discovery = await HivemindDiscovery.create(
+        config.initial_peers, listen=config.dht_listen, upnp=config.upnp
+    )
+    server: PeerServer | None = None
+    try:
+        start, end = await choose_layers(config, ckpt, discovery, dtype)
+        log.info("model %s (%d layers): serving layers %d:%d", ckpt.model_key, ckpt.num_layers, start, end)
+        loop = asyncio.get_running_loop()
+        span = await loop.run_in_executor(
+            None, lambda: SpanModel.load(ckpt, start, end, dtype=dtype, device=config.device, progress=config.progress)
+        )
+        check_memory(config, span.weight_bytes())
+        server = PeerServer(config=config, span=span, identity=identity, model_key=ckpt.model_key,
+                            discovery=discovery, version=version)
+        await server.start()
+        await discovery.announce(server.record(), ttl=config.ttl_s)
+        heartbeat = asyncio.ensure_future(server.heartbeat_forever())
+        if ready is not None:
+            ready(server)
+        await wait_for_signal()
+        log.info("shutting down: withdrawing the record and closing %d sessions", len(server.sessions))
+        heartbeat.cancel()
+    finally:
+        if server is not None:
+            await server.stop()
+        await discovery.shutdown()
+
+
+async def wait_for_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # Windows: fall back to KeyboardInterrupt for Ctrl+C
+            signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
+    await stop.wait()
+
+
+def print_ready(server: PeerServer) -> None:
+    print(
+        f"peer ready: {server.addr} layers {server.span.start}:{server.span.end} "
+        f"peer_id {server.identity.peer_id} throughput {server.throughput:.1f} tok/s",
+        flush=True,
+    )
+    sys.stdout.flush()

@@ -1,0 +1,1 @@
+"""Client side of molink: read the swarm from the DHT, plan routes, run inference sessions."""

@@ -1,0 +1,89 @@
+"""PeerLink: the client's one persistent connection to a peer, shared by all its sessions.
+
+Requests with an ``id`` get their reply through a future; frames about a session (results from the last
+hop, errors from any hop) go to that session's inbox queue. A lost connection fails every waiter at once,
+so a session learns within one event-loop turn that a hop is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from typing import Any
+
+from swarm.errors import ProtocolError, TransportError, error_from_wire
+from swarm.transport import Channel, open_channel
+from swarm.wire import Frame
+
+log = logging.getLogger("molink.client")
+
+
+class PeerLink:
+    def __init__(self, channel: Channel, addr: str) -> None:
+        self.addr = addr
+        self.channel = channel
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[Frame]] = {}
+        self.inboxes: dict[str, asyncio.Queue[Frame | Exception]] = {}
+        self._reader = asyncio.ensure_future(self._read_forever())
+
+    @classmethod
+    async def connect(cls, addr: str, timeout: float) -> PeerLink:
+        return cls(await open_channel(addr, timeout=timeout), addr)
+
+    @property
+    def closed(self) -> bool:
+        return self.channel.closed or self._reader.done()
+
+    async def request(self, header: dict[str, Any], timeout: float) -> Frame:
+        """Send a request and wait for its ok/pong; an error reply raises RemoteError."""
+        req_id = next(self._ids)
+        fut: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
+        self._pending[req_id] = fut
+        try:
+            await self.channel.send({**header, "id": req_id})
+            frame = await asyncio.wait_for(fut, timeout)
+        except asyncio.TimeoutError:
+            raise TransportError(f"{self.addr} did not answer {header.get('type')} within {timeout:.0f} s") from None
+        finally:
+            self._pending.pop(req_id, None)
+        if frame.header.get("type") == "error":
+            raise error_from_wire(str(frame.header.get("code")), str(frame.header.get("message")), self.addr)
+        return frame
+
+    async def send(self, header: dict[str, Any], body: bytes | memoryview = b"") -> None:
+        await self.channel.send(header, body)
+
+    async def close(self) -> None:
+        self._reader.cancel()
+        await self.channel.close()
+
+    async def _read_forever(self) -> None:
+        reason: Exception = TransportError(f"connection to {self.addr} closed")
+        try:
+            while (frame := await self.channel.recv()) is not None:
+                self._deliver(frame)
+        except (TransportError, ProtocolError) as e:
+            reason = TransportError(f"connection to {self.addr} lost: {e}")
+        finally:
+            for fut in self._pending.values():
+                if not fut.done():
+                    fut.set_exception(reason)
+            for inbox in self.inboxes.values():
+                inbox.put_nowait(reason)
+            await self.channel.close()
+
+    def _deliver(self, frame: Frame) -> None:
+        h = frame.header
+        req_id = h.get("id")
+        if isinstance(req_id, int) and req_id in self._pending:
+            fut = self._pending[req_id]
+            if not fut.done():
+                fut.set_result(frame)
+            return
+        sid = h.get("session")
+        if isinstance(sid, str) and sid in self.inboxes:
+            self.inboxes[sid].put_nowait(frame)
+            return
+        log.debug("unexpected frame from %s: %s", self.addr, {k: h[k] for k in h if k != "tensor"})

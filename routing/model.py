@@ -1,0 +1,191 @@
+"""AutoDistributedModelForCausalLM: a causal LM whose layers run on the swarm.
+
+The client holds the embeddings, the final norm and the LM head (models.span.ClientHead); every
+transformer layer runs on peers. ``generate()`` follows transformers' semantics for what it supports:
+greedy and sampling (temperature, top_k, top_p, repetition_penalty), max_new_tokens / max_length, EOS
+(with pad_token_id filling finished rows), a streamer (put() the prompt, then each new token; end()),
+and the checkpoint's generation_config.json as defaults. It returns prompt + new tokens like transformers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import GenerationConfig
+from transformers.generation.logits_process import (
+    LogitsProcessorList,
+    RepetitionPenaltyLogitsProcessor,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
+from transformers.modeling_outputs import CausalLMOutput
+
+from routing.config import ClientConfig
+from routing.session import SyncSession
+from routing.swarm_client import SwarmClient
+from swarm.errors import SessionError
+
+log = logging.getLogger("molink.client")
+
+GENERATE_KWARGS = (
+    "max_new_tokens", "max_length", "do_sample", "temperature", "top_k", "top_p", "repetition_penalty",
+    "eos_token_id", "pad_token_id",
+)
+
+
+class AutoDistributedModelForCausalLM:
+    """Hugging Face-style causal LM over a molink swarm. Build it with ``from_pretrained``."""
+
+    def __init__(self, ckpt: Any, head: Any, client: SwarmClient, generation_config: GenerationConfig) -> None:
+        self.checkpoint = ckpt
+        self.head = head
+        self.client = client
+        self.generation_config = generation_config
+        self.last_route: Any = None
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model: str,
+        initial_peers: Sequence[str] = (),
+        *,
+        dtype: torch.dtype = torch.float32,
+        config: ClientConfig | None = None,
+        cache_dir: str | None = None,
+        **unsupported: Any,
+    ) -> AutoDistributedModelForCausalLM:
+        """Load the client-side weights of MODEL and join the swarm through ``initial_peers``."""
+        if unsupported:
+            raise TypeError(f"from_pretrained() got unsupported arguments: {', '.join(sorted(unsupported))}")
+        from models.source import resolve_model
+        from models.span import ClientHead
+
+        ckpt = resolve_model(model, cache_dir=Path(cache_dir) if cache_dir else None)
+        head = ClientHead.load(ckpt, dtype=dtype)
+        client = SwarmClient(ckpt.model_key, ckpt.num_layers, initial_peers, config)
+        return cls(ckpt, head, client, load_generation_config(ckpt))
+
+    @property
+    def config(self) -> Any:
+        return self.checkpoint.config
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cpu")
+
+    def inference_session(self, max_length: int, batch_size: int = 1) -> SyncSession:
+        """A session on the swarm holding up to ``max_length`` tokens per row (use as a context manager)."""
+        session = self.client.run(self.client.open_session(max_length, batch_size))
+        self.last_route = session.route
+        return SyncSession(self.client.run, session)
+
+    def forward(self, input_ids: torch.LongTensor, **_: Any) -> CausalLMOutput:
+        """Logits for every position of ``input_ids`` [B, T] (one fresh session)."""
+        with self.inference_session(input_ids.shape[1], input_ids.shape[0]) as sess:
+            out = sess.step(self.head.embed(input_ids))
+        return CausalLMOutput(logits=self.head.logits(out))
+
+    __call__ = forward
+
+    def generate(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None = None,
+        generation_config: GenerationConfig | None = None,
+        streamer: Any = None,
+        **kwargs: Any,
+    ) -> torch.LongTensor:
+        unknown = set(kwargs) - set(GENERATE_KWARGS)
+        if unknown:
+            raise TypeError(f"generate() does not support {', '.join(sorted(unknown))} yet")
+        if attention_mask is not None and not bool(attention_mask.all()):
+            raise NotImplementedError("padded batches (attention_mask with zeros) are not supported yet")
+        gc = merged_generation_config(generation_config or self.generation_config, kwargs)
+        prompt_len = input_ids.shape[1]
+        max_new = gc.max_new_tokens if gc.max_new_tokens is not None else gc.max_length - prompt_len
+        if max_new < 1:
+            raise SessionError(f"nothing to generate: max_length {gc.max_length} <= prompt length {prompt_len}")
+        processors = logits_processors(gc)
+        eos = eos_tensor(gc.eos_token_id)
+        pad = gc.pad_token_id if gc.pad_token_id is not None else (int(eos[0]) if eos is not None else 0)
+        ids = input_ids
+        unfinished = torch.ones(ids.shape[0], dtype=torch.bool)
+        if streamer is not None:
+            streamer.put(ids.cpu())
+        with self.inference_session(prompt_len + max_new, ids.shape[0]) as sess:
+            hidden = sess.step(self.head.embed(ids))  # hidden: [B, T, H]
+            for i in range(max_new):
+                logits = self.head.logits(hidden[:, -1:])[:, -1]  # logits: [B, V] float32
+                scores = processors(ids, logits)
+                if gc.do_sample:
+                    next_tokens = torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1).squeeze(1)
+                else:
+                    next_tokens = torch.argmax(scores, dim=-1)
+                if eos is not None:
+                    next_tokens = torch.where(unfinished, next_tokens, torch.full_like(next_tokens, pad))
+                ids = torch.cat([ids, next_tokens[:, None]], dim=-1)
+                if streamer is not None:
+                    streamer.put(next_tokens.cpu())
+                if eos is not None:
+                    unfinished &= ~torch.isin(next_tokens, eos)
+                if not bool(unfinished.any()) or i == max_new - 1:
+                    break
+                hidden = sess.step(self.head.embed(next_tokens[:, None]))
+        if streamer is not None:
+            streamer.end()
+        return ids
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __enter__(self) -> AutoDistributedModelForCausalLM:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+AutoDistributedModel = AutoDistributedModelForCausalLM
+
+
+def load_generation_config(ckpt: Any) -> GenerationConfig:
+    path = Path(ckpt.path)
+    if (path / "generation_config.json").exists():
+        return GenerationConfig.from_pretrained(path)
+    return GenerationConfig.from_model_config(ckpt.config)
+
+
+def merged_generation_config(base: GenerationConfig, overrides: dict[str, Any]) -> GenerationConfig:
+    gc = GenerationConfig.from_dict(base.to_dict())
+    for key, value in overrides.items():
+        if value is not None:
+            setattr(gc, key, value)
+    if overrides.get("max_new_tokens") is None and overrides.get("max_length") is not None:
+        gc.max_new_tokens = None
+    return gc
+
+
+def logits_processors(gc: GenerationConfig) -> LogitsProcessorList:
+    """The processors transformers applies for these settings, in transformers' order."""
+    procs = LogitsProcessorList()
+    if gc.repetition_penalty is not None and gc.repetition_penalty != 1.0:
+        procs.append(RepetitionPenaltyLogitsProcessor(penalty=gc.repetition_penalty))
+    if gc.do_sample:
+        if gc.temperature is not None and gc.temperature != 1.0:
+            procs.append(TemperatureLogitsWarper(gc.temperature))
+        if gc.top_k is not None and gc.top_k != 0:
+            procs.append(TopKLogitsWarper(top_k=gc.top_k, min_tokens_to_keep=1))
+        if gc.top_p is not None and gc.top_p < 1.0:
+            procs.append(TopPLogitsWarper(top_p=gc.top_p, min_tokens_to_keep=1))
+    return procs
+
+
+def eos_tensor(eos: int | list[int] | None) -> torch.Tensor | None:
+    if eos is None:
+        return None
+    return torch.tensor([eos] if isinstance(eos, int) else list(eos), dtype=torch.long)

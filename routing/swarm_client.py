@@ -1,0 +1,99 @@
+"""SwarmClient: the client's event loop, DHT view and peer connections.
+
+The client API is synchronous (like transformers' generate()), so the client runs its one asyncio loop in
+a background thread and every public call hands a coroutine to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Collection, Coroutine, Sequence
+from typing import Any, TypeVar
+
+from routing.config import ClientConfig
+from routing.link import PeerLink
+from routing.planner import Route, plan_route
+from routing.session import InferenceSession
+from swarm.errors import RoutingError
+from swarm.records import PeerRecord
+
+log = logging.getLogger("molink.client")
+T = TypeVar("T")
+
+
+class SwarmClient:
+    def __init__(self, model_key: str, num_layers: int, initial_peers: Sequence[str],
+                 config: ClientConfig | None = None) -> None:
+        from swarm.dht import HivemindDiscovery
+
+        self.model_key = model_key
+        self.num_layers = num_layers
+        self.config = config or ClientConfig()
+        self._links: dict[str, PeerLink] = {}
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="molink-client", daemon=True)
+        self._thread.start()
+        try:
+            self.discovery = self.run(HivemindDiscovery.create(
+                list(initial_peers), listen=self.config.dht_listen, client_mode=True))
+        except BaseException:
+            self._stop_loop()
+            raise
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run a coroutine on the client's loop and wait for it."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    async def records(self) -> list[PeerRecord]:
+        return await self.discovery.read(self.model_key)
+
+    async def plan(self, avoid: Collection[str] = ()) -> Route:
+        return plan_route(await self.records(), self.num_layers, avoid=avoid, model=self.model_key)
+
+    async def wait_route(self, timeout_s: float | None = None) -> Route:
+        """Plan a route, re-reading the DHT until one exists or the deadline passes (then raise why not)."""
+        deadline = time.monotonic() + (self.config.route_wait_s if timeout_s is None else timeout_s)
+        while True:
+            try:
+                return await self.plan()
+            except RoutingError:
+                if time.monotonic() >= deadline:
+                    raise
+            await asyncio.sleep(0.2)
+
+    async def link(self, addr: str) -> PeerLink:
+        link = self._links.get(addr)
+        if link is None or link.closed:
+            link = await PeerLink.connect(addr, self.config.connect_timeout_s)
+            self._links[addr] = link
+        return link
+
+    async def open_session(self, max_length: int, batch: int = 1) -> InferenceSession:
+        route = await self.wait_route()
+        links = [await self.link(h.addr) for h in route.hops]
+        session = InferenceSession(route, links, max_length=max_length, batch=batch,
+                                   request_timeout_s=self.config.request_timeout_s,
+                                   step_timeout_s=self.config.step_timeout_s)
+        await session.open()
+        return session
+
+    def close(self) -> None:
+        if not self._loop.is_running():
+            return
+        try:
+            self.run(self._aclose())
+        finally:
+            self._stop_loop()
+
+    async def _aclose(self) -> None:
+        for link in self._links.values():
+            await link.close()
+        self._links.clear()
+        await self.discovery.shutdown()
+
+    def _stop_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)

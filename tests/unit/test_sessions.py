@@ -1,0 +1,41 @@
+"""Step bookkeeping on a peer: in-order steps apply, a retried step replays, anything else is refused."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from peer.sessions import Session, StepAction, check_step, expired
+from swarm.errors import ProtocolError
+
+
+def make_session(**kw):
+    fields = dict(session_id="s", start=0, end=2, max_length=10, batch=1, cache=None, client=None,
+                  next_addr=None, last_used=0.0)
+    fields.update(kw)
+    return Session(**fields)
+
+
+def test_first_step_applies():
+    assert check_step(make_session(), 0, 0, 4) is StepAction.APPLY
+
+
+def test_retried_step_replays():
+    s = make_session(position=4, next_step=1, last_output=(0, 0, torch.zeros(1)))
+    assert check_step(s, 0, 0, 4) is StepAction.REPLAY
+
+
+@pytest.mark.parametrize(
+    ("step", "position", "length", "code"),
+    [(2, 4, 1, "bad_step"), (1, 3, 1, "bad_position"), (1, 4, 7, "too_long")],
+)
+def test_refused_steps(step, position, length, code):
+    s = make_session(position=4, next_step=1, last_output=(0, 0, torch.zeros(1)))
+    with pytest.raises(ProtocolError) as err:
+        check_step(s, step, position, length)
+    assert err.value.code == code
+
+
+def test_expiry():
+    sessions = {"old": make_session(last_used=0.0), "new": make_session(last_used=95.0)}
+    assert expired(sessions, now=100.0, timeout_s=10.0) == ["old"]
