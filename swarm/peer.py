@@ -1,0 +1,100 @@
+"""python -m swarm.peer: serve a span of a model's layers to the swarm.
+
+Examples:
+    python -m swarm.peer --model llama-3-8b --initial-peers /ip4/203.0.113.5/tcp/31337/p2p/12D3Koo...
+    python -m swarm.peer --model ./my-checkpoint --initial-peers ADDR --layers 0:16 --dtype bfloat16
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from swarm import __version__
+from swarm.errors import ConfigError, MolinkError, TransportError
+
+log = logging.getLogger("molink.peer")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m swarm.peer",
+        description="Serve a contiguous span of a model's transformer layers to a molink swarm. The peer loads "
+        "only its layers' weights, announces its span in the DHT, and runs inference sessions for clients.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--model", required=False, help="alias (llama-3-8b), Hugging Face repo id, local directory or .gguf file")
+    p.add_argument("--initial-peers", nargs="*", default=[], metavar="ADDR",
+                   help="swarm address(es) printed by 'python -m swarm.bootstrap' (or any peer's DHT address)")
+    span = p.add_mutually_exclusive_group()
+    span.add_argument("--layers", metavar="START:END", help="serve layers START..END-1 (END exclusive)")
+    span.add_argument("--num-layers", type=int, metavar="N",
+                      help="serve N layers where the swarm is weakest (default: as many as fit --max-memory, else all)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"],
+                   help="weights and activations dtype on this peer")
+    p.add_argument("--listen", default="127.0.0.1:0", metavar="HOST:PORT",
+                   help="data port; use 0.0.0.0:PORT to accept other machines")
+    p.add_argument("--announce-addr", metavar="HOST:PORT",
+                   help="address to publish when it differs from --listen (port forward, relay, link emulator)")
+    p.add_argument("--dht-listen", default="127.0.0.1:0", metavar="HOST:PORT", help="the DHT node's own address")
+    p.add_argument("--max-memory", type=float, metavar="GB", help="memory budget for weights and KV cache")
+    p.add_argument("--identity", metavar="FILE",
+                   help="private key file (created if missing); keeps the same peer id across restarts")
+    p.add_argument("--announce-interval", type=float, default=5.0, metavar="SECONDS",
+                   help="DHT heartbeat; the record expires after 3 intervals without one")
+    p.add_argument("--session-timeout", type=float, default=300.0, metavar="SECONDS", help="idle session lifetime")
+    p.add_argument("--max-session-tokens", type=int, default=8192, help="longest session (prompt + new tokens)")
+    p.add_argument("--kv-reserve-tokens", type=int, default=16384, help="KV cache tokens shared by all sessions")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--cache-dir", help="where converted GGUF checkpoints are kept (default ~/.cache/molink/models)")
+    p.add_argument("--upnp", action="store_true", help="ask the home router for a port mapping (UPnP/NAT-PMP)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar while loading")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--list-models", action="store_true", help="print the model aliases and exit")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from swarm.logging_setup import setup_logging
+
+    setup_logging(args.log_level)
+    if args.list_models:
+        from models.aliases import ALIASES
+
+        width = max(map(len, ALIASES))
+        for name, repo in sorted(ALIASES.items()):
+            print(f"{name:<{width}}  {repo}")
+        return 0
+    if not args.model:
+        print("error: --model is required (an alias, repo id, directory or .gguf file)", file=sys.stderr)
+        return 2
+    from peer.config import PeerConfig
+    from peer.main import print_ready, run_peer
+
+    config = PeerConfig(
+        model=args.model, initial_peers=tuple(args.initial_peers), layers=args.layers, num_layers=args.num_layers,
+        device=args.device, dtype=args.dtype, listen=args.listen, announce_addr=args.announce_addr,
+        dht_listen=args.dht_listen, max_memory_gb=args.max_memory, identity=args.identity,
+        announce_interval_s=args.announce_interval, session_timeout_s=args.session_timeout,
+        max_session_tokens=args.max_session_tokens, kv_reserve_tokens=args.kv_reserve_tokens,
+        threads=args.threads, cache_dir=args.cache_dir, upnp=args.upnp, progress=not args.no_progress,
+    )
+    try:
+        asyncio.run(run_peer(config, ready=print_ready, version=__version__))
+    except (ConfigError, TransportError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except MolinkError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
