@@ -1,0 +1,53 @@
+"""Cut a transformers config down to a span of layers [start, end).
+
+A span is built as an ordinary base model of ``end - start`` layers, numbered 0..n-1 locally, so that the
+KV cache transformers builds from the same sliced config lines up with it. Per-layer settings (such as
+``layer_types``, which decides sliding vs full attention) must follow the layers they describe.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from transformers import PretrainedConfig
+
+from swarm.errors import SpanError
+
+# Lists that can be as long as the layer stack by coincidence but are not per-layer.
+_NOT_PER_LAYER = frozenset({"architectures", "bos_token_id", "eos_token_id", "pad_token_id"})
+
+
+def _per_layer_items(config: PretrainedConfig) -> list[tuple[str, list | tuple]]:
+    """Attributes taken to be per-layer: any list/tuple as long as the layer stack (layer_types, ...)."""
+    num_layers = int(config.num_hidden_layers)
+    return [
+        (name, value)
+        for name, value in vars(config).items()
+        if isinstance(value, list | tuple) and len(value) == num_layers and name not in _NOT_PER_LAYER
+    ]
+
+
+def check_span(num_layers: int, start: int, end: int) -> None:
+    """Raise SpanError unless 0 <= start < end <= num_layers."""
+    if not 0 <= start < end <= num_layers:
+        raise SpanError(f"span [{start}, {end}) is empty or outside the model's {num_layers} layers")
+
+
+def slice_config(config: PretrainedConfig, start: int, end: int) -> PretrainedConfig:
+    """A deep copy of ``config`` describing only layers [start, end); the input is left untouched."""
+    num_layers = int(config.num_hidden_layers)
+    check_span(num_layers, start, end)
+    sliced = copy.deepcopy(config)
+    for name, value in _per_layer_items(config):
+        setattr(sliced, name, type(value)(value[start:end]))
+    sliced.num_hidden_layers = end - start
+    return sliced
+
+
+def empty_config(config: PretrainedConfig) -> PretrainedConfig:
+    """A deep copy with no layers at all: the client's embed/norm/head model is built from it."""
+    empty = copy.deepcopy(config)
+    for name, value in _per_layer_items(config):
+        setattr(empty, name, type(value)())
+    empty.num_hidden_layers = 0
+    return empty

@@ -1,0 +1,182 @@
+"""Run a span of transformer layers (a peer's part) and the embed/head ends (the client's part).
+
+A span is the family's own transformers base model built from ``slice_config(config, start, end)``:
+layers are numbered 0..n-1 locally, so the DynamicCache built from the same sliced config lines up with
+them, and sliding-window layers keep their type. Spans drop the embedding and replace the final norm with
+Identity; the client runs both. Attention stays as a default from_pretrained would choose (sdpa), which
+keeps split execution equal to unsplit generate() to float32 rounding.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import DynamicCache, PretrainedConfig
+
+from models.adapters import Adapter, get_adapter
+from models.checkpoint import fill_module, has_tensor, module_bytes, on_meta, read_tensors
+from models.config_slice import empty_config, slice_config
+from models.source import Checkpoint
+
+
+def _build_on_meta(adapter: Adapter, config: PretrainedConfig) -> nn.Module:
+    with on_meta():
+        return adapter.build_base(config)
+
+
+def _fresh_rotary(adapter: Adapter, base: nn.Module, device: str | torch.device) -> None:
+    """Replace the rotary embedding: its inv_freq buffer is non-persistent, so a meta build leaves it empty.
+
+    Computed on the CPU, as from_pretrained does, then moved: the same frequencies bit for bit.
+    """
+    old = getattr(base, adapter.rotary_attr, None)
+    if old is None:
+        return
+    with torch.device("cpu"):
+        fresh = type(old)(config=base.config)
+    setattr(base, adapter.rotary_attr, fresh.to(device))
+
+
+def _load_base(
+    ckpt: Checkpoint,
+    adapter: Adapter,
+    config: PretrainedConfig,
+    start: int,
+    *,
+    dtype: torch.dtype,
+    device: str | torch.device,
+    progress: bool,
+    desc: str = "weights",
+    keep_ends: bool = False,
+) -> nn.Module:
+    """A base model from ``config`` whose local layer j is checkpoint layer start + j, weights filled."""
+    base = _build_on_meta(adapter, config)
+    if not keep_ends:
+        setattr(base, adapter.embed_attr, None)  # the client embeds
+        setattr(base, adapter.norm_attr, nn.Identity())  # the client runs the final norm
+    _fresh_rotary(adapter, base, device)
+    local_names = list(base.state_dict().keys())
+    names = [adapter.checkpoint_key(n, start) for n in local_names]
+    tensors = read_tensors(ckpt, names, dtype=dtype, device=device, progress=progress, desc=desc)
+    fill_module(base, {local: tensors[name] for local, name in zip(local_names, names, strict=True)})
+    base.config.dtype = dtype
+    return base.eval()
+
+
+class SpanModel:
+    """Layers [start, end) of a model, fed and returning hidden states: [B, T, H] in, [B, T, H] out."""
+
+    def __init__(self, base: nn.Module, start: int, end: int, dtype: torch.dtype, model_key: str) -> None:
+        self.base = base
+        self.config: PretrainedConfig = base.config
+        self.start = start
+        self.end = end
+        self.hidden_size = int(self.config.hidden_size)
+        self.dtype = dtype
+        self.model_key = model_key
+
+    @classmethod
+    def load(
+        cls,
+        ckpt: Checkpoint,
+        start: int,
+        end: int,
+        *,
+        dtype: torch.dtype = torch.float32,
+        device: str = "cpu",
+        progress: bool = True,
+    ) -> SpanModel:
+        """Build the span on meta and read only its layers' tensors (SpanError for a bad span)."""
+        adapter = get_adapter(ckpt.config)
+        config = slice_config(ckpt.config, start, end)
+        desc = f"layers {start}..{end - 1}"
+        base = _load_base(
+            ckpt, adapter, config, start, dtype=dtype, device=device, progress=progress, desc=desc
+        )
+        return cls(base, start, end, dtype, ckpt.model_key)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.base.parameters()).device
+
+    def new_cache(self) -> Any:
+        """An empty KV cache for one session, shaped by the sliced config (sliding layers included)."""
+        return DynamicCache(config=self.config)
+
+    def cache_length(self, cache: Any) -> int:
+        """Tokens already seen by this cache (its next position)."""
+        return int(cache.get_seq_length())
+
+    def forward(self, hidden: torch.Tensor, cache: Any) -> torch.Tensor:
+        """Run the span on ``hidden`` ([B, T, H], positions cache_length .. +T), extending ``cache``."""
+        batch, steps, _ = hidden.shape  # hidden: [B, T, H]
+        past = self.cache_length(cache)
+        device = hidden.device
+        positions = torch.arange(past, past + steps, device=device)  # [T]
+        position_ids = positions.unsqueeze(0).expand(batch, -1)  # [B, T]
+        attention_mask = torch.ones(batch, past + steps, dtype=torch.long, device=device)  # [B, past + T]
+        with torch.inference_mode():
+            out = self.base(
+                inputs_embeds=hidden,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                past_key_values=cache,
+                use_cache=True,
+            )
+        return out.last_hidden_state  # [B, T, H]
+
+    __call__ = forward
+
+    def weight_bytes(self) -> int:
+        return module_bytes(self.base)
+
+
+class ClientHead:
+    """The model's two ends, held by the client: embeddings before layer 0, final norm + LM head after."""
+
+    def __init__(self, base: nn.Module, lm_head: nn.Linear, adapter: Adapter, dtype: torch.dtype) -> None:
+        self.base = base  # a 0-layer base model: embeddings and final norm only
+        self.lm_head = lm_head
+        self.adapter = adapter
+        self.hidden_size = int(base.config.hidden_size)
+        self.vocab_size = int(lm_head.out_features)
+        self.dtype = dtype
+
+    @classmethod
+    def load(cls, ckpt: Checkpoint, *, dtype: torch.dtype = torch.float32, device: str = "cpu") -> ClientHead:
+        """Read embeddings, final norm and LM head only; tie the head to the embeddings when the model does."""
+        adapter = get_adapter(ckpt.config)
+        config = empty_config(ckpt.config)
+        base = _load_base(
+            ckpt, adapter, config, 0, dtype=dtype, device=device, progress=False, keep_ends=True
+        )
+        embedding: nn.Embedding = getattr(base, adapter.embed_attr)
+        with on_meta():
+            lm_head = nn.Linear(embedding.embedding_dim, embedding.num_embeddings, bias=False)
+        if _has_own_head(ckpt, adapter):
+            weight = read_tensors(ckpt, [adapter.head_key], dtype=dtype, device=device)[adapter.head_key]
+            fill_module(lm_head, {"weight": weight})
+        else:
+            lm_head.weight = embedding.weight  # tied: one tensor, as in the unsplit model
+        return cls(base, lm_head.eval(), adapter, dtype)
+
+    def embed(self, input_ids: torch.LongTensor) -> torch.Tensor:
+        """input_ids: [B, T] -> hidden: [B, T, H], whatever the base model does before layer 0."""
+        with torch.inference_mode():
+            return self.adapter.embed(self.base, input_ids)
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """hidden: [B, T, H] (after the last layer) -> logits: [B, T, V] float32."""
+        norm: nn.Module = getattr(self.base, self.adapter.norm_attr)
+        with torch.inference_mode():
+            return self.lm_head(norm(hidden.to(self.dtype))).float()
+
+    def weight_bytes(self) -> int:
+        return module_bytes(nn.ModuleList([self.base, self.lm_head]))  # a tied head is counted once
+
+
+def _has_own_head(ckpt: Checkpoint, adapter: Adapter) -> bool:
+    """Whether the checkpoint stores an LM head rather than reusing the embeddings."""
+    return not getattr(ckpt.config, "tie_word_embeddings", False) and has_tensor(ckpt, adapter.head_key)
