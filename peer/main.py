@@ -94,7 +94,7 @@ async def run_peer(config: PeerConfig, *, ready: Any = None, version: str = "0")
         parse_layers(config.layers, ckpt.num_layers)  # fail before joining the DHT
     identity = Identity.load_or_create(config.identity)
     discovery = await HivemindDiscovery.create(
-        config.initial_peers, listen=config.dht_listen, upnp=config.upnp
+        config.initial_peers, listen=config.dht_listen, upnp=config.upnp, signer=identity
     )
     server: PeerServer | None = None
     try:

@@ -1,0 +1,291 @@
+"""Peer discovery: announce this peer's record and read the records of a model's swarm.
+
+``Discovery`` is the small interface the rest of molink uses, so another backend (a fake for the
+simulator, a different DHT) can take hivemind's place. ``HivemindDiscovery`` is the real one: a
+hivemind Kademlia ``DHTNode`` run inside the caller's asyncio loop (not the ``hivemind.DHT`` wrapper,
+which forks a process), on a libp2p daemon we start ourselves so that UPnP stays off unless asked.
+
+All records of one model live under one DHT key, ``molink/<model>``, as a dictionary keyed by peer id,
+so one lookup returns the whole swarm of that model. Hivemind keeps, per subkey, the value with the
+latest expiration time; a graceful leave therefore stores an OFFLINE tombstone that expires no earlier
+than the live record it replaces.
+
+Records are checked twice. Every node (the bootstrap included) runs ``MolinkRecordValidator``, so an
+honest node refuses to store or accept a record whose signature fails or whose subkey is not its
+signer's peer id; without it a forger could displace a live record by storing a later-expiring one
+under its subkey. ``read`` validates again (``records_from_dht``) because a lookup may pass through
+nodes that do not run the validator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any, Protocol
+
+import msgpack
+from hivemind.dht.node import DHTNode
+from hivemind.dht.validation import DHTRecord, RecordValidatorBase
+from hivemind.p2p import P2P, P2PDaemonError
+from hivemind.utils.multiaddr import Multiaddr
+from hivemind.utils.serializer import MSGPackSerializer
+from hivemind.utils.timed_storage import ValueWithExpiration, get_dht_time
+
+from swarm.errors import ConfigError, PeerUnreachableError, RecordError, TransportError
+from swarm.records import Identity, PeerRecord, PeerState, record_from_wire, records_from_dht
+from swarm.transport import parse_addr
+
+logger = logging.getLogger(__name__)
+
+KEY_PREFIX = "molink/"
+SHUTDOWN_TIMEOUT = 3.0  # s to leave the DHT before the daemon is stopped anyway
+_TOMBSTONE_MARGIN = 1e-3  # s: a tombstone must expire strictly after the record it replaces
+
+
+def dht_key(model: str) -> str:
+    """The DHT key under which all records of ``model`` are stored."""
+    return f"{KEY_PREFIX}{model}"
+
+
+class Discovery(Protocol):
+    async def announce(self, record: PeerRecord, ttl: float) -> None:
+        """Store ``record`` under its model's key and its peer id, expiring ``ttl`` seconds from now."""
+
+    async def withdraw(self, record: PeerRecord, ttl: float) -> None:
+        """Graceful leave: replace the live record with an OFFLINE tombstone."""
+
+    async def read(self, model: str) -> list[PeerRecord]:
+        """The validated, unexpired records of ``model``'s swarm, OFFLINE ones left out."""
+
+    @property
+    def swarm_addrs(self) -> list[str]:
+        """Full addresses another node passes as --initial-peers."""
+
+    async def shutdown(self) -> None: ...
+
+
+_REGULAR_VALUE_SUBKEY = MSGPackSerializer.dumps(None)  # how hivemind marks a value stored without subkey
+
+
+class MolinkRecordValidator(RecordValidatorBase):
+    """Lets a DHT node store and accept only signed peer records filed under their own peer id.
+
+    Only molink uses this DHT, so anything else (plain values, foreign formats) is refused as well.
+    """
+
+    def validate(self, record: DHTRecord) -> bool:
+        if record.subkey == _REGULAR_VALUE_SUBKEY:
+            return False  # a plain value, not a subkey of a model's dictionary
+        try:
+            subkey = MSGPackSerializer.loads(record.subkey)
+            peer = record_from_wire(MSGPackSerializer.loads(record.value))
+        except (
+            RecordError,
+            ValueError,
+            TypeError,
+            msgpack.ExtraData,
+            msgpack.FormatError,
+            msgpack.StackError,
+        ):
+            return False  # malformed bytes or an untrustworthy record: not stored, not accepted
+        return peer.peer_id == subkey
+
+
+def _host_maddr(host: str, port: int) -> str:
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return f"/dns/{host}/tcp/{port}"
+    return f"/ip{ip.version}/{host}/tcp/{port}"
+
+
+def _check_initial_peers(initial_peers: Sequence[str]) -> list[str]:
+    checked = []
+    for item in initial_peers:
+        try:
+            maddr = Multiaddr(str(item))
+            maddr["p2p"]  # noqa: B018 - raises unless the address names the peer
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(
+                f"initial peer {item!r} is not a full swarm address like /ip4/HOST/tcp/PORT/p2p/ID"
+            ) from exc
+        checked.append(str(maddr))
+    return checked
+
+
+class HivemindDiscovery:
+    """Discovery over a hivemind DHTNode running in this process's event loop."""
+
+    def __init__(
+        self, node: DHTNode, p2p: P2P, swarm_addrs: list[str], signer: Identity | None = None
+    ) -> None:
+        self._node = node
+        self._p2p = p2p
+        self._swarm_addrs = swarm_addrs
+        self._signer = signer
+        self._expirations: dict[tuple[str, str], float] = {}  # (model, peer id) -> last announced expiration
+        self._closed = False
+
+    @classmethod
+    async def create(
+        cls,
+        initial_peers: Sequence[str] = (),
+        *,
+        listen: str = "127.0.0.1:0",
+        client_mode: bool = False,
+        identity_path: str | None = None,
+        announce_addr: str | None = None,
+        upnp: bool = False,
+        signer: Identity | None = None,
+        join_timeout: float = 30.0,
+    ) -> HivemindDiscovery:
+        """Start a libp2p daemon and a DHT node, joined to ``initial_peers`` (none: a new swarm).
+
+        identity_path: libp2p key file, so this node keeps its swarm address across restarts.
+        signer: the peer's record identity; lets ``withdraw`` re-sign the OFFLINE tombstone.
+        join_timeout: seconds to reach the initial peers before PeerUnreachableError.
+        """
+        peers = _check_initial_peers(initial_peers)
+        host, port = parse_addr(listen)
+        announce = None
+        if announce_addr is not None:
+            a_host, a_port = parse_addr(announce_addr)
+            if a_port == 0:
+                raise ConfigError(f"--announce-addr {announce_addr} needs an explicit port")
+            announce = [_host_maddr(a_host, a_port)]
+        where = ", ".join(peers) if peers else "no initial peers"
+        try:
+            p2p = await asyncio.wait_for(
+                P2P.create(
+                    initial_peers=peers or None,
+                    host_maddrs=[_host_maddr(host, port)],
+                    announce_maddrs=announce,
+                    nat_port_map=upnp,
+                    identity_path=identity_path,
+                    dht_mode="client" if client_mode else "server",
+                    startup_timeout=join_timeout,
+                ),
+                join_timeout,
+            )
+        except TimeoutError as exc:
+            raise PeerUnreachableError(
+                f"DHT daemon did not start within {join_timeout:g} s ({where})"
+            ) from exc
+        except P2PDaemonError as exc:
+            reason = _one_line(exc)
+            if peers and "bootstrap" in reason:
+                raise PeerUnreachableError(f"cannot reach any initial peer ({where}): {reason}") from exc
+            raise ConfigError(f"cannot start the DHT daemon on {listen}: {reason}") from exc
+        try:
+            node = await asyncio.wait_for(
+                DHTNode.create(
+                    p2p=p2p,
+                    initial_peers=peers or None,
+                    client_mode=client_mode,
+                    record_validator=MolinkRecordValidator(),
+                ),
+                join_timeout,
+            )
+            maddrs = [str(m) for m in await p2p.get_visible_maddrs()]
+        except (TimeoutError, RuntimeError, P2PDaemonError, OSError) as exc:
+            # RuntimeError: hivemind's "bootstrap failed: none of the initial_peers responded"
+            await p2p.shutdown()
+            raise PeerUnreachableError(f"cannot join the swarm through {where}: {_one_line(exc)}") from exc
+        except BaseException:
+            await p2p.shutdown()  # cancelled while joining: never leave the daemon process behind
+            raise
+        return cls(node, p2p, maddrs, signer=signer)
+
+    @property
+    def swarm_addrs(self) -> list[str]:
+        return list(self._swarm_addrs)
+
+    @property
+    def dht_node(self) -> DHTNode:
+        """The underlying hivemind node, for tools and tests that need raw DHT access."""
+        return self._node
+
+    async def announce(self, record: PeerRecord, ttl: float) -> None:
+        await self._store(record, get_dht_time() + _check_ttl(ttl))
+
+    async def withdraw(self, record: PeerRecord, ttl: float) -> None:
+        tombstone = replace(record, state=PeerState.OFFLINE)
+        if self._signer is not None and self._signer.peer_id == record.peer_id:
+            tombstone = self._signer.sign_record(tombstone)
+        elif record.state is not PeerState.OFFLINE:
+            logger.warning(
+                "withdrawing %s without its key: the tombstone is unsigned and honest nodes refuse it",
+                record.peer_id,
+            )
+        last = self._expirations.get((record.model, record.peer_id), float("-inf"))
+        await self._store(tombstone, max(get_dht_time() + _check_ttl(ttl), last + _TOMBSTONE_MARGIN))
+
+    async def _store(self, record: PeerRecord, expiration: float) -> None:
+        if self._closed:
+            raise TransportError("discovery is shut down")
+        stored = await self._node.store(
+            dht_key(record.model), record.to_wire(), expiration, subkey=str(record.peer_id)
+        )
+        if not stored:
+            raise TransportError(
+                f"the DHT refused or did not take the {record.state.value} record of {record.peer_id} "
+                f"for {record.model} (unreachable nodes, a newer entry, or an invalid record)"
+            )
+        self._expirations[(record.model, str(record.peer_id))] = expiration
+
+    async def read(self, model: str) -> list[PeerRecord]:
+        if self._closed:
+            raise TransportError("discovery is shut down")
+        found = await self._node.get(dht_key(model), latest=True)
+        if found is None:
+            return []
+        if not isinstance(found.value, dict):
+            logger.warning(
+                "DHT key %s holds a %s, not a dictionary of peer records",
+                dht_key(model),
+                type(found.value).__name__,
+            )
+            return []
+        now = get_dht_time()
+        entries: dict[Any, Any] = {
+            subkey: item.value
+            for subkey, item in found.value.items()
+            if isinstance(item, ValueWithExpiration) and item.expiration_time > now
+        }
+        return [r for r in records_from_dht(entries) if r.state is not PeerState.OFFLINE and r.model == model]
+
+    async def shutdown(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        # A Ctrl-C in a terminal reaches the libp2p daemon too (same process group); hivemind's node
+        # shutdown then waits forever for a dead daemon to answer, so it is skipped or bounded.
+        child = getattr(self._p2p, "_child", None)  # hivemind keeps the daemon process private
+        daemon_alive = child is not None and child.returncode is None
+        try:
+            if daemon_alive:
+                await asyncio.wait_for(self._node.shutdown(), SHUTDOWN_TIMEOUT)
+            else:
+                self._node.is_alive = False  # stops the node's background jobs, as its shutdown() would
+        except (TimeoutError, P2PDaemonError, ConnectionError, OSError) as exc:
+            logger.warning("DHT node did not shut down cleanly: %s", _one_line(exc))
+        finally:
+            await asyncio.wait_for(self._p2p.shutdown(), SHUTDOWN_TIMEOUT)
+
+
+def _one_line(exc: BaseException) -> str:
+    """The last non-empty line of an error, without the Go daemon's timestamp: errors here end in one line."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    return re.sub(r"\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2} ", "", lines[-1])
+
+
+def _check_ttl(ttl: float) -> float:
+    if not isinstance(ttl, (int, float)) or isinstance(ttl, bool) or not 0 < ttl < float("inf"):
+        raise ConfigError(f"ttl must be a positive number of seconds, got {ttl!r}")
+    return float(ttl)

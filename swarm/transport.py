@@ -1,0 +1,147 @@
+"""Persistent TCP connections that carry molink frames (see swarm.wire).
+
+Activations go over plain asyncio TCP streams, not through the libp2p daemon the DHT uses: one
+connection per pair of peers stays open for the whole session, TCP_NODELAY is set so a decode step
+of a few kilobytes leaves at once instead of waiting for Nagle's algorithm, and a frame's body is
+written straight from the tensor's memory. A ``Channel`` wraps one connection; writers share it
+through a lock so frames never interleave.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Awaitable, Callable
+
+from swarm.errors import ConfigError, MolinkError, PeerUnreachableError, TransportError
+from swarm.wire import Frame, Limits, encode_frame, read_frame
+
+logger = logging.getLogger(__name__)
+
+
+def parse_addr(addr: str) -> tuple[str, int]:
+    """(host, port) of "host:port" or "[v6addr]:port"; ConfigError for anything else."""
+    if not isinstance(addr, str) or ":" not in addr:
+        raise ConfigError(f"address {addr!r} is not HOST:PORT")
+    host, _, port_text = addr.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        if not host:
+            raise ConfigError(f"address {addr!r} has an empty host")
+    elif ":" in host or "[" in host or "]" in host:
+        raise ConfigError(f"address {addr!r}: write an IPv6 host in brackets, like [::1]:PORT")
+    if not host or any(c.isspace() for c in host):
+        raise ConfigError(f"address {addr!r} has no valid host")
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ConfigError(f"address {addr!r} has no valid port (0..65535)")
+    return host, int(port_text)
+
+
+def format_addr(host: str, port: int) -> str:
+    """The "host:port" form, with brackets around an IPv6 host."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _set_nodelay(writer: asyncio.StreamWriter) -> None:
+    sock = writer.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class Channel:
+    """One open TCP connection carrying frames in both directions."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        remote: str,
+        limits: Limits = Limits(),
+    ) -> None:
+        self.remote = remote
+        self.limits = limits
+        self._reader = reader
+        self._writer = writer
+        self._send_lock = asyncio.Lock()
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed or self._writer.is_closing()
+
+    async def send(self, header: dict, body: bytes | memoryview = b"") -> None:
+        """Write one frame and wait until the kernel took it (drain); TransportError when the link is gone."""
+        buffers = encode_frame(header, body)
+        async with self._send_lock:
+            if self.closed:
+                raise TransportError(f"channel to {self.remote} is closed")
+            try:
+                self._writer.writelines(buffers)
+                await self._writer.drain()
+            except (ConnectionError, OSError) as exc:
+                # the peer reset or the socket died: the channel cannot be used again
+                self._closed = True
+                raise TransportError(f"lost connection to {self.remote}: {exc}") from exc
+
+    async def recv(self) -> Frame | None:
+        """The next frame; None when the other side closed cleanly between frames."""
+        try:
+            return await read_frame(self._reader, self.limits)
+        except (ConnectionError, OSError) as exc:
+            self._closed = True
+            raise TransportError(f"lost connection to {self.remote}: {exc}") from exc
+
+    async def close(self) -> None:
+        if self._closed and self._writer.is_closing():
+            return
+        self._closed = True
+        self._writer.close()
+        # the other side may already be gone; closing is best effort
+        with contextlib.suppress(ConnectionError, OSError):
+            await self._writer.wait_closed()
+
+    def __repr__(self) -> str:
+        return f"Channel({self.remote!r}, closed={self.closed})"
+
+
+async def open_channel(addr: str, *, limits: Limits = Limits(), timeout: float = 10.0) -> Channel:
+    """A connected Channel to ``addr``; PeerUnreachableError naming the address when it does not answer."""
+    host, port = parse_addr(addr)
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    except TimeoutError as exc:
+        raise PeerUnreachableError(f"{addr} did not accept a connection within {timeout:g} s") from exc
+    except OSError as exc:  # refused, unreachable network, unknown host
+        raise PeerUnreachableError(f"cannot connect to {addr}: {exc}") from exc
+    _set_nodelay(writer)
+    return Channel(reader, writer, remote=addr, limits=limits)
+
+
+async def start_server(
+    handler: Callable[[Channel], Awaitable[None]], host: str, port: int, *, limits: Limits = Limits()
+) -> asyncio.Server:
+    """A listening server that runs ``handler`` on a Channel per inbound connection and closes it afterwards.
+
+    The bound port is ``server.sockets[0].getsockname()[1]`` (useful with port 0).
+    """
+
+    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        _set_nodelay(writer)
+        peername = writer.get_extra_info("peername")
+        remote = format_addr(peername[0], peername[1]) if peername else "unknown"
+        channel = Channel(reader, writer, remote=remote, limits=limits)
+        try:
+            await handler(channel)
+        except MolinkError as exc:  # a peer broke the protocol or dropped the link: expected, no traceback
+            logger.warning("connection from %s ended: %s", remote, exc)
+        except Exception:  # noqa: BLE001 - one bad connection must never take the server down
+            logger.exception("handler for connection from %s failed", remote)
+        finally:
+            await channel.close()
+
+    try:
+        return await asyncio.start_server(on_connect, host, port)
+    except OSError as exc:  # port taken, address not local
+        raise ConfigError(f"cannot listen on {format_addr(host, port)}: {exc}") from exc

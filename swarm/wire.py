@@ -1,0 +1,192 @@
+"""The molink wire codec: how a message becomes bytes on a TCP stream and back.
+
+A frame is a fixed 12-byte prefix, a msgpack header and a raw body::
+
+    +-------+------------+----------+----------------------+-------------------+
+    | MLK1  | header_len | body_len | header (msgpack map) | body (raw bytes)  |
+    +-------+------------+----------+----------------------+-------------------+
+      4 B     u32 BE       u32 BE
+
+The header is a map with string keys and always a string ``"type"``; the body carries tensor bytes
+untouched, so activations are never copied through msgpack. Both lengths are checked against
+``Limits`` *before* anything past the prefix is read, so a peer can never make us allocate more
+than the limit. Nothing from the network is ever unpickled or passed to ``torch.load``: a tensor is
+rebuilt from a small whitelist of dtypes, a checked shape and its raw bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import struct
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import msgpack
+import torch
+
+from swarm.errors import FrameTooLargeError, ProtocolError, TransportError
+
+MAGIC = b"MLK1"
+PREFIX = struct.Struct(">4sII")  # magic, header_len, body_len
+
+MAX_DIMS = 8  # activations are [B, T, H]; a few more dims leave room for codecs, not for abuse
+
+_WIRE_DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+}
+_DTYPE_NAMES: dict[torch.dtype, str] = {dtype: name for name, dtype in _WIRE_DTYPES.items()}
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Largest frame parts a connection accepts."""
+
+    max_header: int = 64 * 1024  # bytes
+    max_body: int = 256 * 1024 * 1024  # bytes
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoded message: a header map (always with a str ``"type"``) and a raw body."""
+
+    header: dict[str, Any]
+    body: bytes = b""
+
+
+def encode_frame(header: dict[str, Any], body: bytes | memoryview = b"") -> list[bytes | memoryview]:
+    """Buffers to write in order for one frame; the body is passed through without a copy."""
+    if not isinstance(header.get("type"), str):
+        raise ProtocolError('a frame header needs a str "type"', code="bad_message")
+    raw_header = msgpack.packb(header, use_bin_type=True)
+    body_len = body.nbytes if isinstance(body, memoryview) else len(body)
+    prefix = PREFIX.pack(MAGIC, len(raw_header), body_len)
+    if body_len == 0:
+        return [prefix + raw_header]
+    return [prefix + raw_header, body]
+
+
+def decode_prefix(prefix: bytes, limits: Limits) -> tuple[int, int]:
+    """(header_len, body_len) of a 12-byte prefix, refused when the magic is wrong or a part is over the limit."""
+    if len(prefix) != PREFIX.size:
+        raise ProtocolError(f"frame prefix must be {PREFIX.size} bytes, got {len(prefix)}", code="bad_prefix")
+    magic, header_len, body_len = PREFIX.unpack(prefix)
+    if magic != MAGIC:
+        raise ProtocolError(f"bad magic {magic!r}: not a molink stream", code="bad_magic")
+    if header_len > limits.max_header:
+        raise FrameTooLargeError(
+            f"frame header of {header_len} bytes is over the limit of {limits.max_header}"
+        )
+    if body_len > limits.max_body:
+        raise FrameTooLargeError(f"frame body of {body_len} bytes is over the limit of {limits.max_body}")
+    return header_len, body_len
+
+
+def decode_header(raw: bytes) -> dict[str, Any]:
+    """The header map of a frame; ProtocolError unless it is a msgpack map with str keys and a str "type"."""
+    try:
+        header = msgpack.unpackb(raw, raw=False, strict_map_key=True)
+    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+        # ValueError covers msgpack's UnpackValueError and invalid UTF-8 in str fields
+        raise ProtocolError(f"frame header is not valid msgpack: {exc}", code="bad_header") from exc
+    if not isinstance(header, dict):
+        raise ProtocolError(f"frame header must be a map, got {type(header).__name__}", code="bad_header")
+    if not all(isinstance(key, str) for key in header):
+        raise ProtocolError("frame header keys must be strings", code="bad_header")
+    if not isinstance(header.get("type"), str):
+        raise ProtocolError('frame header lacks a str "type"', code="bad_header")
+    return header
+
+
+async def _read_exactly(reader: asyncio.StreamReader, n: int, what: str) -> bytes:
+    try:
+        return await reader.readexactly(n)
+    except asyncio.IncompleteReadError as exc:
+        raise TransportError(f"connection closed in the middle of a frame {what}") from exc
+
+
+async def read_frame(reader: asyncio.StreamReader, limits: Limits) -> Frame | None:
+    """The next frame on the stream; None on a clean EOF before a frame, TransportError on EOF inside one."""
+    try:
+        prefix = await reader.readexactly(PREFIX.size)
+    except asyncio.IncompleteReadError as exc:
+        if not exc.partial:
+            return None
+        raise TransportError("connection closed in the middle of a frame prefix") from exc
+    header_len, body_len = decode_prefix(prefix, limits)
+    header = decode_header(await _read_exactly(reader, header_len, "header"))
+    body = await _read_exactly(reader, body_len, "body") if body_len else b""
+    return Frame(header=header, body=body)
+
+
+def tensor_to_wire(t: torch.Tensor) -> tuple[dict[str, Any], memoryview | bytes]:
+    """(meta, raw bytes) of a float32/float16/bfloat16 tensor, in C order, without numpy."""
+    name = _DTYPE_NAMES.get(t.dtype)
+    if name is None:
+        raise ProtocolError(f"dtype {t.dtype} cannot travel on the wire", code="bad_dtype")
+    flat = t.detach().to("cpu").contiguous().reshape(-1)
+    meta = {"dtype": name, "shape": list(t.shape)}
+    if flat.numel() == 0:
+        return meta, b""
+    # view(torch.uint8) reinterprets any dtype as bytes, bfloat16 included (numpy has no bfloat16)
+    return meta, memoryview(flat.view(torch.uint8).numpy()).cast("B")
+
+
+def tensor_from_wire(meta: Any, body: bytes, *, max_elements: int | None = None) -> torch.Tensor:
+    """A fresh writable tensor from wire meta and raw bytes, refused unless dtype, shape and values check out."""
+    if not isinstance(meta, dict):
+        raise ProtocolError("tensor meta must be a map", code="bad_message")
+    name = meta.get("dtype")
+    if not isinstance(name, str) or name not in _WIRE_DTYPES:
+        raise ProtocolError(f"tensor dtype {name!r} is not one of {sorted(_WIRE_DTYPES)}", code="bad_dtype")
+    dtype = _WIRE_DTYPES[name]
+    shape = meta.get("shape")
+    if (
+        not isinstance(shape, list)
+        or not 0 < len(shape) <= MAX_DIMS
+        or not all(type(dim) is int and dim > 0 for dim in shape)
+    ):
+        raise ProtocolError(f"tensor shape {shape!r} must be 1..{MAX_DIMS} positive ints", code="bad_shape")
+    numel = math.prod(shape)
+    if max_elements is not None and numel > max_elements:
+        raise ProtocolError(
+            f"tensor of {numel} elements is over the limit of {max_elements}", code="bad_shape"
+        )
+    itemsize = dtype.itemsize
+    if numel * itemsize != len(body):
+        raise ProtocolError(
+            f"tensor shape {shape} of {name} needs {numel * itemsize} bytes, body has {len(body)}",
+            code="bad_shape",
+        )
+    # bytearray copy: the result owns writable memory that outlives the frame buffer
+    tensor = torch.frombuffer(bytearray(body), dtype=torch.uint8).view(dtype).reshape(shape)
+    if not bool(torch.isfinite(tensor).all()):
+        raise ProtocolError("tensor holds NaN or Inf", code="non_finite")
+    return tensor
+
+
+def header_field(
+    header: dict[str, Any], name: str, typ: type[T] | tuple[type, ...], *, optional: bool = False
+) -> Any:
+    """``header[name]`` checked to be of ``typ``; None when absent and ``optional``; ProtocolError otherwise.
+
+    ``bool`` is not accepted where ``int`` is asked for (msgpack keeps them apart, so should we).
+    """
+    if name not in header or (optional and header[name] is None):
+        if optional:
+            return None
+        raise ProtocolError(f"message {header.get('type')!r} lacks field {name!r}", code="bad_message")
+    value = header[name]
+    types = typ if isinstance(typ, tuple) else (typ,)
+    is_bool_for_int = isinstance(value, bool) and bool not in types and int in types
+    if not isinstance(value, types) or is_bool_for_int:
+        expected = " or ".join(t.__name__ for t in types)
+        raise ProtocolError(
+            f"field {name!r} of message {header.get('type')!r} must be {expected}, got {type(value).__name__}",
+            code="bad_message",
+        )
+    return value
