@@ -32,7 +32,7 @@ def choose_span(num_layers: int, span_len: int, records: Sequence[PeerRecord]) -
     Windows are compared by their least-covered layer first (a gap is worth more than a thin spot), then
     by total coverage, then by start.
     """
-    if not 1 <= span_len:
+    if span_len < 1:
         raise SpanError(f"a peer must serve at least one layer, not {span_len}")
     span_len = min(span_len, num_layers)
     counts = coverage(records, num_layers)

@@ -1,0 +1,162 @@
+"""Decode benchmark: local transformers vs a molink swarm (bootstrap + 2 peers on loopback).
+
+Two generated Llama sizes (the same shapes as the Petals baseline in ../shared/baselines/petals):
+tiny (hidden 256 x 8 layers) and medium (hidden 1024 x 16 layers). For each: time to first token of a
+16-token prompt, greedy decode tokens/s over 64 tokens, the swarm's per-token overhead over local, and the
+time of a 512-token prompt's prefill + first token. Prints one JSON object and writes it to
+benchmarks/results/decode-<date>.json with the machine's facts. Compare ratios within one run only.
+
+    .venv/bin/python benchmarks/decode.py [--sizes tiny medium] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+SIZES = {
+    "tiny": dict(hidden_size=256, num_hidden_layers=8, num_attention_heads=4, intermediate_size=688),
+    "medium": dict(hidden_size=1024, num_hidden_layers=16, num_attention_heads=16, intermediate_size=2816),
+}
+VOCAB = 32000
+
+
+def make_model(size: str, root: Path) -> Path:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    path = root / size
+    if (path / "config.json").exists():
+        return path
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=VOCAB, max_position_embeddings=2048, **SIZES[size])
+    LlamaForCausalLM(config).save_pretrained(path)
+    return path
+
+
+def prompts() -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    return torch.randint(3, VOCAB, (1, 16), generator=gen), torch.randint(3, VOCAB, (1, 512), generator=gen)
+
+
+class Clock:
+    """generate() streamer recording the arrival time of each new token."""
+
+    def __init__(self) -> None:
+        self.t0 = time.perf_counter()
+        self.times: list[float] = []
+        self._prompt = True
+
+    def put(self, _value: object) -> None:
+        if self._prompt:
+            self._prompt = False
+        else:
+            self.times.append(time.perf_counter())
+
+    def end(self) -> None:
+        pass
+
+
+def measure(generate, short: torch.Tensor, long: torch.Tensor, repeats: int) -> dict[str, float | list[int]]:
+    """TTFT (median), decode tok/s over 64 tokens after the first, prefill-512 + first token (median)."""
+    generate(short, 2, None)  # warm-up: connections, allocator
+    ttfts = []
+    for _ in range(repeats):
+        clock = Clock()
+        generate(short, 1, clock)
+        ttfts.append(clock.times[0] - clock.t0)
+    clock = Clock()
+    out = generate(short, 65, clock)
+    decode = 64 / (clock.times[-1] - clock.times[0])
+    prefills = []
+    for _ in range(repeats):
+        clock = Clock()
+        generate(long, 1, clock)
+        prefills.append(clock.times[0] - clock.t0)
+    return {"ttft_s": statistics.median(ttfts), "decode_tok_s": decode, "prefill_512_s": statistics.median(prefills),
+            "tokens": out[0, short.shape[1]:].tolist()}
+
+
+def bench_size(size: str, root: Path, repeats: int) -> dict[str, object]:
+    from transformers import AutoModelForCausalLM
+
+    from routing.config import ClientConfig
+    from swarm import AutoDistributedModelForCausalLM
+    from swarm.launch import LocalSwarm
+
+    path = make_model(size, root)
+    short, long = prompts()
+    layers = SIZES[size]["num_hidden_layers"]
+    local = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+
+    def local_generate(ids, n, streamer):
+        return local.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, do_sample=False,
+                              streamer=streamer)
+
+    local_fig = measure(local_generate, short, long, repeats)
+    spans = [f"0:{layers // 2}", f"{layers // 2}:{layers}"]
+    env = {"HF_HUB_OFFLINE": "1"}
+    with LocalSwarm(str(path), spans, peer_args=["--threads", "1"], env=env) as swarm:
+        with AutoDistributedModelForCausalLM.from_pretrained(
+            str(path), initial_peers=[swarm.address], config=ClientConfig(route_wait_s=60)
+        ) as model:
+            def swarm_generate(ids, n, streamer):
+                return model.generate(ids, max_new_tokens=n, do_sample=False, streamer=streamer)
+
+            swarm_fig = measure(swarm_generate, short, long, repeats)
+        ready = swarm.ready_s
+    overhead_ms = 1000 * (1 / swarm_fig["decode_tok_s"] - 1 / local_fig["decode_tok_s"])
+    tokens_match = swarm_fig.pop("tokens") == local_fig.pop("tokens")
+    return {
+        "size": size, **SIZES[size], "swarm_ready_s": round(ready, 2),
+        "local": {k: round(v, 4) for k, v in local_fig.items()},
+        "swarm": {k: round(v, 4) for k, v in swarm_fig.items()},
+        "decode_overhead_ms_per_token": round(overhead_ms, 2),
+        "decode_ratio_swarm_over_local": round(local_fig["decode_tok_s"] / swarm_fig["decode_tok_s"], 3),
+        "greedy_tokens_match": tokens_match,
+    }
+
+
+def machine() -> dict[str, object]:
+    return {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
+            "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "processor": platform.processor()}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", nargs="+", default=["tiny", "medium"], choices=list(SIZES))
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--models-dir", default=os.path.join(tempfile.gettempdir(), "molink_bench_models"))
+    p.add_argument("--threads", type=int, default=1, help="torch threads for the local reference (peers use 1)")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    from swarm.logging_setup import setup_logging
+
+    setup_logging("WARNING")
+    root = Path(args.models_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    result = {"benchmark": "decode", "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+              "machine": machine(), "peers": 2, "link": "loopback",
+              "results": [bench_size(size, root, args.repeats) for size in args.sizes]}
+    text = json.dumps(result, indent=1)
+    print(text)
+    out_dir = ROOT / "benchmarks" / "results"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"decode-{result['date'][:10]}.json").write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
