@@ -3,7 +3,8 @@
 Two generated Llama sizes (the same shapes as the Petals baseline in ../shared/baselines/petals):
 tiny (hidden 256 x 8 layers) and medium (hidden 1024 x 16 layers). For each: time to first token of a
 16-token prompt, greedy decode tokens/s over 64 tokens, the swarm's per-token overhead over local, and the
-time of a 512-token prompt's prefill + first token. Prints one JSON object and writes it to
+time of a 512-token prompt's prefill + first token. Each figure is the median of --repeats runs,
+local and swarm alternating. Prints one JSON object and writes it to
 benchmarks/results/decode-<date>.json with the machine's facts. Compare ratios within one run only.
 
     .venv/bin/python benchmarks/decode.py [--sizes tiny medium] [--repeats 3]
@@ -69,27 +70,21 @@ class Clock:
         pass
 
 
-def measure(generate, short: torch.Tensor, long: torch.Tensor, repeats: int) -> dict[str, float | list[int]]:
-    """TTFT (median), decode tok/s over 64 tokens after the first, prefill-512 + first token (median)."""
-    generate(short, 2, None)  # warm-up: connections, allocator
-    ttfts = []
-    for _ in range(repeats):
-        clock = Clock()
-        generate(short, 1, clock)
-        ttfts.append(clock.times[0] - clock.t0)
+def ttft(generate, ids: torch.Tensor) -> float:
     clock = Clock()
-    out = generate(short, 65, clock)
-    decode = 64 / (clock.times[-1] - clock.times[0])
-    prefills = []
-    for _ in range(repeats):
-        clock = Clock()
-        generate(long, 1, clock)
-        prefills.append(clock.times[0] - clock.t0)
-    return {"ttft_s": statistics.median(ttfts), "decode_tok_s": decode, "prefill_512_s": statistics.median(prefills),
-            "tokens": out[0, short.shape[1]:].tolist()}
+    generate(ids, 1, clock)
+    return clock.times[0] - clock.t0
+
+
+def decode(generate, ids: torch.Tensor, n: int = 64) -> tuple[float, list[int]]:
+    """Greedy tokens/s over n tokens after the first, and the tokens."""
+    clock = Clock()
+    out = generate(ids, n + 1, clock)
+    return n / (clock.times[-1] - clock.times[0]), out[0, ids.shape[1]:].tolist()
 
 
 def bench_size(size: str, root: Path, repeats: int) -> dict[str, object]:
+    """Local and swarm measured in alternation (local, swarm, local, swarm, ...) so drift hits both alike."""
     from transformers import AutoModelForCausalLM
 
     from routing.config import ClientConfig
@@ -105,27 +100,36 @@ def bench_size(size: str, root: Path, repeats: int) -> dict[str, object]:
         return local.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, do_sample=False,
                               streamer=streamer)
 
-    local_fig = measure(local_generate, short, long, repeats)
     spans = [f"0:{layers // 2}", f"{layers // 2}:{layers}"]
-    env = {"HF_HUB_OFFLINE": "1"}
-    with LocalSwarm(str(path), spans, peer_args=["--threads", "1"], env=env) as swarm:
+    with LocalSwarm(str(path), spans, peer_args=["--threads", "1"], env={"HF_HUB_OFFLINE": "1"}) as swarm:
         with AutoDistributedModelForCausalLM.from_pretrained(
             str(path), initial_peers=[swarm.address], config=ClientConfig(route_wait_s=60)
         ) as model:
             def swarm_generate(ids, n, streamer):
                 return model.generate(ids, max_new_tokens=n, do_sample=False, streamer=streamer)
 
-            swarm_fig = measure(swarm_generate, short, long, repeats)
+            systems = {"local": local_generate, "swarm": swarm_generate}
+            figs: dict[str, dict[str, list]] = {k: {"ttft_s": [], "decode_tok_s": [], "prefill_512_s": []}
+                                                for k in systems}
+            tokens = {}
+            for gen in systems.values():
+                gen(short, 2, None)  # warm-up: connections, allocator
+            for _ in range(repeats):
+                for name, gen in systems.items():
+                    figs[name]["ttft_s"].append(ttft(gen, short))
+                    tok_s, tokens[name] = decode(gen, short)
+                    figs[name]["decode_tok_s"].append(tok_s)
+                    figs[name]["prefill_512_s"].append(ttft(gen, long))
         ready = swarm.ready_s
-    overhead_ms = 1000 * (1 / swarm_fig["decode_tok_s"] - 1 / local_fig["decode_tok_s"])
-    tokens_match = swarm_fig.pop("tokens") == local_fig.pop("tokens")
+    med = {name: {k: statistics.median(v) for k, v in f.items()} for name, f in figs.items()}
+    overhead_ms = 1000 * (1 / med["swarm"]["decode_tok_s"] - 1 / med["local"]["decode_tok_s"])
     return {
-        "size": size, **SIZES[size], "swarm_ready_s": round(ready, 2),
-        "local": {k: round(v, 4) for k, v in local_fig.items()},
-        "swarm": {k: round(v, 4) for k, v in swarm_fig.items()},
+        "size": size, **SIZES[size], "swarm_ready_s": round(ready, 2), "repeats": repeats,
+        "local": {k: round(v, 4) for k, v in med["local"].items()},
+        "swarm": {k: round(v, 4) for k, v in med["swarm"].items()},
         "decode_overhead_ms_per_token": round(overhead_ms, 2),
-        "decode_ratio_swarm_over_local": round(local_fig["decode_tok_s"] / swarm_fig["decode_tok_s"], 3),
-        "greedy_tokens_match": tokens_match,
+        "decode_ratio_swarm_over_local": round(med["local"]["decode_tok_s"] / med["swarm"]["decode_tok_s"], 3),
+        "greedy_tokens_match": tokens["swarm"] == tokens["local"],
     }
 
 
@@ -137,7 +141,7 @@ def machine() -> dict[str, object]:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", nargs="+", default=["tiny", "medium"], choices=list(SIZES))
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--models-dir", default=os.path.join(tempfile.gettempdir(), "molink_bench_models"))
     p.add_argument("--threads", type=int, default=1, help="torch threads for the local reference (peers use 1)")
     args = p.parse_args()

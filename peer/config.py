@@ -24,6 +24,8 @@ class PeerConfig:
     max_sessions: int = 64
     max_batch: int = 32
     kv_reserve_tokens: int = 16384               # KV cache tokens reserved for sessions (memory planning)
+    inline_step_tokens: int = 8                  # steps of at most batch*tokens this many run on the event loop:
+                                                 # a thread handoff costs ~2 ms on a busy CPU, more than such a step
     threads: int | None = None                   # torch intra-op threads; None -> torch default
     cache_dir: str | None = None                 # where converted GGUF checkpoints are kept
     upnp: bool = False                           # let the DHT daemon ask the home router for a port mapping

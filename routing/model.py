@@ -113,12 +113,24 @@ class AutoDistributedModelForCausalLM:
         processors = logits_processors(gc)
         eos = eos_tensor(gc.eos_token_id)
         pad = gc.pad_token_id if gc.pad_token_id is not None else (int(eos[0]) if eos is not None else 0)
-        ids = input_ids
-        unfinished = torch.ones(ids.shape[0], dtype=torch.bool)
         if streamer is not None:
-            streamer.put(ids.cpu())
-        with self.inference_session(prompt_len + max_new, ids.shape[0]) as sess:
-            hidden = sess.step(self.head.embed(ids))  # hidden: [B, T, H]
+            streamer.put(input_ids.cpu())
+        try:
+            # the whole loop runs on the client's event loop: one thread handoff per call, not per token
+            return self.client.run(self._generate(input_ids, gc, processors, eos, pad, max_new, streamer))
+        finally:
+            if streamer is not None:
+                streamer.end()
+
+    async def _generate(
+        self, ids: torch.LongTensor, gc: GenerationConfig, processors: LogitsProcessorList,
+        eos: torch.Tensor | None, pad: int, max_new: int, streamer: Any,
+    ) -> torch.LongTensor:
+        unfinished = torch.ones(ids.shape[0], dtype=torch.bool)
+        session = await self.client.open_session(ids.shape[1] + max_new, ids.shape[0])
+        self.last_route = session.route
+        try:
+            hidden = await session.step(self.head.embed(ids))  # hidden: [B, T, H]
             for i in range(max_new):
                 logits = self.head.logits(hidden[:, -1:])[:, -1]  # logits: [B, V] float32
                 scores = processors(ids, logits)
@@ -135,9 +147,9 @@ class AutoDistributedModelForCausalLM:
                     unfinished &= ~torch.isin(next_tokens, eos)
                 if not bool(unfinished.any()) or i == max_new - 1:
                     break
-                hidden = sess.step(self.head.embed(next_tokens[:, None]))
-        if streamer is not None:
-            streamer.end()
+                hidden = await session.step(self.head.embed(next_tokens[:, None]))
+        finally:
+            await session.close()
         return ids
 
     def close(self) -> None:
