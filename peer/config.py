@@ -19,6 +19,7 @@ class PeerConfig:
     max_memory_gb: float | None = None           # weights + KV reserve budget; None -> no limit
     identity: str | None = None                  # key file; the same file keeps the same peer id across restarts
     announce_interval_s: float = 5.0             # heartbeat period; records expire after 3 periods
+    drain_timeout_s: float = 15.0                # on SIGTERM: how long clients get to move their sessions
     session_timeout_s: float = 300.0             # an idle session is closed after this
     max_session_tokens: int = 8192               # longest session (prompt + generated) a peer accepts
     max_sessions: int = 64

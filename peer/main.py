@@ -113,8 +113,9 @@ async def run_peer(config: PeerConfig, *, ready: Any = None, version: str = "0")
         if ready is not None:
             ready(server)
         await wait_for_signal()
-        log.info("shutting down: withdrawing the record and closing %d sessions", len(server.sessions))
+        log.info("shutting down: draining %d sessions (at most %.0f s)", len(server.sessions), config.drain_timeout_s)
         heartbeat.cancel()
+        await server.drain(config.drain_timeout_s)
     finally:
         if server is not None:
             await server.stop()

@@ -11,6 +11,11 @@ Messages (header "type"; every request that expects a reply carries an integer "
     step   {session, step, position, tensor} + body             -> pushed on, or result {session, step, tensor}
     close  {id, session}                                        -> ok {id} | error
     ping   {id}                                                 -> pong {id, peer_id, model, start, end, load}
+    rebind {id, session, next, upto_step, replay_until}        -> ok {id}; pushes the stored outputs of steps
+           before upto_step to the new next hop as one replay step (failover: KV rebuild downstream)
+A step with "replay": true rebuilds a fresh session's cache; it is pushed on until the hop whose address is
+"replay_until" (which holds those positions already), or the route's end, and produces no result.
+A draining peer sends {type: draining, session} to each session's client, so clients move before it leaves.
 Anything malformed gets an error frame and the peer keeps serving; nothing from the network is unpickled.
 """
 
@@ -26,7 +31,7 @@ from typing import Any
 import torch
 
 from peer.config import PeerConfig
-from peer.sessions import Session, StepAction, check_step, expired
+from peer.sessions import Session, StepAction, check_replay, check_step, expired
 from swarm.errors import FrameTooLargeError, ProtocolError, TransportError
 from swarm.records import Identity, PeerRecord, PeerState
 from swarm.transport import Channel, open_channel, parse_addr, start_server
@@ -70,6 +75,8 @@ class PeerServer:
         self._push_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._server: asyncio.base_events.Server | None = None
+        self._idle = asyncio.Event()  # set whenever no session is open (draining waits on it)
+        self._idle.set()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="molink-compute")
 
     # ---- lifecycle -------------------------------------------------------------------------------------
@@ -98,6 +105,23 @@ class PeerServer:
             await ch.close()
         self.sessions.clear()
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def drain(self, timeout_s: float) -> None:
+        """Graceful exit, first half: announce DRAINING, ask every session's client to move, and wait
+        (at most timeout_s) until they have; new sessions are refused meanwhile."""
+        self.state = PeerState.DRAINING
+        if self.discovery is not None:
+            try:
+                await self.discovery.announce(self.record(), ttl=self.config.ttl_s)
+            except Exception as e:  # clients still learn from the notices below
+                log.warning("could not announce draining: %s", e)
+        for sid, session in list(self.sessions.items()):
+            await self._send_quietly(session.client, {"type": "draining", "session": sid})
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+            log.info("drained: every session moved or closed")
+        except asyncio.TimeoutError:
+            log.warning("drain timeout (%.0f s): leaving with %d sessions open", timeout_s, len(self.sessions))
 
     def record(self, state: PeerState | None = None) -> PeerRecord:
         used = sum(s.max_length * s.batch for s in self.sessions.values())
@@ -167,6 +191,8 @@ class PeerServer:
                 await self._on_open(channel, frame.header)
             elif kind == "close":
                 await self._on_close(channel, frame.header)
+            elif kind == "rebind":
+                await self._on_rebind(channel, frame.header)
             elif kind == "ping":
                 await channel.send({"type": "pong", "id": req_id, **self.info()})
             elif kind == "error":
@@ -209,6 +235,8 @@ class PeerServer:
             raise ProtocolError(f"batch {batch} outside 1..{self.config.max_batch}", code="bad_batch")
         if next_addr is not None:
             parse_addr(next_addr)
+        if self.state is not PeerState.ONLINE:
+            raise ProtocolError(f"peer is {self.state.value}: not taking new sessions", code="draining")
         if sid in self.sessions:
             raise ProtocolError(f"session {sid} is already open", code="session_exists")
         if len(self.sessions) >= self.config.max_sessions:
@@ -223,6 +251,7 @@ class PeerServer:
             cache=self.span.new_cache(), client=channel, next_addr=next_addr, last_used=self.clock(),
         )
         self._locks[sid] = asyncio.Lock()
+        self._idle.clear()
         log.info("session %s opened: batch %d, max_length %d, next %s", sid, batch, max_length, next_addr or "client")
         await channel.send({"type": "ok", "id": req_id})
 
@@ -232,6 +261,27 @@ class PeerServer:
         if sid not in self.sessions:
             raise ProtocolError(f"no session {sid} on this peer", code="unknown_session")
         self._drop(sid)
+        await channel.send({"type": "ok", "id": req_id})
+
+    async def _on_rebind(self, channel: Channel, h: dict[str, Any]) -> None:
+        req_id = header_field(h, "id", int)
+        sid = header_field(h, "session", str)
+        next_addr = header_field(h, "next", str)
+        upto_step = header_field(h, "upto_step", int)
+        replay_until = header_field(h, "replay_until", str, optional=True)
+        parse_addr(next_addr)
+        session = self.sessions.get(sid)
+        if session is None:
+            raise ProtocolError(f"no session {sid} on this peer", code="unknown_session")
+        async with self._locks[sid]:
+            session.next_addr = next_addr
+            replay = session.replay_input(upto_step)
+            if replay is not None:
+                log.info("session %s: replaying %d positions to %s", sid, replay.shape[1], next_addr)
+                meta, body = tensor_to_wire(replay)
+                push = await self._push_channel(next_addr)
+                await push.send({"type": "step", "session": sid, "step": upto_step - 1, "position": 0,
+                                 "tensor": meta, "replay": True, "replay_until": replay_until}, body)
         await channel.send({"type": "ok", "id": req_id})
 
     async def _on_step(self, channel: Channel, frame: Frame) -> None:
@@ -263,7 +313,10 @@ class PeerServer:
                     "compute_failed", f"{type(e).__name__}: {e}", self.identity.peer_id, session=sid, step=step))
                 return
             session.last_used = self.clock()
-            await self._forward(session, step, position, out)
+            if h.get("replay") is True:
+                await self._forward_replay(session, step, out, h.get("replay_until"))
+            else:
+                await self._forward(session, step, position, out)
 
     async def _apply_step(
         self, session: Session, step: int, position: int, h: dict[str, Any], body: bytes
@@ -277,8 +330,10 @@ class PeerServer:
             )
         if hidden.shape[1] < 1:
             raise ProtocolError("a step needs at least one token", code="bad_shape")
-        action = check_step(session, step, position, hidden.shape[1])
-        if action is StepAction.REPLAY and session.last_output is not None:
+        replay = h.get("replay") is True
+        if replay:
+            check_replay(session, step, position, hidden.shape[1])
+        elif check_step(session, step, position, hidden.shape[1]) is StepAction.REPLAY and session.last_output:
             return session.last_output[2]
         hidden = hidden.to(self.span.dtype)
         if hidden.shape[0] * hidden.shape[1] <= self.config.inline_step_tokens:
@@ -287,7 +342,9 @@ class PeerServer:
             out = await self._run_compute(self.span.forward, hidden, session.cache)
         session.position += hidden.shape[1]
         session.next_step = step + 1
-        session.last_output = (step, position, out)
+        session.last_output = None if replay else (step, position, out)
+        if session.next_addr is not None:
+            session.history.append((step, out))
         return out
 
     async def _forward(self, session: Session, step: int, position: int, out: torch.Tensor) -> None:
@@ -301,6 +358,22 @@ class PeerServer:
             await push.send({"type": "step", **header}, body)
         except TransportError as e:
             log.warning("session %s: next hop %s failed: %s", session.session_id, session.next_addr, e)
+            await self._send_quietly(session.client, error_header(
+                "next_hop_failed", f"next hop {session.next_addr} failed: {e}", self.identity.peer_id,
+                session=session.session_id, step=step, hop=session.next_addr))
+
+    async def _forward_replay(self, session: Session, step: int, out: torch.Tensor, until: Any) -> None:
+        """Push a replay on, unless the next hop already holds these positions (or there is none)."""
+        if session.next_addr is None or session.next_addr == until:
+            await self._send_quietly(session.client, {"type": "replayed", "session": session.session_id,
+                                                      "step": step, "positions": session.position})
+            return
+        meta, body = tensor_to_wire(out)
+        try:
+            push = await self._push_channel(session.next_addr)
+            await push.send({"type": "step", "session": session.session_id, "step": step, "position": 0,
+                             "tensor": meta, "replay": True, "replay_until": until}, body)
+        except TransportError as e:
             await self._send_quietly(session.client, error_header(
                 "next_hop_failed", f"next hop {session.next_addr} failed: {e}", self.identity.peer_id,
                 session=session.session_id, step=step, hop=session.next_addr))
@@ -336,6 +409,8 @@ class PeerServer:
     def _drop(self, sid: str) -> None:
         self.sessions.pop(sid, None)
         self._locks.pop(sid, None)
+        if not self.sessions:
+            self._idle.set()
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)

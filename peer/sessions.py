@@ -35,6 +35,13 @@ class Session:
     position: int = 0                # tokens in the cache
     next_step: int = 0
     last_output: tuple[int, int, torch.Tensor] | None = field(default=None, repr=False)  # (step, position, out)
+    # outputs pushed downstream, by step: what a replacement of the next hop replays to rebuild its KV cache
+    history: list[tuple[int, torch.Tensor]] = field(default_factory=list, repr=False)
+
+    def replay_input(self, upto_step: int) -> torch.Tensor | None:
+        """The outputs of steps before ``upto_step``, joined along tokens: [B, P, H]; None if there are none."""
+        parts = [t for s, t in self.history if s < upto_step]
+        return torch.cat(parts, dim=1) if parts else None
 
 
 def check_step(session: Session, step: int, position: int, length: int) -> StepAction:
@@ -55,6 +62,16 @@ def check_step(session: Session, step: int, position: int, length: int) -> StepA
             code="too_long",
         )
     return StepAction.APPLY
+
+
+def check_replay(session: Session, step: int, position: int, length: int) -> None:
+    """A replay rebuilds a fresh session's cache from position 0 in one step, ending at ``step``."""
+    if session.position != 0 or session.next_step != 0:
+        raise ProtocolError("a replay must be the first step of a session", code="bad_replay")
+    if position != 0 or step < 0:
+        raise ProtocolError("a replay starts at position 0 with a step index >= 0", code="bad_replay")
+    if length > session.max_length:
+        raise ProtocolError(f"replay of {length} tokens is over max_length {session.max_length}", code="too_long")
 
 
 def expired(sessions: dict[str, Session], now: float, timeout_s: float) -> list[str]:

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from routing.failover import BackoffPolicy
 
 
 @dataclass(frozen=True)
 class ClientConfig:
     request_timeout_s: float = 30.0      # open/close/ping replies
-    step_timeout_s: float = 120.0        # one step through the whole route (prefill of a long prompt included)
+    min_step_timeout_s: float = 5.0      # a step's deadline is max(this, factor x the route's expected time
+    step_timeout_factor: float = 20.0    # x tokens); past it the client pings every hop
+    max_slow_checks: int = 12            # deadlines in a row with every hop alive before giving up on a step
+    ping_timeout_s: float = 2.0
+    max_recoveries: int = 8              # failovers within one step before the step fails
+    backoff: BackoffPolicy = field(default_factory=BackoffPolicy)  # how long a failed peer is avoided
     connect_timeout_s: float = 10.0
     route_wait_s: float = 30.0           # how long to wait for the swarm to cover every layer before failing
     dht_listen: str = "127.0.0.1:0"      # the client's own DHT node (client mode: it stores nothing)

@@ -1,7 +1,8 @@
 """PeerLink: the client's one persistent connection to a peer, shared by all its sessions.
 
 Requests with an ``id`` get their reply through a future; frames about a session (results from the last
-hop, errors from any hop) go to that session's inbox queue. A lost connection fails every waiter at once,
+hop, errors and draining notices from any hop) go to that session's inbox queue, tagged with this link's
+address so the session knows which hop spoke. A lost connection fails every waiter at once,
 so a session learns within one event-loop turn that a hop is gone.
 """
 
@@ -25,7 +26,7 @@ class PeerLink:
         self.channel = channel
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Frame]] = {}
-        self.inboxes: dict[str, asyncio.Queue[Frame | Exception]] = {}
+        self.inboxes: dict[str, asyncio.Queue[tuple[str, Frame | Exception]]] = {}
         self._reader = asyncio.ensure_future(self._read_forever())
 
     @classmethod
@@ -71,7 +72,7 @@ class PeerLink:
                 if not fut.done():
                     fut.set_exception(reason)
             for inbox in self.inboxes.values():
-                inbox.put_nowait(reason)
+                inbox.put_nowait((self.addr, reason))
             await self.channel.close()
 
     def _deliver(self, frame: Frame) -> None:
@@ -84,6 +85,6 @@ class PeerLink:
             return
         sid = h.get("session")
         if isinstance(sid, str) and sid in self.inboxes:
-            self.inboxes[sid].put_nowait(frame)
+            self.inboxes[sid].put_nowait((self.addr, frame))
             return
         log.debug("unexpected frame from %s: %s", self.addr, {k: h[k] for k in h if k != "tensor"})

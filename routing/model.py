@@ -149,6 +149,7 @@ class AutoDistributedModelForCausalLM:
                     break
                 hidden = await session.step(self.head.embed(next_tokens[:, None]))
         finally:
+            self.last_route = session.route  # after any failover
             await session.close()
         return ids
 

@@ -1,56 +1,106 @@
-"""InferenceSession: one generation's path through the swarm.
+"""InferenceSession: one generation's path through the swarm, kept alive through peer failures.
 
 The session is opened on every hop of its route (each hop learns the address of the next), then each step
 goes to the first hop only and its result comes back from the last hop (DESIGN.md section 2). Steps carry
 their index and position, so a peer can tell a retry from a new step.
+
+Failover (routing/failover.py decides, this module carries it out): when a hop fails (error, lost
+connection, missed deadline with no answer to a ping, vanished DHT record) or announces it is draining,
+the client plans a replacement for exactly that hop's layers, opens the session there, and rebuilds the
+replacement's KV cache by replaying the inputs that hop had seen: for the first hop from the client's own
+copy of what it sent, for any other hop from the upstream peer, which keeps the outputs it pushed (the
+``rebind`` message). Then the step is retried with the same index; hops that already applied it replay
+their stored output, so no position is doubled. Other hops keep their sessions and caches.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+from routing.failover import (
+    HOP_FAILURE_CODES,
+    FailureKind,
+    HopFailure,
+    avoided,
+    classify_error,
+    hop_index,
+    step_deadline_s,
+)
 from routing.link import PeerLink
-from routing.planner import Route
-from swarm.errors import MolinkError, SessionError, error_from_wire
+from routing.planner import Hop, Route
+from swarm.errors import HopFailedError, MolinkError, SessionError, TransportError, error_from_wire
 from swarm.wire import Frame, tensor_from_wire, tensor_to_wire
+
+if TYPE_CHECKING:
+    from routing.swarm_client import SwarmClient
 
 log = logging.getLogger("molink.client")
 
 
+def hop_failed(failure: HopFailure) -> HopFailedError:
+    return HopFailedError(f"hop {failure.hop_index} {failure.kind.value}: {failure.detail}", failure)
+
+
 class InferenceSession:
-    def __init__(self, route: Route, links: list[PeerLink], *, max_length: int, batch: int,
-                 request_timeout_s: float, step_timeout_s: float) -> None:
+    def __init__(self, client: SwarmClient, route: Route, *, max_length: int, batch: int) -> None:
+        self.client = client
+        self.config = client.config
         self.route = route
-        self.links = links
+        self.hops: list[Hop] = list(route.hops)
+        self.links: list[PeerLink] = []
         self.max_length = max_length
         self.batch = batch
         self.session_id = uuid.uuid4().hex
         self.position = 0
         self.step_index = 0
-        self.request_timeout_s = request_timeout_s
-        self.step_timeout_s = step_timeout_s
         self.closed = True
-        self._inbox: asyncio.Queue[Frame | Exception] = asyncio.Queue()
+        self.failovers = 0
+        self._inputs: list[torch.Tensor] = []  # what the first hop was sent, by step: replayed if it fails
+        self._moving: set[str] = set()  # addresses of hops that asked us to move (draining)
+        self._inbox: asyncio.Queue[tuple[str, Frame | Exception]] = asyncio.Queue()
+
+    # ---- open / close ---------------------------------------------------------------------------------
 
     async def open(self) -> None:
-        for link in self.links:
+        self.links = [await self.client.link(h.addr) for h in self.hops]
+        await self._open_on(self.hops, self.links, next_after=None)
+        self.closed = False
+        log.debug("session %s open on %s", self.session_id, self.route.describe())
+
+    async def _open_on(self, hops: list[Hop], links: list[PeerLink], next_after: str | None) -> None:
+        for link in links:
             link.inboxes[self.session_id] = self._inbox
-        hops = self.route.hops
         await asyncio.gather(*(
             link.request({
                 "type": "open", "session": self.session_id, "start": hop.start, "end": hop.end,
                 "max_length": self.max_length, "batch": self.batch,
-                "next": hops[i + 1].addr if i + 1 < len(hops) else None,
-            }, self.request_timeout_s)
-            for i, (hop, link) in enumerate(zip(hops, self.links, strict=True))
+                "next": hops[i + 1].addr if i + 1 < len(hops) else next_after,
+            }, self.config.request_timeout_s)
+            for i, (hop, link) in enumerate(zip(hops, links, strict=True))
         ))
-        self.closed = False
-        log.debug("session %s open on %s", self.session_id, self.route.describe())
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        await asyncio.gather(*(self._close_on(link) for link in self.links))
+
+    async def _close_on(self, link: PeerLink) -> None:
+        link.inboxes.pop(self.session_id, None)
+        if link.closed:
+            return
+        try:
+            await link.request({"type": "close", "session": self.session_id}, self.config.request_timeout_s)
+        except MolinkError as e:  # best effort: peers expire idle sessions anyway
+            log.debug("close on %s failed: %s", link.addr, e)
+
+    # ---- steps ------------------------------------------------------------------------------------------
 
     async def step(self, hidden: torch.Tensor) -> torch.Tensor:
         """Run hidden states [B, T, H] through every hop; returns the last hop's output [B, T, H]."""
@@ -62,42 +112,156 @@ class InferenceSession:
             raise SessionError(
                 f"session max_length {self.max_length} exceeded ({self.position} + {hidden.shape[1]} tokens)"
             )
-        meta, body = tensor_to_wire(hidden.contiguous())
-        step = self.step_index
-        await self.links[0].send(
-            {"type": "step", "session": self.session_id, "step": step, "position": self.position, "tensor": meta},
-            body,
-        )
-        out = await asyncio.wait_for(self._await_result(step), self.step_timeout_s)
+        hidden = hidden.contiguous()
+        recoveries = 0
+        pending: HopFailure | None = None
+        while True:
+            try:
+                if pending is not None:
+                    await self._recover(pending)
+                    pending = None
+                for addr in list(self._moving):
+                    self._moving.discard(addr)
+                    index = hop_index(self.hops, addr=addr)
+                    if index is not None:
+                        await self._recover(HopFailure(index, FailureKind.DRAINING, f"{addr} is draining"))
+                out = await self._attempt(hidden)
+                break
+            except HopFailedError as e:  # a hop (or its replacement) failed: re-route and try the step again
+                recoveries += 1
+                if recoveries > self.config.max_recoveries:
+                    raise
+                pending = e.failure
+        self._inputs.append(hidden)
         self.position += hidden.shape[1]
         self.step_index += 1
         return out
 
-    async def _await_result(self, step: int) -> torch.Tensor:
+    async def _attempt(self, hidden: torch.Tensor) -> torch.Tensor:
+        step = self.step_index
+        meta, body = tensor_to_wire(hidden)
+        try:
+            await self.links[0].send(
+                {"type": "step", "session": self.session_id, "step": step, "position": self.position,
+                 "tensor": meta}, body)
+        except TransportError as e:
+            raise hop_failed(HopFailure(0, FailureKind.CLOSED, str(e))) from e
+        deadline = step_deadline_s(self.route_est_s(), hidden.shape[1], floor_s=self.config.min_step_timeout_s,
+                                   factor=self.config.step_timeout_factor)
+        slow_checks = 0
         while True:
-            item = await self._inbox.get()
-            if isinstance(item, Exception):
-                raise item
-            h = item.header
-            if h.get("step") != step:
-                continue  # a late frame of an earlier step
-            if h.get("type") == "error":
-                raise error_from_wire(str(h.get("code")), str(h.get("message")), str(h.get("hop") or h.get("peer")))
-            if h.get("type") == "result":
-                return tensor_from_wire(h.get("tensor"), item.body)
-
-    async def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        for link in self.links:
-            link.inboxes.pop(self.session_id, None)
-            if link.closed:
-                continue
             try:
-                await link.request({"type": "close", "session": self.session_id}, self.request_timeout_s)
-            except MolinkError as e:  # closing is best effort: peers expire idle sessions anyway
-                log.debug("close on %s failed: %s", link.addr, e)
+                addr, item = await asyncio.wait_for(self._inbox.get(), deadline)
+            except asyncio.TimeoutError:
+                failure = await self._probe()
+                if failure is not None:
+                    raise hop_failed(failure) from None
+                slow_checks += 1
+                if slow_checks > self.config.max_slow_checks:
+                    raise TransportError(
+                        f"step {step} got no result in {deadline * slow_checks:.0f} s though every hop is alive"
+                    ) from None
+                log.info("step %d is late but every hop answers a ping: waiting longer", step)
+                continue
+            result = self._handle(step, addr, item)
+            if result is not None:
+                return result
+
+    def _handle(self, step: int, addr: str, item: Frame | Exception) -> torch.Tensor | None:
+        """A result for this step, None to keep waiting; raises HopFailed or the client's own error."""
+        index = hop_index(self.hops, addr=addr)
+        if isinstance(item, Exception):
+            if index is None:
+                return None  # a link of a hop this session no longer uses
+            raise hop_failed(HopFailure(index, FailureKind.CLOSED, str(item)))
+        h = item.header
+        kind = h.get("type")
+        if kind == "draining":
+            self._moving.add(addr)
+            return None
+        if h.get("step") != step:
+            return None  # a late frame of an earlier attempt or step
+        if kind == "error":
+            if h.get("code") in HOP_FAILURE_CODES:
+                failure = classify_error(self.hops, addr, h)
+                if failure is None:
+                    return None  # blames a hop this session no longer uses: news of a failure handled already
+                raise hop_failed(failure)
+            raise error_from_wire(str(h.get("code")), str(h.get("message")), str(h.get("hop") or addr))
+        if kind == "result" and index == len(self.hops) - 1:
+            return tensor_from_wire(h.get("tensor"), item.body)
+        return None
+
+    async def _probe(self) -> HopFailure | None:
+        """After a missed deadline: a hop that does not answer a ping, or whose record vanished, has failed."""
+        try:
+            live = {r.peer_id for r in await self.client.records()}
+        except MolinkError as e:  # the DHT itself is unreachable: judge by pings alone
+            log.warning("could not read the DHT while probing: %s", e)
+            live = {h.peer_id for h in self.hops}
+
+        async def ping(i: int) -> HopFailure | None:
+            if self.hops[i].peer_id not in live:
+                return HopFailure(i, FailureKind.VANISHED, f"{self.hops[i].addr}: DHT record vanished")
+            try:
+                await self.links[i].request({"type": "ping"}, self.config.ping_timeout_s)
+            except MolinkError as e:
+                return HopFailure(i, FailureKind.TIMEOUT, f"{self.hops[i].addr}: no answer to a ping ({e})")
+            return None
+
+        results = await asyncio.gather(*(ping(i) for i in range(len(self.hops))))
+        return next((r for r in results if r is not None), None)
+
+    def route_est_s(self) -> float:
+        return self.route.est_time_s
+
+    # ---- failover -----------------------------------------------------------------------------------------
+
+    async def _recover(self, failure: HopFailure) -> None:
+        k = failure.hop_index
+        failed, failed_link = self.hops[k], self.links[k]
+        now = time.monotonic()
+        if failure.kind is not FailureKind.DRAINING:
+            self.client.failures = self.client.failures.record(failed.peer_id, now)
+        log.warning("hop %d (%s, layers %d:%d) failed: %s %s; re-routing", k, failed.addr, failed.start,
+                    failed.end, failure.kind.value, failure.detail)
+        avoid = avoided(self.client.failures, now, self.config.backoff) | {failed.peer_id}
+        try:
+            replacement = await self.client.wait_route(start=failed.start, end=failed.end, avoid=avoid)
+        except MolinkError:
+            await self.close()  # no way out: free the session's memory on every other hop
+            raise
+        new_hops = list(replacement.hops)
+        next_after = self.hops[k + 1].addr if k + 1 < len(self.hops) else None
+        try:
+            new_links = [await self.client.link(h.addr) for h in new_hops]
+            await self._open_on(new_hops, new_links, next_after)
+            await self._rebuild(k, new_hops[0], new_links[0], next_after)
+        except MolinkError as e:  # the replacement (or the upstream hop asked to replay) failed in turn
+            for hop in new_hops:  # its record may be stale (a dead peer's record lives until it expires)
+                self.client.failures = self.client.failures.record(hop.peer_id, time.monotonic())
+            raise hop_failed(HopFailure(k, FailureKind.ERROR, f"replacement failed: {e}")) from e
+        self.hops[k:k + 1] = new_hops
+        self.links[k:k + 1] = new_links
+        self.route = Route(tuple(self.hops), self.route.est_time_s)
+        self.failovers += 1
+        asyncio.ensure_future(self._close_on(failed_link))  # a draining hop frees the session now
+        log.warning("session %s re-routed: %s", self.session_id, self.route.describe())
+
+    async def _rebuild(self, k: int, first: Hop, first_link: PeerLink, next_after: str | None) -> None:
+        """Bring the replacement's KV cache to this session's position, then splice it into the route."""
+        if k == 0:
+            if self._inputs:
+                replay = torch.cat(self._inputs, dim=1)
+                meta, body = tensor_to_wire(replay)
+                await first_link.send({"type": "step", "session": self.session_id, "step": self.step_index - 1,
+                                       "position": 0, "tensor": meta, "replay": True,
+                                       "replay_until": next_after}, body)
+            return
+        await self.links[k - 1].request({
+            "type": "rebind", "session": self.session_id, "next": first.addr, "upto_step": self.step_index,
+            "replay_until": next_after,
+        }, self.config.request_timeout_s)
 
 
 class SyncSession:

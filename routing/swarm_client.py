@@ -14,6 +14,7 @@ from collections.abc import Collection, Coroutine, Sequence
 from typing import Any, TypeVar
 
 from routing.config import ClientConfig
+from routing.failover import FailureHistory, avoided
 from routing.link import PeerLink
 from routing.planner import Route, plan_route
 from routing.session import InferenceSession
@@ -33,6 +34,7 @@ class SwarmClient:
         self.num_layers = num_layers
         self.config = config or ClientConfig()
         self._links: dict[str, PeerLink] = {}
+        self.failures = FailureHistory()  # shared by this client's sessions: a dead peer is avoided by all
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="molink-client", daemon=True)
         self._thread.start()
@@ -50,15 +52,18 @@ class SwarmClient:
     async def records(self) -> list[PeerRecord]:
         return await self.discovery.read(self.model_key)
 
-    async def plan(self, avoid: Collection[str] = ()) -> Route:
-        return plan_route(await self.records(), self.num_layers, avoid=avoid, model=self.model_key)
+    async def plan(self, start: int = 0, end: int | None = None, avoid: Collection[str] = ()) -> Route:
+        return plan_route(await self.records(), self.num_layers, start=start, end=end, avoid=avoid,
+                          model=self.model_key)
 
-    async def wait_route(self, timeout_s: float | None = None) -> Route:
-        """Plan a route, re-reading the DHT until one exists or the deadline passes (then raise why not)."""
+    async def wait_route(self, start: int = 0, end: int | None = None, avoid: Collection[str] = (),
+                         timeout_s: float | None = None) -> Route:
+        """Plan a route for layers [start, end), re-reading the DHT until one exists or the deadline passes
+        (then raise why not)."""
         deadline = time.monotonic() + (self.config.route_wait_s if timeout_s is None else timeout_s)
         while True:
             try:
-                return await self.plan()
+                return await self.plan(start, end, avoid)
             except RoutingError:
                 if time.monotonic() >= deadline:
                     raise
@@ -72,11 +77,8 @@ class SwarmClient:
         return link
 
     async def open_session(self, max_length: int, batch: int = 1) -> InferenceSession:
-        route = await self.wait_route()
-        links = [await self.link(h.addr) for h in route.hops]
-        session = InferenceSession(route, links, max_length=max_length, batch=batch,
-                                   request_timeout_s=self.config.request_timeout_s,
-                                   step_timeout_s=self.config.step_timeout_s)
+        route = await self.wait_route(avoid=avoided(self.failures, time.monotonic(), self.config.backoff))
+        session = InferenceSession(self, route, max_length=max_length, batch=batch)
         await session.open()
         return session
 

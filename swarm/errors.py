@@ -11,7 +11,9 @@ Every error that crosses a module boundary is one of these, so callers can catch
     │   └── FrameTooLargeError      a frame over the size limit: the connection cannot be resynced
     ├── RecordError                 a DHT record that is malformed, unsigned or forged
     ├── TransportError              a connection that cannot be opened or was lost
-    │   └── PeerUnreachableError    an address that does not answer
+    │   ├── PeerUnreachableError    an address that does not answer
+    │   └── HopFailedError          a hop of a route failed (``failure`` says which and how); the client
+    │                               re-routes around it, and raises it only after too many failovers
     ├── RemoteError                 a peer answered a request with an error (``code``, ``message``)
     │   └── UnknownSessionError     the peer has no such session (expired or never opened)
     ├── RoutingError                the client cannot build a route
@@ -69,6 +71,14 @@ class TransportError(MolinkError):
 
 class PeerUnreachableError(TransportError):
     """An address that does not accept connections."""
+
+
+class HopFailedError(TransportError):
+    """A hop of an inference session's route failed; ``failure`` is routing.failover.HopFailure."""
+
+    def __init__(self, message: str, failure: object = None) -> None:
+        super().__init__(message)
+        self.failure = failure
 
 
 class RemoteError(MolinkError):

@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="private key file (created if missing); keeps the same peer id across restarts")
     p.add_argument("--announce-interval", type=float, default=5.0, metavar="SECONDS",
                    help="DHT heartbeat; the record expires after 3 intervals without one")
+    p.add_argument("--drain-timeout", type=float, default=15.0, metavar="SECONDS",
+                   help="on SIGINT/SIGTERM, how long clients get to move their sessions before the peer leaves")
     p.add_argument("--session-timeout", type=float, default=300.0, metavar="SECONDS", help="idle session lifetime")
     p.add_argument("--max-session-tokens", type=int, default=8192, help="longest session (prompt + new tokens)")
     p.add_argument("--kv-reserve-tokens", type=int, default=16384, help="KV cache tokens shared by all sessions")
@@ -79,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         model=args.model, initial_peers=tuple(args.initial_peers), layers=args.layers, num_layers=args.num_layers,
         device=args.device, dtype=args.dtype, listen=args.listen, announce_addr=args.announce_addr,
         dht_listen=args.dht_listen, max_memory_gb=args.max_memory, identity=args.identity,
-        announce_interval_s=args.announce_interval, session_timeout_s=args.session_timeout,
+        announce_interval_s=args.announce_interval, drain_timeout_s=args.drain_timeout,
+        session_timeout_s=args.session_timeout,
         max_session_tokens=args.max_session_tokens, kv_reserve_tokens=args.kv_reserve_tokens,
         threads=args.threads, cache_dir=args.cache_dir, upnp=args.upnp, progress=not args.no_progress,
     )

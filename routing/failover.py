@@ -1,0 +1,96 @@
+"""Failover decisions: pure functions over a failure history, a route and what a hop reported.
+
+- ``backoff_s``: how long a peer that failed n times is avoided (exponential, capped), so a flapping peer is
+  not retried at once yet a restarted one is used again soon.
+- ``avoided``: the peers still inside their back-off window at ``now``.
+- ``classify_error``: which hop an error frame blames, and whether it is a hop failure (re-route and
+  replay) or a mistake of the client's own (raise it).
+- ``step_deadline_s``: a per-step deadline derived from the route's expected time, not a fixed minute.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from routing.planner import Hop
+
+
+class FailureKind(enum.Enum):
+    ERROR = "error"          # the hop answered with an error that means it cannot go on
+    CLOSED = "closed"        # the connection to the hop was lost
+    TIMEOUT = "timeout"      # the step's deadline passed and the hop did not answer a ping
+    VANISHED = "vanished"    # the hop's DHT record is gone
+    DRAINING = "draining"    # the hop is leaving gracefully and asked the client to move
+
+
+@dataclass(frozen=True)
+class HopFailure:
+    hop_index: int
+    kind: FailureKind
+    detail: str = ""
+
+
+# error codes that mean "this hop cannot continue the session": re-route around it
+HOP_FAILURE_CODES = frozenset({"compute_failed", "unknown_session", "next_hop_failed", "draining", "busy",
+                               "no_memory"})
+
+
+@dataclass(frozen=True)
+class BackoffPolicy:
+    base_s: float = 1.0      # first failure: avoid for this long
+    max_s: float = 60.0      # cap
+
+
+@dataclass(frozen=True)
+class FailureHistory:
+    failures: Mapping[str, tuple[float, ...]] = field(default_factory=lambda: MappingProxyType({}))
+
+    def record(self, peer_id: str, now: float) -> FailureHistory:
+        updated = dict(self.failures)
+        updated[peer_id] = (*updated.get(peer_id, ()), now)
+        return FailureHistory(MappingProxyType(updated))
+
+
+def backoff_s(n_failures: int, policy: BackoffPolicy = BackoffPolicy()) -> float:
+    if n_failures <= 0:
+        return 0.0
+    return min(policy.base_s * 2 ** (n_failures - 1), policy.max_s)
+
+
+def avoided(history: FailureHistory, now: float, policy: BackoffPolicy = BackoffPolicy()) -> frozenset[str]:
+    return frozenset(
+        peer for peer, times in history.failures.items()
+        if times and now < times[-1] + backoff_s(len(times), policy)
+    )
+
+
+def hop_index(hops: Sequence[Hop], addr: str | None = None, peer_id: str | None = None) -> int | None:
+    for i, hop in enumerate(hops):
+        if (addr is not None and hop.addr == addr) or (peer_id is not None and hop.peer_id == peer_id):
+            return i
+    return None
+
+
+def classify_error(hops: Sequence[Hop], from_addr: str, header: Mapping[str, object]) -> HopFailure | None:
+    """The hop failure an error frame reports, or None when the error is the client's own to raise.
+
+    ``next_hop_failed`` blames the hop named in "hop" (the pusher is fine); other hop-failure codes blame the
+    hop that sent the frame.
+    """
+    code = str(header.get("code"))
+    if code not in HOP_FAILURE_CODES:
+        return None
+    blamed = header.get("hop") if code == "next_hop_failed" else from_addr
+    index = hop_index(hops, addr=str(blamed))
+    if index is None:
+        return None
+    kind = FailureKind.DRAINING if code == "draining" else FailureKind.ERROR
+    return HopFailure(index, kind, f"{code}: {header.get('message')}")
+
+
+def step_deadline_s(route_est_s: float, tokens: int, *, floor_s: float, factor: float) -> float:
+    """How long a step may take before the client checks whether its hops are alive."""
+    return max(floor_s, factor * route_est_s * max(1, tokens))
