@@ -61,19 +61,19 @@ def run_case(how: str, path: Path, log_dir: Path) -> dict[str, object]:
     short, _ = prompts()
     config = ClientConfig(route_wait_s=30, min_step_timeout_s=1.0, ping_timeout_s=0.5)
     with LocalSwarm(str(path), spans, peer_args=["--threads", "1", "--announce-interval", "1"],
-                    env={"HF_HUB_OFFLINE": "1"}, log_dir=log_dir) as swarm:
-        with AutoDistributedModelForCausalLM.from_pretrained(str(path), initial_peers=[swarm.address],
-                                                             config=config) as model:
-            reference = model.generate(short, max_new_tokens=NEW_TOKENS, do_sample=False)
-            route = model.client.run(model.client.wait_route())
-            victim = next(p for p in swarm.peers if p.data_addr == route.hops[1].addr)
-            sig = signal.SIGKILL if how == "kill -9" else signal.SIGSTOP
-            rec = Recorder(lambda: os.kill(victim.pid, sig))
-            try:
-                out = model.generate(short, max_new_tokens=NEW_TOKENS, do_sample=False, streamer=rec)
-            finally:
-                if how != "kill -9":
-                    os.kill(victim.pid, signal.SIGKILL)
+                    env={"HF_HUB_OFFLINE": "1"}, log_dir=log_dir) as swarm, \
+            AutoDistributedModelForCausalLM.from_pretrained(str(path), initial_peers=[swarm.address],
+                                                            config=config) as model:
+        reference = model.generate(short, max_new_tokens=NEW_TOKENS, do_sample=False)
+        route = model.client.run(model.client.wait_route())
+        victim = next(p for p in swarm.peers if p.data_addr == route.hops[1].addr)
+        sig = signal.SIGKILL if how == "kill -9" else signal.SIGSTOP
+        rec = Recorder(lambda: os.kill(victim.pid, sig))
+        try:
+            out = model.generate(short, max_new_tokens=NEW_TOKENS, do_sample=False, streamer=rec)
+        finally:
+            if how != "kill -9":
+                os.kill(victim.pid, signal.SIGKILL)
     steps = [b - a for a, b in zip(rec.times, rec.times[1:], strict=False)]
     return {
         "failure": how,
