@@ -57,6 +57,7 @@ class PeerServer:
         clock: Callable[[], float] = time.monotonic,
         limits: Limits = Limits(),
         version: str = "0",
+        connect: Callable[[str], Any] | None = None,  # address -> awaitable Channel (injected by the sim tier)
     ) -> None:
         self.config = config
         self.span = span
@@ -66,6 +67,7 @@ class PeerServer:
         self.clock = clock
         self.limits = limits
         self.version = version
+        self._connect = connect or (lambda addr: open_channel(addr, limits=self.limits))
         self.sessions: dict[str, Session] = {}
         self.throughput = 0.0
         self.addr = ""
@@ -384,7 +386,7 @@ class PeerServer:
         async with self._push_lock:
             ch = self._pushes.get(addr)
             if ch is None or ch.closed:
-                ch = await open_channel(addr, limits=self.limits)
+                ch = await self._connect(addr)
                 self._pushes[addr] = ch
                 self._spawn(self._read_push_replies(addr, ch))
             return ch

@@ -14,7 +14,7 @@ import logging
 from typing import Any
 
 from swarm.errors import ProtocolError, TransportError, error_from_wire
-from swarm.transport import Channel, open_channel
+from swarm.transport import Channel
 from swarm.wire import Frame
 
 log = logging.getLogger("molink.client")
@@ -28,10 +28,6 @@ class PeerLink:
         self._pending: dict[int, asyncio.Future[Frame]] = {}
         self.inboxes: dict[str, asyncio.Queue[tuple[str, Frame | Exception]]] = {}
         self._reader = asyncio.ensure_future(self._read_forever())
-
-    @classmethod
-    async def connect(cls, addr: str, timeout: float) -> PeerLink:
-        return cls(await open_channel(addr, timeout=timeout), addr)
 
     @property
     def closed(self) -> bool:

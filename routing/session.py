@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +37,7 @@ from swarm.errors import HopFailedError, MolinkError, SessionError, TransportErr
 from swarm.wire import Frame, tensor_from_wire, tensor_to_wire
 
 if TYPE_CHECKING:
-    from routing.swarm_client import SwarmClient
+    from routing.swarm_client import SwarmCore
 
 log = logging.getLogger("molink.client")
 
@@ -48,7 +47,7 @@ def hop_failed(failure: HopFailure) -> HopFailedError:
 
 
 class InferenceSession:
-    def __init__(self, client: SwarmClient, route: Route, *, max_length: int, batch: int) -> None:
+    def __init__(self, client: SwarmCore, route: Route, *, max_length: int, batch: int) -> None:
         self.client = client
         self.config = client.config
         self.route = route
@@ -193,24 +192,29 @@ class InferenceSession:
         return None
 
     async def _probe(self) -> HopFailure | None:
-        """After a missed deadline: a hop that does not answer a ping, or whose record vanished, has failed."""
-        try:
-            live = {r.peer_id for r in await self.client.records()}
-        except MolinkError as e:  # the DHT itself is unreachable: judge by pings alone
-            log.warning("could not read the DHT while probing: %s", e)
-            live = {h.peer_id for h in self.hops}
+        """After a missed deadline: a hop that does not answer a ping has failed (VANISHED when its DHT
+        record is gone too, TIMEOUT otherwise). A hop that answers is alive, whatever one DHT read says:
+        a read can miss records while some DHT node is unresponsive."""
 
-        async def ping(i: int) -> HopFailure | None:
-            if self.hops[i].peer_id not in live:
-                return HopFailure(i, FailureKind.VANISHED, f"{self.hops[i].addr}: DHT record vanished")
+        async def ping(i: int) -> bool:
             try:
                 await self.links[i].request({"type": "ping"}, self.config.ping_timeout_s)
-            except MolinkError as e:
-                return HopFailure(i, FailureKind.TIMEOUT, f"{self.hops[i].addr}: no answer to a ping ({e})")
-            return None
+            except MolinkError:
+                return False
+            return True
 
-        results = await asyncio.gather(*(ping(i) for i in range(len(self.hops))))
-        return next((r for r in results if r is not None), None)
+        alive = await asyncio.gather(*(ping(i) for i in range(len(self.hops))))
+        dead = [i for i, ok in enumerate(alive) if not ok]
+        if not dead:
+            return None
+        try:
+            live = {r.peer_id for r in await asyncio.wait_for(self.client.records(), self.config.ping_timeout_s)}
+        except (MolinkError, asyncio.TimeoutError):  # the DHT is slow or unreachable: the ping decides
+            live = {h.peer_id for h in self.hops}
+        i = dead[0]
+        if self.hops[i].peer_id not in live:
+            return HopFailure(i, FailureKind.VANISHED, f"{self.hops[i].addr}: no ping answer, DHT record gone")
+        return HopFailure(i, FailureKind.TIMEOUT, f"{self.hops[i].addr}: no answer to a ping")
 
     def route_est_s(self) -> float:
         return self.route.est_time_s
@@ -220,7 +224,7 @@ class InferenceSession:
     async def _recover(self, failure: HopFailure) -> None:
         k = failure.hop_index
         failed, failed_link = self.hops[k], self.links[k]
-        now = time.monotonic()
+        now = self.client.clock()
         if failure.kind is not FailureKind.DRAINING:
             self.client.failures = self.client.failures.record(failed.peer_id, now)
         log.warning("hop %d (%s, layers %d:%d) failed: %s %s; re-routing", k, failed.addr, failed.start,
@@ -239,7 +243,7 @@ class InferenceSession:
             await self._rebuild(k, new_hops[0], new_links[0], next_after)
         except MolinkError as e:  # the replacement (or the upstream hop asked to replay) failed in turn
             for hop in new_hops:  # its record may be stale (a dead peer's record lives until it expires)
-                self.client.failures = self.client.failures.record(hop.peer_id, time.monotonic())
+                self.client.failures = self.client.failures.record(hop.peer_id, self.client.clock())
             raise hop_failed(HopFailure(k, FailureKind.ERROR, f"replacement failed: {e}")) from e
         self.hops[k:k + 1] = new_hops
         self.links[k:k + 1] = new_links

@@ -1,7 +1,9 @@
-"""SwarmClient: the client's event loop, DHT view and peer connections.
+"""The client's view of the swarm (SwarmCore) and its event-loop thread (SwarmClient).
 
-The client API is synchronous (like transformers' generate()), so the client runs its one asyncio loop in
-a background thread and every public call hands a coroutine to it.
+SwarmCore is the async part: DHT reads, route planning, one PeerLink per peer, the failure history shared
+by the client's sessions. Discovery, the connector and the clock are injected, so the sim tier runs real
+sessions over an in-memory network. SwarmClient adds what the synchronous public API needs: the client's
+one asyncio loop in a background thread, with every public call handing a coroutine to it.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Collection, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
 from typing import Any, TypeVar
 
 from routing.config import ClientConfig
@@ -20,34 +22,26 @@ from routing.planner import Route, plan_route
 from routing.session import InferenceSession
 from swarm.errors import RoutingError
 from swarm.records import PeerRecord
+from swarm.transport import open_channel
 
 log = logging.getLogger("molink.client")
 T = TypeVar("T")
 
 
-class SwarmClient:
-    def __init__(self, model_key: str, num_layers: int, initial_peers: Sequence[str],
-                 config: ClientConfig | None = None) -> None:
-        from swarm.dht import HivemindDiscovery
+Connector = Callable[[str], Awaitable[Any]]  # address -> a connected Channel
 
+
+class SwarmCore:
+    def __init__(self, model_key: str, num_layers: int, discovery: Any, config: ClientConfig | None = None,
+                 *, connect: Connector | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.model_key = model_key
         self.num_layers = num_layers
+        self.discovery = discovery
         self.config = config or ClientConfig()
+        self.clock = clock
+        self._connect = connect or (lambda addr: open_channel(addr, timeout=self.config.connect_timeout_s))
         self._links: dict[str, PeerLink] = {}
         self.failures = FailureHistory()  # shared by this client's sessions: a dead peer is avoided by all
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="molink-client", daemon=True)
-        self._thread.start()
-        try:
-            self.discovery = self.run(HivemindDiscovery.create(
-                list(initial_peers), listen=self.config.dht_listen, client_mode=True))
-        except BaseException:
-            self._stop_loop()
-            raise
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run a coroutine on the client's loop and wait for it."""
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
     async def records(self) -> list[PeerRecord]:
         return await self.discovery.read(self.model_key)
@@ -72,15 +66,45 @@ class SwarmClient:
     async def link(self, addr: str) -> PeerLink:
         link = self._links.get(addr)
         if link is None or link.closed:
-            link = await PeerLink.connect(addr, self.config.connect_timeout_s)
+            link = PeerLink(await self._connect(addr), addr)
             self._links[addr] = link
         return link
 
     async def open_session(self, max_length: int, batch: int = 1) -> InferenceSession:
-        route = await self.wait_route(avoid=avoided(self.failures, time.monotonic(), self.config.backoff))
+        route = await self.wait_route(avoid=avoided(self.failures, self.clock(), self.config.backoff))
         session = InferenceSession(self, route, max_length=max_length, batch=batch)
         await session.open()
         return session
+
+    async def aclose(self) -> None:
+        for link in self._links.values():
+            await link.close()
+        self._links.clear()
+        await self.discovery.shutdown()
+
+
+class SwarmClient(SwarmCore):
+    """A SwarmCore on its own event-loop thread, joined to the swarm through a hivemind DHT node."""
+
+    def __init__(self, model_key: str, num_layers: int, initial_peers: Sequence[str],
+                 config: ClientConfig | None = None) -> None:
+        from swarm.dht import HivemindDiscovery
+
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="molink-client", daemon=True)
+        self._thread.start()
+        config = config or ClientConfig()
+        try:
+            discovery = self.run(HivemindDiscovery.create(
+                list(initial_peers), listen=config.dht_listen, client_mode=True))
+        except BaseException:
+            self._stop_loop()
+            raise
+        super().__init__(model_key, num_layers, discovery, config)
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run a coroutine on the client's loop and wait for it."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
     def close(self) -> None:
         if not self._loop.is_running():
@@ -91,10 +115,7 @@ class SwarmClient:
             self._stop_loop()
 
     async def _aclose(self) -> None:
-        for link in self._links.values():
-            await link.close()
-        self._links.clear()
-        await self.discovery.shutdown()
+        await self.aclose()
         current = asyncio.current_task()
         leftovers = [t for t in asyncio.all_tasks() if t is not current]
         for task in leftovers:

@@ -1,0 +1,161 @@
+"""Failover scenarios in an in-memory swarm: real PeerServers and real client sessions over a fake
+network, fake DHT and fake clock; no sockets. Each row fails one hop at one step, four ways, and asserts
+that the outputs equal a run without failure, which peer replaced the failed one, and the back-off."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import torch
+
+from routing.config import ClientConfig
+from routing.failover import BackoffPolicy, avoided
+from routing.swarm_client import SwarmCore
+from swarm.errors import MissingLayersError
+from tests.sim.memnet import HIDDEN, FakeDiscovery, MemNetwork, add_peer, reference
+
+LAYERS = 12
+PREFILL = 6
+DECODE = 12
+CONFIG = ClientConfig(route_wait_s=0.3, min_step_timeout_s=0.2, ping_timeout_s=0.1,
+                      backoff=BackoffPolicy(base_s=5.0, max_s=60.0))
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def inputs() -> torch.Tensor:
+    return torch.randn(1, PREFILL + DECODE, HIDDEN, generator=torch.Generator().manual_seed(0))
+
+
+async def build(net: MemNetwork, dht: FakeDiscovery) -> dict[str, object]:
+    """Route a0 -> b0 -> c0 (fastest); spares: a1 for 0:4, b1+b2 splitting 4:8, c1 for 8:12."""
+    peers = {
+        "a0": await add_peer(net, dht, "a0", 0, 4, throughput=1000),
+        "a1": await add_peer(net, dht, "a1", 0, 4, throughput=10),
+        "b0": await add_peer(net, dht, "b0", 4, 8, throughput=1000),
+        "b1": await add_peer(net, dht, "b1", 4, 6, throughput=100),
+        "b2": await add_peer(net, dht, "b2", 6, 8, throughput=100),
+        "c0": await add_peer(net, dht, "c0", 8, 12, throughput=1000),
+        "c1": await add_peer(net, dht, "c1", 8, 12, throughput=10),
+    }
+    return peers
+
+
+async def fail(kind: str, name: str, peers, net: MemNetwork, dht: FakeDiscovery) -> None:
+    server = peers[name]
+    if kind == "error":
+        server.span.fail_on_call = server.span.calls  # its next forward raises
+    elif kind == "close":
+        await net.kill(server.addr)
+    elif kind == "timeout":
+        net.hang(server.addr)
+    elif kind == "vanish":
+        net.hang(server.addr)
+        dht.records.pop(server.identity.peer_id)
+
+
+async def run(scenario: tuple[str, int, str] | None):
+    net, dht, clock = MemNetwork(), FakeDiscovery(), FakeClock()
+    peers = await build(net, dht)
+    core = SwarmCore("sim", LAYERS, dht, CONFIG, connect=net.connector("client"), clock=clock)
+    x = inputs()
+    outs = []
+    session = await core.open_session(max_length=PREFILL + DECODE)
+    try:
+        assert [h.peer_id for h in session.hops] == [peers[n].identity.peer_id for n in ("a0", "b0", "c0")]
+        for step in range(DECODE + 1):
+            if scenario is not None and step == scenario[1]:
+                await fail(scenario[2], scenario[0], peers, net, dht)
+            chunk = x[:, :PREFILL] if step == 0 else x[:, PREFILL + step - 1:PREFILL + step]
+            outs.append(await session.step(chunk))
+        route = [h.peer_id for h in session.hops]
+    finally:
+        await session.close()
+        await core.aclose()
+        await net.shutdown()
+    return torch.cat(outs, dim=1), route, core, peers, clock
+
+
+SCENARIOS = [
+    # (hop that fails, at step, how) -> replacement peers of its layers
+    (("a0", 0, "error"), ["a1"]),
+    (("a0", 5, "close"), ["a1"]),
+    (("b0", 3, "timeout"), ["b1", "b2"]),
+    (("b0", 7, "close"), ["b1", "b2"]),
+    (("c0", 1, "vanish"), ["c1"]),
+    (("c0", 9, "error"), ["c1"]),
+    (("b0", 12, "error"), ["b1", "b2"]),
+]
+
+
+@pytest.mark.parametrize(("scenario", "replacement"), SCENARIOS, ids=["-".join(map(str, s)) for s, _ in SCENARIOS])
+async def test_failover_scenarios(scenario, replacement):
+    baseline, _, _, _, _ = await run(None)
+    assert torch.allclose(baseline, reference(inputs(), LAYERS)[:, :PREFILL + DECODE], atol=1e-6)
+    out, route, core, peers, clock = await run(scenario)
+    assert torch.allclose(out, baseline, atol=1e-6), (out - baseline).abs().max()
+    name = scenario[0]
+    kept = [n for n in ("a0", "b0", "c0") if n != name]
+    expected = [peers[n].identity.peer_id for n in ("a0", "b0", "c0")]
+    i = expected.index(peers[name].identity.peer_id)
+    expected[i:i + 1] = [peers[n].identity.peer_id for n in replacement]
+    assert route == expected
+    failed = peers[name].identity.peer_id
+    assert failed in avoided(core.failures, clock(), CONFIG.backoff)
+    assert failed not in avoided(core.failures, clock() + 5.0, CONFIG.backoff)  # back-off: 5 s after 1 failure
+    assert all(peers[n].identity.peer_id not in core.failures.failures for n in kept)
+
+
+async def test_no_replica_raises_and_frees_other_hops():
+    """c0 and c1 both die: MissingLayersError names 8..11 and a0, b0 hold no session afterwards."""
+    net, dht, clock = MemNetwork(), FakeDiscovery(), FakeClock()
+    peers = await build(net, dht)
+    core = SwarmCore("sim", LAYERS, dht, CONFIG, connect=net.connector("client"), clock=clock)
+    session = await core.open_session(max_length=PREFILL + DECODE)
+    try:
+        await session.step(inputs()[:, :PREFILL])
+        await net.kill(peers["c0"].addr)
+        await net.kill(peers["c1"].addr)
+        with pytest.raises(MissingLayersError) as err:
+            await session.step(inputs()[:, PREFILL:PREFILL + 1])
+        assert err.value.missing == [(8, 12)]
+        await asyncio.sleep(0)  # let the close requests land
+        assert not peers["a0"].sessions and not peers["b0"].sessions
+    finally:
+        await core.aclose()
+        await net.shutdown()
+
+
+async def test_draining_hop_is_moved_without_blame():
+    """b0 drains mid-generation: the session moves to b1+b2 at the next step, outputs are unchanged, b0 is
+    not put in back-off, and b0's drain completes once the session has moved."""
+    baseline, _, _, _, _ = await run(None)
+    net, dht, clock = MemNetwork(), FakeDiscovery(), FakeClock()
+    peers = await build(net, dht)
+    core = SwarmCore("sim", LAYERS, dht, CONFIG, connect=net.connector("client"), clock=clock)
+    x = inputs()
+    session = await core.open_session(max_length=PREFILL + DECODE)
+    outs, drain = [], None
+    try:
+        for step in range(DECODE + 1):
+            if step == 4:
+                drain = asyncio.ensure_future(peers["b0"].drain(timeout_s=5))
+                await asyncio.sleep(0)
+            chunk = x[:, :PREFILL] if step == 0 else x[:, PREFILL + step - 1:PREFILL + step]
+            outs.append(await session.step(chunk))
+        await asyncio.wait_for(drain, 5)
+        assert not peers["b0"].sessions
+        assert [h.peer_id for h in session.hops][1:3] == [peers["b1"].identity.peer_id, peers["b2"].identity.peer_id]
+        assert peers["b0"].identity.peer_id not in core.failures.failures
+    finally:
+        await session.close()
+        await core.aclose()
+        await net.shutdown()
+    assert torch.allclose(torch.cat(outs, dim=1), baseline, atol=1e-6)
