@@ -48,7 +48,8 @@ def test_greedy_generation_matches_local(arch, layers, spans, checkpoints, swarm
 
 
 def test_batch_and_sampling_match_local(checkpoints, swarm_of, bootstrap):
-    """A batch of 2 prompts, greedy, and seeded sampling give the same tokens as local transformers."""
+    """A batch of 2 prompts (greedy, and with an EOS that ends one row early), and seeded sampling, give the
+    same tokens as local transformers."""
     path = checkpoints("llama", num_layers=5)
     swarm_of(path, ["0:3", "3:5"])
     local = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
@@ -59,6 +60,11 @@ def test_batch_and_sampling_match_local(checkpoints, swarm_of, bootstrap):
         got = model.generate(ids, max_new_tokens=16, do_sample=False)
         expected = local.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=16, do_sample=False)
         assert got.tolist() == expected.tolist()
+        eos = int(got[0, ids.shape[1] + 4])  # row 0 stops at its 5th new token; row 1 is padded after it ends
+        kw_eos = dict(max_new_tokens=16, do_sample=False, eos_token_id=eos, pad_token_id=0)
+        stopped = model.generate(ids, **kw_eos)
+        assert stopped.tolist() == local.generate(ids, attention_mask=torch.ones_like(ids), **kw_eos).tolist()
+        assert stopped.shape[1] <= got.shape[1] and int(stopped[0, ids.shape[1] + 4]) == eos
         kw = dict(max_new_tokens=16, do_sample=True, temperature=0.8, top_k=20, top_p=0.9)
         torch.manual_seed(7)
         sampled = model.generate(ids[:1], **kw)

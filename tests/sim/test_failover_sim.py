@@ -159,3 +159,62 @@ async def test_draining_hop_is_moved_without_blame():
         await core.aclose()
         await net.shutdown()
     assert torch.allclose(torch.cat(outs, dim=1), baseline, atol=1e-6)
+
+
+async def test_slow_but_alive_hop_is_not_declared_dead():
+    """b0 takes 3 deadlines for one step but answers pings meanwhile: no failover, same outputs."""
+    import time as _time
+
+    baseline, _, _, _, _ = await run(None)
+    net, dht, clock = MemNetwork(), FakeDiscovery(), FakeClock()
+    peers = await build(net, dht)
+    slow = peers["b0"]
+    slow.config = type(slow.config)(model="sim", inline_step_tokens=0)  # compute off the loop: pings answered
+    real_forward = slow.span.forward
+
+    def slow_forward(hidden, cache):
+        if slow.span.calls == 3:
+            _time.sleep(3 * CONFIG.min_step_timeout_s)
+        return real_forward(hidden, cache)
+
+    slow.span.forward = slow_forward
+    core = SwarmCore("sim", LAYERS, dht, CONFIG, connect=net.connector("client"), clock=clock)
+    x = inputs()
+    session = await core.open_session(max_length=PREFILL + DECODE)
+    outs = []
+    try:
+        for step in range(DECODE + 1):
+            chunk = x[:, :PREFILL] if step == 0 else x[:, PREFILL + step - 1:PREFILL + step]
+            outs.append(await session.step(chunk))
+        assert session.failovers == 0 and not core.failures.failures
+    finally:
+        await session.close()
+        await core.aclose()
+        await net.shutdown()
+    assert torch.allclose(torch.cat(outs, dim=1), baseline, atol=1e-6)
+
+
+async def test_idle_session_expires_and_frees_its_memory():
+    """A session idle past --session-timeout is closed by the peer's sweep; a later step is refused as
+    unknown_session (and the client re-routes around that hop rather than failing)."""
+    net, dht, clock = MemNetwork(), FakeDiscovery(), FakeClock()
+    peers = await build(net, dht)
+    server = peers["a0"]
+    now = [0.0]
+    server.clock = lambda: now[0]
+    core = SwarmCore("sim", LAYERS, dht, CONFIG, connect=net.connector("client"), clock=clock)
+    session = await core.open_session(max_length=PREFILL + DECODE)
+    try:
+        await session.step(inputs()[:, :PREFILL])
+        assert session.session_id in server.sessions
+        free_before = server.record().free_cache_tokens
+        now[0] = server.config.session_timeout_s + 1.0
+        server.expire_sessions()
+        assert session.session_id not in server.sessions
+        assert server.record().free_cache_tokens == free_before + PREFILL + DECODE
+        await session.step(inputs()[:, PREFILL:PREFILL + 1])
+        assert session.hops[0].peer_id == peers["a1"].identity.peer_id
+    finally:
+        await session.close()
+        await core.aclose()
+        await net.shutdown()
