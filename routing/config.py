@@ -10,10 +10,10 @@ from routing.failover import BackoffPolicy
 @dataclass(frozen=True)
 class ClientConfig:
     request_timeout_s: float = 30.0      # open/close/ping replies
-    min_step_timeout_s: float = 5.0      # a step's deadline is max(this, factor x the route's expected time
+    min_step_timeout_s: float = 1.0      # a step's deadline is max(this, factor x the route's expected time
     step_timeout_factor: float = 20.0    # x tokens); past it the client pings every hop
-    max_slow_checks: int = 12            # deadlines in a row with every hop alive before giving up on a step
-    ping_timeout_s: float = 2.0
+    max_slow_checks: int = 60            # deadlines in a row with every hop alive before giving up on a step
+    ping_timeout_s: float = 1.0          # a live peer answers at once: compute runs off its loop
     max_recoveries: int = 8              # failovers within one step before the step fails
     backoff: BackoffPolicy = field(default_factory=BackoffPolicy)  # how long a failed peer is avoided
     connect_timeout_s: float = 10.0

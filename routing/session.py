@@ -194,7 +194,7 @@ class InferenceSession:
     async def _probe(self) -> HopFailure | None:
         """After a missed deadline: a hop that does not answer a ping has failed (VANISHED when its DHT
         record is gone too, TIMEOUT otherwise). A hop that answers is alive, whatever one DHT read says:
-        a read can miss records while some DHT node is unresponsive."""
+        a read can miss records while some DHT node is unresponsive. Pings and the read run together."""
 
         async def ping(i: int) -> bool:
             try:
@@ -203,14 +203,16 @@ class InferenceSession:
                 return False
             return True
 
-        alive = await asyncio.gather(*(ping(i) for i in range(len(self.hops))))
+        async def live_ids() -> set[str]:
+            try:
+                return {r.peer_id for r in await asyncio.wait_for(self.client.records(), self.config.ping_timeout_s)}
+            except (MolinkError, asyncio.TimeoutError):  # the DHT is slow or unreachable: the pings decide
+                return {h.peer_id for h in self.hops}
+
+        live, *alive = await asyncio.gather(live_ids(), *(ping(i) for i in range(len(self.hops))))
         dead = [i for i, ok in enumerate(alive) if not ok]
         if not dead:
             return None
-        try:
-            live = {r.peer_id for r in await asyncio.wait_for(self.client.records(), self.config.ping_timeout_s)}
-        except (MolinkError, asyncio.TimeoutError):  # the DHT is slow or unreachable: the ping decides
-            live = {h.peer_id for h in self.hops}
         i = dead[0]
         if self.hops[i].peer_id not in live:
             return HopFailure(i, FailureKind.VANISHED, f"{self.hops[i].addr}: no ping answer, DHT record gone")
@@ -231,7 +233,7 @@ class InferenceSession:
                     failed.end, failure.kind.value, failure.detail)
         avoid = avoided(self.client.failures, now, self.config.backoff) | {failed.peer_id}
         try:
-            replacement = await self.client.wait_route(start=failed.start, end=failed.end, avoid=avoid)
+            replacement = await self.client.replacement_route(failed.start, failed.end, avoid)
         except MolinkError:
             await self.close()  # no way out: free the session's memory on every other hop
             raise

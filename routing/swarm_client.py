@@ -42,9 +42,19 @@ class SwarmCore:
         self._connect = connect or (lambda addr: open_channel(addr, timeout=self.config.connect_timeout_s))
         self._links: dict[str, PeerLink] = {}
         self.failures = FailureHistory()  # shared by this client's sessions: a dead peer is avoided by all
+        self.known: list[PeerRecord] = []  # the last records read from the DHT
 
     async def records(self) -> list[PeerRecord]:
-        return await self.discovery.read(self.model_key)
+        self.known = await self.discovery.read(self.model_key)
+        return self.known
+
+    async def replacement_route(self, start: int, end: int, avoid: Collection[str]) -> Route:
+        """A route for layers [start, end) during failover: planned from the records already known when
+        they suffice (a DHT read can stall while a node of the DHT hangs), else from fresh reads."""
+        try:
+            return plan_route(self.known, self.num_layers, start=start, end=end, avoid=avoid, model=self.model_key)
+        except RoutingError:
+            return await self.wait_route(start, end, avoid)
 
     async def plan(self, start: int = 0, end: int | None = None, avoid: Collection[str] = ()) -> Route:
         return plan_route(await self.records(), self.num_layers, start=start, end=end, avoid=avoid,
