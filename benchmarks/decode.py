@@ -13,10 +13,7 @@ benchmarks/results/decode-<date>.json with the machine's facts. Compare ratios w
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -27,6 +24,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import publish  # noqa: E402
 
 SIZES = {
     "tiny": dict(hidden_size=256, num_hidden_layers=8, num_attention_heads=4, intermediate_size=688),
@@ -133,11 +132,6 @@ def bench_size(size: str, root: Path, repeats: int) -> dict[str, object]:
     }
 
 
-def machine() -> dict[str, object]:
-    return {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
-            "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "processor": platform.processor()}
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", nargs="+", default=["tiny", "medium"], choices=list(SIZES))
@@ -151,14 +145,8 @@ def main() -> int:
     setup_logging("WARNING")
     root = Path(args.models_dir)
     root.mkdir(parents=True, exist_ok=True)
-    result = {"benchmark": "decode", "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-              "machine": machine(), "peers": 2, "link": "loopback",
-              "results": [bench_size(size, root, args.repeats) for size in args.sizes]}
-    text = json.dumps(result, indent=1)
-    print(text)
-    out_dir = ROOT / "benchmarks" / "results"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / f"decode-{result['date'][:10]}.json").write_text(text + "\n")
+    publish("decode", {"peers": 2, "link": "loopback",
+                       "results": [bench_size(size, root, args.repeats) for size in args.sizes]})
     return 0
 
 

@@ -14,10 +14,7 @@ text equals the run without failure. Prints JSON and writes benchmarks/results/f
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
 import os
-import platform
 import signal
 import statistics
 import sys
@@ -25,11 +22,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import publish  # noqa: E402
 from benchmarks.decode import make_model, prompts  # noqa: E402
 
 KILL_AT = 10
@@ -104,18 +100,10 @@ def main() -> int:
             "median_step_s": statistics.median(r["median_step_s"] for r in mine),
             "all_text_unchanged": all(r["text_unchanged"] for r in mine),
         }
-    result = {
-        "benchmark": "failover", "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
-                    "torch": torch.__version__},
+    publish("failover", {
         "model": "tiny llama (hidden 256 x 8 layers), 4 peers: 2 replicas x 2 halves, heartbeat 1 s",
         "kill_at_token": KILL_AT, "new_tokens": NEW_TOKENS, "summary": summary, "runs": runs,
-    }
-    text = json.dumps(result, indent=1)
-    print(text)
-    out_dir = ROOT / "benchmarks" / "results"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / f"failover-{result['date'][:10]}.json").write_text(text + "\n")
+    })
     return 0
 
 

@@ -119,3 +119,8 @@ _REMOTE_CODES: dict[str, type[RemoteError]] = {"unknown_session": UnknownSession
 def error_from_wire(code: str, message: str, peer: str | None = None) -> RemoteError:
     """The exception a client raises for a peer's error reply."""
     return _REMOTE_CODES.get(code, RemoteError)(message, code=code, peer=peer)
+
+
+def exit_code(error: MolinkError) -> int:
+    """A CLI's exit status for an error: 2 for what the user can fix (settings, unreachable addresses)."""
+    return 2 if isinstance(error, ConfigError | TransportError) else 1

@@ -13,7 +13,7 @@ import logging
 import sys
 
 from swarm import __version__
-from swarm.errors import ConfigError, MolinkError, TransportError
+from swarm.errors import MolinkError, exit_code
 
 log = logging.getLogger("molink.peer")
 
@@ -88,12 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         asyncio.run(run_peer(config, ready=print_ready, version=__version__))
-    except (ConfigError, TransportError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     except MolinkError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        return exit_code(e)
     except KeyboardInterrupt:
         return 0
     return 0

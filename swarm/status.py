@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from swarm.errors import ConfigError, MolinkError, TransportError
+from swarm.errors import MolinkError, exit_code
 from swarm.records import PeerRecord
 
 
@@ -69,12 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ckpt = resolve_model(args.model)
         records = asyncio.run(gather(args.initial_peers, ckpt.model_key))
-    except (ConfigError, TransportError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     except MolinkError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        return exit_code(e)
     report = coverage_report(records, ckpt.num_layers)
     if args.json:
         print(json.dumps({

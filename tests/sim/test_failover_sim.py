@@ -48,6 +48,17 @@ async def build(net: MemNetwork, dht: FakeDiscovery) -> dict[str, object]:
     return peers
 
 
+async def drive(session, before_step=None) -> torch.Tensor:
+    """A prefill step then DECODE single-token steps of the fixed inputs; ``before_step(step)`` may inject."""
+    x, outs = inputs(), []
+    for step in range(DECODE + 1):
+        if before_step is not None:
+            await before_step(step)
+        chunk = x[:, :PREFILL] if step == 0 else x[:, PREFILL + step - 1:PREFILL + step]
+        outs.append(await session.step(chunk))
+    return torch.cat(outs, dim=1)
+
+
 async def fail(kind: str, name: str, peers, net: MemNetwork, dht: FakeDiscovery) -> None:
     server = peers[name]
     if kind == "error":
@@ -65,22 +76,21 @@ async def run(scenario: tuple[str, int, str] | None):
     net, dht, clock = MemNetwork(), FakeDiscovery(), FakeClock()
     peers = await build(net, dht)
     core = SwarmCore("sim", LAYERS, dht, CONFIG, connect=net.connector("client"), clock=clock)
-    x = inputs()
-    outs = []
     session = await core.open_session(max_length=PREFILL + DECODE)
+
+    async def inject(step: int) -> None:
+        if scenario is not None and step == scenario[1]:
+            await fail(scenario[2], scenario[0], peers, net, dht)
+
     try:
         assert [h.peer_id for h in session.hops] == [peers[n].identity.peer_id for n in ("a0", "b0", "c0")]
-        for step in range(DECODE + 1):
-            if scenario is not None and step == scenario[1]:
-                await fail(scenario[2], scenario[0], peers, net, dht)
-            chunk = x[:, :PREFILL] if step == 0 else x[:, PREFILL + step - 1:PREFILL + step]
-            outs.append(await session.step(chunk))
+        out = await drive(session, inject)
         route = [h.peer_id for h in session.hops]
     finally:
         await session.close()
         await core.aclose()
         await net.shutdown()
-    return torch.cat(outs, dim=1), route, core, peers, clock
+    return out, route, core, peers, clock
 
 
 SCENARIOS = [
@@ -140,17 +150,17 @@ async def test_draining_hop_is_moved_without_blame():
     net, dht, clock = MemNetwork(), FakeDiscovery(), FakeClock()
     peers = await build(net, dht)
     core = SwarmCore("sim", LAYERS, dht, CONFIG, connect=net.connector("client"), clock=clock)
-    x = inputs()
     session = await core.open_session(max_length=PREFILL + DECODE)
-    outs, drain = [], None
+    drains = []
+
+    async def start_drain(step: int) -> None:
+        if step == 4:
+            drains.append(asyncio.ensure_future(peers["b0"].drain(timeout_s=5)))
+            await asyncio.sleep(0)
+
     try:
-        for step in range(DECODE + 1):
-            if step == 4:
-                drain = asyncio.ensure_future(peers["b0"].drain(timeout_s=5))
-                await asyncio.sleep(0)
-            chunk = x[:, :PREFILL] if step == 0 else x[:, PREFILL + step - 1:PREFILL + step]
-            outs.append(await session.step(chunk))
-        await asyncio.wait_for(drain, 5)
+        out = await drive(session, start_drain)
+        await asyncio.wait_for(drains[0], 5)
         assert not peers["b0"].sessions
         assert [h.peer_id for h in session.hops][1:3] == [peers["b1"].identity.peer_id, peers["b2"].identity.peer_id]
         assert peers["b0"].identity.peer_id not in core.failures.failures
@@ -158,7 +168,7 @@ async def test_draining_hop_is_moved_without_blame():
         await session.close()
         await core.aclose()
         await net.shutdown()
-    assert torch.allclose(torch.cat(outs, dim=1), baseline, atol=1e-6)
+    assert torch.allclose(out, baseline, atol=1e-6)
 
 
 async def test_slow_but_alive_hop_is_not_declared_dead():
@@ -179,19 +189,15 @@ async def test_slow_but_alive_hop_is_not_declared_dead():
 
     slow.span.forward = slow_forward
     core = SwarmCore("sim", LAYERS, dht, CONFIG, connect=net.connector("client"), clock=clock)
-    x = inputs()
     session = await core.open_session(max_length=PREFILL + DECODE)
-    outs = []
     try:
-        for step in range(DECODE + 1):
-            chunk = x[:, :PREFILL] if step == 0 else x[:, PREFILL + step - 1:PREFILL + step]
-            outs.append(await session.step(chunk))
+        out = await drive(session)
         assert session.failovers == 0 and not core.failures.failures
     finally:
         await session.close()
         await core.aclose()
         await net.shutdown()
-    assert torch.allclose(torch.cat(outs, dim=1), baseline, atol=1e-6)
+    assert torch.allclose(out, baseline, atol=1e-6)
 
 
 async def test_idle_session_expires_and_frees_its_memory():
