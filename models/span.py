@@ -56,7 +56,11 @@ def _load_base(
     if not keep_ends:
         setattr(base, adapter.embed_attr, None)  # the client embeds
         setattr(base, adapter.norm_attr, nn.Identity())  # the client runs the final norm
+        if adapter.prepare_span is not None:
+            adapter.prepare_span(base)  # input scaling already done once by the client's embed
     _fresh_rotary(adapter, base, device)
+    if adapter.init_buffers is not None:
+        adapter.init_buffers(base, device)
     local_names = list(base.state_dict().keys())
     names = [adapter.checkpoint_key(n, start) for n in local_names]
     tensors = read_tensors(ckpt, names, dtype=dtype, device=device, progress=progress, desc=desc)
@@ -153,13 +157,19 @@ class ClientHead:
             ckpt, adapter, config, 0, dtype=dtype, device=device, progress=False, keep_ends=True
         )
         embedding: nn.Embedding = getattr(base, adapter.embed_attr)
+        bias_key = adapter.head_bias_key
         with on_meta():
-            lm_head = nn.Linear(embedding.embedding_dim, embedding.num_embeddings, bias=False)
+            lm_head = nn.Linear(embedding.embedding_dim, embedding.num_embeddings, bias=bias_key is not None)
+        bias: dict[str, torch.Tensor] = {}
+        if bias_key is not None:  # a biased head (Phi) keeps its own bias even when the weight is tied
+            bias = {"bias": read_tensors(ckpt, [bias_key], dtype=dtype, device=device)[bias_key]}
         if _has_own_head(ckpt, adapter):
             weight = read_tensors(ckpt, [adapter.head_key], dtype=dtype, device=device)[adapter.head_key]
-            fill_module(lm_head, {"weight": weight})
+            fill_module(lm_head, {"weight": weight, **bias})
         else:
             lm_head.weight = embedding.weight  # tied: one tensor, as in the unsplit model
+            if bias:
+                lm_head.bias = nn.Parameter(bias["bias"], requires_grad=False)
         return cls(base, lm_head.eval(), adapter, dtype)
 
     def embed(self, input_ids: torch.LongTensor) -> torch.Tensor:
@@ -171,7 +181,10 @@ class ClientHead:
         """hidden: [B, T, H] (after the last layer) -> logits: [B, T, V] float32."""
         norm: nn.Module = getattr(self.base, self.adapter.norm_attr)
         with torch.inference_mode():
-            return self.lm_head(norm(hidden.to(self.dtype))).float()
+            logits = self.lm_head(norm(hidden.to(self.dtype)))
+            if self.adapter.logits is not None:
+                logits = self.adapter.logits(self.base.config, logits)  # scaling/softcapping of *ForCausalLM
+            return logits.float()
 
     def weight_bytes(self) -> int:
         return module_bytes(nn.ModuleList([self.base, self.lm_head]))  # a tied head is counted once

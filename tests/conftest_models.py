@@ -43,14 +43,26 @@ def make_tiny_checkpoint(
     config = getattr(transformers, config_cls)(
         **{**_COMMON, "hidden_size": hidden, "num_hidden_layers": num_layers, **extra}
     )
+    return _save_random(config, Path(tmp_path) / f"{arch}-tiny", seed=seed, shards=shards)
+
+
+def _save_random(
+    config: transformers.PretrainedConfig,
+    path: Path,
+    *,
+    seed: int,
+    shards: int = 1,
+    perturb: tuple[str, ...] = ("norm.weight", "norm.bias"),
+) -> Path:
+    """Build a random *ForCausalLM from ``config`` (seeded), perturb tensors ending in ``perturb``, save it."""
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    # Random init leaves norms at 1; perturb them so a wrong or missing norm shows in the logits.
+    # Random init leaves norms at 1 (0 for Gemma's 1 + w) and biases at 0; perturb them so a wrong or
+    # missing norm or bias shows in the logits.
     with torch.no_grad():
         for name, param in model.named_parameters():
-            if name.endswith("norm.weight"):
+            if name.endswith(perturb):
                 param.add_(0.1 * torch.randn_like(param))
-    path = Path(tmp_path) / f"{arch}-tiny"
     save_kwargs: dict = {}
     if shards > 1:
         total = sum(p.numel() * p.element_size() for p in model.parameters())
@@ -59,6 +71,78 @@ def make_tiny_checkpoint(
     if shards > 1 and not (path / "model.safetensors.index.json").exists():
         raise RuntimeError(f"expected a sharded checkpoint in {path}")
     return path
+
+
+# The model zoo (tests/unit/test_zoo_local.py): row -> (config class, overrides of _ZOO_COMMON). A row is
+# named by its model type, or "<model type>/<variant>" when one family needs several rows.
+# Each row exercises what makes the family differ: sliding windows crossed by a 20-token prompt, mixed
+# layer_types split across spans, non-trivial multipliers, logit scales and softcaps, biases.
+_ZOO_PERTURB = ("norm.weight", "ln_f.weight", "ln_attn.weight", "ln_mlp.weight", ".bias")  # Falcon: ln_*
+_ZOO_COMMON = dict(_COMMON, num_hidden_layers=5, vocab_size=160)
+_MIXED = ["sliding_attention", "full_attention", "sliding_attention", "sliding_attention", "full_attention"]
+
+ZOO: dict[str, tuple[str, dict]] = {
+    "olmo": ("OlmoConfig", dict(clip_qkv=0.5)),
+    "olmo2": ("Olmo2Config", dict()),
+    "granite": (
+        "GraniteConfig",
+        dict(
+            embedding_multiplier=12.0, residual_multiplier=0.22, attention_multiplier=0.05, logits_scaling=4.0
+        ),
+    ),
+    "stablelm": ("StableLmConfig", dict(use_qkv_bias=True, qk_layernorm=False, use_parallel_residual=False)),
+    "starcoder2": ("Starcoder2Config", dict(sliding_window=8, use_bias=True)),
+    "helium": ("HeliumConfig", dict(head_dim=16)),
+    "glm4": ("Glm4Config", dict(head_dim=16, attention_bias=True)),
+    "exaone4": ("Exaone4Config", dict(sliding_window=8, layer_types=_MIXED)),
+    "ernie4_5": ("Ernie4_5Config", dict(head_dim=16, use_bias=True, tie_word_embeddings=False)),
+    "seed_oss": ("SeedOssConfig", dict(head_dim=16, attention_bias=True)),
+    "cohere": ("CohereConfig", dict(logit_scale=0.5, tie_word_embeddings=True)),
+    "cohere2": (
+        "Cohere2Config",
+        dict(head_dim=16, logit_scale=0.5, sliding_window=8, layer_types=_MIXED, tie_word_embeddings=True),
+    ),
+    "nemotron": ("NemotronConfig", dict(head_dim=16)),
+    "phi3": ("Phi3Config", dict()),
+    "phi": ("PhiConfig", dict(qk_layernorm=True, partial_rotary_factor=0.5)),
+    "falcon": ("FalconConfig", dict(new_decoder_architecture=True, num_kv_heads=2, bias=True)),
+    "falcon/7b": ("FalconConfig", dict(multi_query=True, parallel_attn=True, num_kv_heads=None)),
+    "falcon/rw-alibi": ("FalconConfig", dict(alibi=True, multi_query=False, parallel_attn=False, bias=True)),
+    "gpt_neox": ("GPTNeoXConfig", dict(rotary_pct=0.5, use_parallel_residual=True)),
+    "olmo3": ("Olmo3Config", dict(sliding_window=8, layer_types=_MIXED)),
+    "glm": ("GlmConfig", dict(head_dim=16)),
+    "smollm3": ("SmolLM3Config", dict(no_rope_layers=[1, 0, 1, 1, 0], tie_word_embeddings=True)),
+    "arcee": ("ArceeConfig", dict(head_dim=16)),
+    "apertus": ("ApertusConfig", dict()),
+    "ministral": ("MinistralConfig", dict(head_dim=16, sliding_window=8, layer_types=_MIXED)),
+    "hunyuan_v1_dense": ("HunYuanDenseV1Config", dict(head_dim=16)),
+    "gemma": ("GemmaConfig", dict(head_dim=16)),
+    "gemma2": (
+        "Gemma2Config",
+        dict(head_dim=16, sliding_window=8, final_logit_softcapping=2.0, attn_logit_softcapping=5.0),
+    ),
+    "vaultgemma": (
+        "VaultGemmaConfig",
+        dict(head_dim=16, sliding_window=8, final_logit_softcapping=2.0, attn_logit_softcapping=5.0),
+    ),
+    "gemma3_text": (
+        "Gemma3TextConfig",
+        dict(head_dim=16, sliding_window=8, layer_types=_MIXED, final_logit_softcapping=2.0),
+    ),
+}
+
+
+def zoo_model_type(row: str) -> str:
+    """The model type a ZOO row tests ("falcon/7b" -> "falcon")."""
+    return row.split("/")[0]
+
+
+def make_zoo_checkpoint(tmp_path: Path, row: str, *, seed: int = 0) -> Path:
+    """Save a random tiny model for ZOO ``row`` (5 layers, hidden 64) under tmp_path and return that dir."""
+    config_cls, overrides = ZOO[row]
+    config = getattr(transformers, config_cls)(**{**_ZOO_COMMON, **overrides})
+    path = Path(tmp_path) / f"{row.replace('/', '-')}-zoo"
+    return _save_random(config, path, seed=seed, perturb=_ZOO_PERTURB)
 
 
 def shard_files(path: Path) -> list[str]:

@@ -12,12 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+import transformers
 from torch import nn
 from transformers import PretrainedConfig
 
 from swarm.errors import UnsupportedModelError
-
-_LAYER_KEY = re.compile(r"^layers\.(\d+)\.(.+)$")
 
 
 def _embed_tokens(base: nn.Module, input_ids: torch.Tensor) -> torch.Tensor:
@@ -36,12 +35,23 @@ class Adapter:
     embed_attr: str = "embed_tokens"
     norm_attr: str = "norm"
     rotary_attr: str = "rotary_emb"
+    layers_attr: str = "layers"  # the base model's ModuleList of decoder layers (Falcon: "h")
+    head_bias_key: str | None = None  # the LM head's bias in the checkpoint, for heads that have one (Phi)
     embed: Callable[[nn.Module, torch.Tensor], torch.Tensor] = _embed_tokens
+    # After the LM head (logit scaling, final softcapping), as the family's *ForCausalLM does; None: nothing.
+    logits: Callable[[PretrainedConfig, torch.Tensor], torch.Tensor] | None = None
+    # Applied to a span's base model (not the client's) to turn off input scaling that the client's
+    # ``embed`` already did (e.g. Granite's embedding_multiplier), so it happens exactly once.
+    prepare_span: Callable[[nn.Module], None] | None = None
+    # Fills non-persistent buffers other than rotary frequencies (a meta build leaves them empty and no
+    # checkpoint holds them), e.g. Gemma's embedding scale: (base model, device) -> None.
+    init_buffers: Callable[[nn.Module, torch.device | str], None] | None = None
+    notes: str = ""  # one line for docs/models.md: what this family needed beyond the Llama layout
 
     @property
     def layer_prefix(self) -> str:
         """Checkpoint prefix of decoder layer i is ``f"{layer_prefix}{i}."``."""
-        return f"{self.base_prefix}layers."
+        return f"{self.base_prefix}{self.layers_attr}."
 
     @property
     def embed_key(self) -> str:
@@ -53,10 +63,20 @@ class Adapter:
 
     def checkpoint_key(self, module_key: str, start: int) -> str:
         """The checkpoint name of a base-model tensor; local layer j of a span is global layer start + j."""
-        match = _LAYER_KEY.match(module_key)
+        match = re.match(rf"^{re.escape(self.layers_attr)}\.(\d+)\.(.+)$", module_key)
         if match:
             return f"{self.layer_prefix}{int(match.group(1)) + start}.{match.group(2)}"
         return f"{self.base_prefix}{module_key}"
+
+
+def base_class(name: str) -> Callable[[PretrainedConfig], nn.Module]:
+    """A ``build_base`` that constructs ``transformers.<name>`` (e.g. "OlmoModel") from the config."""
+
+    def build(config: PretrainedConfig) -> nn.Module:
+        return getattr(transformers, name)(config)
+
+    build.__name__ = f"build_{name}"
+    return build
 
 
 _REGISTRY: dict[str, Adapter] = {}
@@ -71,6 +91,11 @@ def register(adapter: Adapter) -> Adapter:
 
 def supported_model_types() -> list[str]:
     return sorted(_REGISTRY)
+
+
+def registered_adapters() -> dict[str, Adapter]:
+    """model type -> adapter, sorted by model type (what docs/models.md is generated from)."""
+    return {name: _REGISTRY[name] for name in sorted(_REGISTRY)}
 
 
 def get_adapter(config: PretrainedConfig) -> Adapter:

@@ -27,4 +27,10 @@ def build_base(config: PretrainedConfig) -> nn.Module:
     return cls(config)
 
 
-LLAMA = register(Adapter(model_types=tuple(_BASE_CLASSES), build_base=build_base))
+LLAMA = register(
+    Adapter(
+        model_types=tuple(_BASE_CLASSES),
+        build_base=build_base,
+        notes="the reference layout; mistral/qwen2 sliding window and qwen3 q/k norms are inside transformers' layers",
+    )
+)

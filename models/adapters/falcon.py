@@ -1,0 +1,31 @@
+"""Falcon: decoder layers under ``transformer.h``, embedding ``word_embeddings``, final norm ``ln_f``.
+
+Only the names differ from the Llama layout (``layers_attr="h"``); multi-query / grouped attention, the
+parallel attention + MLP block and the new decoder architecture all live inside transformers' layers.
+ALiBi variants (Falcon-RW) build their bias from the full attention mask each span receives.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from models.adapters.base import Adapter, base_class, register
+
+
+def _word_embeddings(base: nn.Module, input_ids: torch.Tensor) -> torch.Tensor:
+    return base.word_embeddings(input_ids)  # [B, T] -> [B, T, H]
+
+
+FALCON = register(
+    Adapter(
+        model_types=("falcon",),
+        build_base=base_class("FalconModel"),
+        base_prefix="transformer.",
+        embed_attr="word_embeddings",
+        norm_attr="ln_f",
+        layers_attr="h",
+        embed=_word_embeddings,
+        notes="keys transformer.word_embeddings / h.{i} / ln_f (layers_attr='h'); parallel attention in layers",
+    )
+)

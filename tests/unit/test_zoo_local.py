@@ -1,0 +1,78 @@
+"""The model zoo: every registered family beyond the Llama four, split into uneven spans, equals local generate.
+
+One row per family or variant (tests/conftest_models.py ZOO): a tiny random 5-layer checkpoint, then in one process
+ClientHead.embed -> spans [0, 1), [1, 3), [3, 5) -> ClientHead.logits, a 20-token prompt and 16 greedy steps
+one token at a time. Ids must equal AutoModelForCausalLM.generate()'s and prompt logits be within 1e-4.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from models.adapters import get_adapter, supported_model_types
+from models.source import resolve_model
+from models.span import ClientHead, SpanModel
+from tests import zoo_table
+from tests.conftest_models import ZOO, make_zoo_checkpoint, zoo_model_type
+
+PROMPT_LEN = 20
+NEW_TOKENS = 16
+BOUNDS = [0, 1, 3, 5]
+
+
+def _reference(path: Path, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    model.generation_config.eos_token_id = None  # always NEW_TOKENS steps, whatever a random model emits
+    with torch.no_grad():
+        want = model.generate(
+            ids, attention_mask=torch.ones_like(ids), max_new_tokens=NEW_TOKENS, do_sample=False
+        )
+        logits = model(ids).logits
+    return want, logits
+
+
+@pytest.mark.parametrize("row", sorted(ZOO))
+def test_zoo_split_equals_local_generate(row: str, tmp_path: Path) -> None:
+    path = make_zoo_checkpoint(tmp_path, row)
+    ckpt = resolve_model(str(path))
+    assert ckpt.config.model_type == zoo_model_type(row)
+    assert get_adapter(ckpt.config).model_types == (zoo_model_type(row),)
+    ids = torch.randint(
+        3, ckpt.config.vocab_size, (1, PROMPT_LEN), generator=torch.Generator().manual_seed(1)
+    )
+    want, want_logits = _reference(path, ids)
+
+    head = ClientHead.load(ckpt)
+    spans = [SpanModel.load(ckpt, a, b, progress=False) for a, b in zip(BOUNDS, BOUNDS[1:], strict=False)]
+    caches = [span.new_cache() for span in spans]
+    out, current, prompt_logits = ids, ids, None
+    for _ in range(NEW_TOKENS):
+        hidden = head.embed(current)  # [1, T, H]
+        for span, cache in zip(spans, caches, strict=True):
+            hidden = span.forward(hidden, cache)
+        logits = head.logits(hidden)  # [1, T, V]
+        prompt_logits = logits if prompt_logits is None else prompt_logits
+        current = logits[:, -1].argmax(-1, keepdim=True)  # [1, 1]
+        out = torch.cat([out, current], dim=1)
+
+    assert want.shape == (1, PROMPT_LEN + NEW_TOKENS)
+    assert torch.equal(out, want)
+    torch.testing.assert_close(prompt_logits, want_logits, atol=1e-4, rtol=0)
+
+
+def test_every_zoo_family_is_registered_with_notes() -> None:
+    """Each zoo row has an adapter, and each adapter says in one line what it needed (docs/models.md)."""
+    families = {zoo_model_type(row) for row in ZOO}
+    assert families <= set(supported_model_types())
+    for family in families:
+        notes = get_adapter(type("C", (), {"model_type": family})()).notes
+        assert notes and "\n" not in notes
+
+
+def test_models_doc_is_generated_from_the_adapters() -> None:
+    """docs/models.md is what tests/zoo_table.py renders now (run ``python -m tests.zoo_table`` to refresh)."""
+    assert zoo_table.DOC.read_text() == zoo_table.render()
