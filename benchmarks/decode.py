@@ -17,7 +17,6 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -26,6 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import publish  # noqa: E402
+from swarm.demo import TimingStreamer  # noqa: E402
 
 SIZES = {
     "tiny": dict(hidden_size=256, num_hidden_layers=8, num_attention_heads=4, intermediate_size=688),
@@ -51,35 +51,17 @@ def prompts() -> tuple[torch.Tensor, torch.Tensor]:
     return torch.randint(3, VOCAB, (1, 16), generator=gen), torch.randint(3, VOCAB, (1, 512), generator=gen)
 
 
-class Clock:
-    """generate() streamer recording the arrival time of each new token."""
-
-    def __init__(self) -> None:
-        self.t0 = time.perf_counter()
-        self.times: list[float] = []
-        self._prompt = True
-
-    def put(self, _value: object) -> None:
-        if self._prompt:
-            self._prompt = False
-        else:
-            self.times.append(time.perf_counter())
-
-    def end(self) -> None:
-        pass
-
-
 def ttft(generate, ids: torch.Tensor) -> float:
-    clock = Clock()
+    clock = TimingStreamer()
     generate(ids, 1, clock)
-    return clock.times[0] - clock.t0
+    return clock.token_times[0] - clock.start
 
 
 def decode(generate, ids: torch.Tensor, n: int = 64) -> tuple[float, list[int]]:
     """Greedy tokens/s over n tokens after the first, and the tokens."""
-    clock = Clock()
+    clock = TimingStreamer()
     out = generate(ids, n + 1, clock)
-    return n / (clock.times[-1] - clock.times[0]), out[0, ids.shape[1]:].tolist()
+    return n / (clock.token_times[-1] - clock.token_times[0]), out[0, ids.shape[1]:].tolist()
 
 
 def bench_size(size: str, root: Path, repeats: int) -> dict[str, object]:
