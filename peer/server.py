@@ -398,7 +398,11 @@ class PeerServer:
                 sid = frame.header.get("session")
                 session = self.sessions.get(sid) if isinstance(sid, str) else None
                 if frame.header.get("type") == "error" and session is not None:
-                    await self._send_quietly(session.client, {**frame.header, "hop": addr})
+                    # the next hop refused a push (e.g. it lost the session): blame it, not this peer
+                    await self._send_quietly(session.client, error_header(
+                        "next_hop_failed", f"{addr} answered {frame.header.get('code')}: "
+                        f"{frame.header.get('message')}", self.identity.peer_id,
+                        session=sid, step=frame.header.get("step"), hop=addr))
         except (TransportError, ProtocolError) as e:
             log.info("push connection to %s ended: %s", addr, e)
         finally:

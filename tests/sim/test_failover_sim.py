@@ -67,6 +67,8 @@ async def fail(kind: str, name: str, peers, net: MemNetwork, dht: FakeDiscovery)
         await net.kill(server.addr)
     elif kind == "timeout":
         net.hang(server.addr)
+    elif kind == "forget":  # restarted with its sessions lost: pushes to it are refused as unknown
+        server.sessions.clear()
     elif kind == "vanish":
         net.hang(server.addr)
         dht.records.pop(server.identity.peer_id)
@@ -102,6 +104,8 @@ SCENARIOS = [
     (("c0", 1, "vanish"), ["c1"]),
     (("c0", 9, "error"), ["c1"]),
     (("b0", 12, "error"), ["b1", "b2"]),
+    (("c0", 4, "forget"), ["c1"]),
+    (("b0", 6, "forget"), ["b1", "b2"]),
 ]
 
 
