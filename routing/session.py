@@ -67,22 +67,38 @@ class InferenceSession:
     # ---- open / close ---------------------------------------------------------------------------------
 
     async def open(self) -> None:
-        self.links = [await self.client.link(h.addr) for h in self.hops]
-        await self._open_on(self.hops, self.links, next_after=None)
+        """Open the session on every hop; HopFailedError names the first hop that could not take it (its
+        record may be stale), after the hops that did take it have been closed again."""
+        for i, hop in enumerate(self.hops):
+            try:
+                self.links.append(await self.client.link(hop.addr))
+            except MolinkError as e:
+                raise hop_failed(HopFailure(i, FailureKind.CLOSED, str(e))) from e
+        results = await asyncio.gather(*self._open_requests(self.hops, self.links, None), return_exceptions=True)
+        failed = [(i, r) for i, r in enumerate(results) if isinstance(r, BaseException)]
         self.closed = False
+        if failed:
+            await self.close()
+            i, error = failed[0]
+            if isinstance(error, MolinkError):
+                raise hop_failed(HopFailure(i, FailureKind.ERROR, str(error))) from error
+            raise error
         log.debug("session %s open on %s", self.session_id, self.route.describe())
 
-    async def _open_on(self, hops: list[Hop], links: list[PeerLink], next_after: str | None) -> None:
+    def _open_requests(self, hops: list[Hop], links: list[PeerLink], next_after: str | None) -> list[Any]:
         for link in links:
             link.inboxes[self.session_id] = self._inbox
-        await asyncio.gather(*(
+        return [
             link.request({
                 "type": "open", "session": self.session_id, "start": hop.start, "end": hop.end,
                 "max_length": self.max_length, "batch": self.batch,
                 "next": hops[i + 1].addr if i + 1 < len(hops) else next_after,
             }, self.config.request_timeout_s)
             for i, (hop, link) in enumerate(zip(hops, links, strict=True))
-        ))
+        ]
+
+    async def _open_on(self, hops: list[Hop], links: list[PeerLink], next_after: str | None) -> None:
+        await asyncio.gather(*self._open_requests(hops, links, next_after))
 
     async def close(self) -> None:
         if self.closed:

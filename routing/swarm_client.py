@@ -20,7 +20,7 @@ from routing.failover import FailureHistory, avoided
 from routing.link import PeerLink
 from routing.planner import Route, plan_route
 from routing.session import InferenceSession
-from swarm.errors import RoutingError
+from swarm.errors import HopFailedError, RoutingError
 from swarm.records import PeerRecord
 from swarm.transport import open_channel
 
@@ -81,10 +81,22 @@ class SwarmCore:
         return link
 
     async def open_session(self, max_length: int, batch: int = 1) -> InferenceSession:
-        route = await self.wait_route(avoid=avoided(self.failures, self.clock(), self.config.backoff))
-        session = InferenceSession(self, route, max_length=max_length, batch=batch)
-        await session.open()
-        return session
+        """A session on the cheapest live route; a hop that cannot take it (a dead peer whose record has
+        not expired yet, a full peer) is put in back-off and the route planned again."""
+        failures = 0
+        while True:
+            route = await self.wait_route(avoid=avoided(self.failures, self.clock(), self.config.backoff))
+            session = InferenceSession(self, route, max_length=max_length, batch=batch)
+            try:
+                await session.open()
+                return session
+            except HopFailedError as e:
+                failures += 1
+                if failures > self.config.max_recoveries:
+                    raise
+                hop = route.hops[e.failure.hop_index]
+                log.warning("could not open a session on %s: %s; planning around it", hop.addr, e)
+                self.failures = self.failures.record(hop.peer_id, self.clock())
 
     async def aclose(self) -> None:
         for link in self._links.values():

@@ -228,3 +228,31 @@ async def test_idle_session_expires_and_frees_its_memory():
         await session.close()
         await core.aclose()
         await net.shutdown()
+
+
+@pytest.mark.parametrize("how", ["dead", "refusing"])
+async def test_a_hop_that_cannot_take_a_new_session_is_routed_around(how):
+    """b0 is dead with a stale record, or alive but refusing new sessions: opening a session puts it in
+    back-off and uses b1+b2; the hops that had accepted the failed attempt hold no leftover session."""
+    from swarm.records import PeerState
+
+    baseline, _, _, _, _ = await run(None)
+    net, dht, clock = MemNetwork(), FakeDiscovery(), FakeClock()
+    peers = await build(net, dht)
+    if how == "dead":
+        await net.kill(peers["b0"].addr)
+    else:
+        peers["b0"].state = PeerState.DRAINING  # its DHT record still says online
+    core = SwarmCore("sim", LAYERS, dht, CONFIG, connect=net.connector("client"), clock=clock)
+    session = await core.open_session(max_length=PREFILL + DECODE)
+    try:
+        assert [h.peer_id for h in session.hops][1:3] == [peers["b1"].identity.peer_id, peers["b2"].identity.peer_id]
+        assert peers["b0"].identity.peer_id in core.failures.failures
+        for name in ("a0", "c0"):
+            assert list(peers[name].sessions) == [session.session_id]
+        out = await drive(session)
+    finally:
+        await session.close()
+        await core.aclose()
+        await net.shutdown()
+    assert torch.allclose(out, baseline, atol=1e-6)
