@@ -281,9 +281,12 @@ class PeerServer:
             if replay is not None:
                 log.info("session %s: replaying %d positions to %s", sid, replay.shape[1], next_addr)
                 meta, body = tensor_to_wire(replay)
-                push = await self._push_channel(next_addr)
-                await push.send({"type": "step", "session": sid, "step": upto_step - 1, "position": 0,
-                                 "tensor": meta, "replay": True, "replay_until": replay_until}, body)
+                try:
+                    push = await self._push_channel(next_addr)
+                    await push.send({"type": "step", "session": sid, "step": upto_step - 1, "position": 0,
+                                     "tensor": meta, "replay": True, "replay_until": replay_until}, body)
+                except TransportError as e:  # the replacement is unreachable: the client picks another
+                    raise ProtocolError(f"next hop {next_addr} failed: {e}", code="next_hop_failed") from e
         await channel.send({"type": "ok", "id": req_id})
 
     async def _on_step(self, channel: Channel, frame: Frame) -> None:
