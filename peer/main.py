@@ -18,7 +18,7 @@ import torch
 from peer.config import PeerConfig
 from peer.placement import choose_span, layers_that_fit, parse_layers
 from peer.server import PeerServer
-from swarm.errors import ConfigError, SpanError
+from swarm.errors import ConfigError, SpanError, TransportError
 from swarm.records import Identity
 
 log = logging.getLogger("molink.peer")
@@ -108,7 +108,7 @@ async def run_peer(config: PeerConfig, *, ready: Any = None, version: str = "0")
         server = PeerServer(config=config, span=span, identity=identity, model_key=ckpt.model_key,
                             discovery=discovery, version=version)
         await server.start()
-        await discovery.announce(server.record(), ttl=config.ttl_s)
+        await announce_first(discovery, server, config)
         heartbeat = asyncio.ensure_future(server.heartbeat_forever())
         if ready is not None:
             ready(server)
@@ -120,6 +120,21 @@ async def run_peer(config: PeerConfig, *, ready: Any = None, version: str = "0")
         if server is not None:
             await server.stop()
         await discovery.shutdown()
+
+
+async def announce_first(discovery: Any, server: PeerServer, config: PeerConfig, attempts: int = 6) -> None:
+    """The first announcement, retried with back-off: right after peers died, the DHT nodes nearest the key
+    can be the dead ones, and a store can fail until the routing tables have moved on."""
+    for attempt in range(attempts):
+        try:
+            await discovery.announce(server.record(), ttl=config.ttl_s)
+            return
+        except TransportError as e:
+            if attempt == attempts - 1:
+                raise
+            delay = min(0.5 * 2**attempt, 4.0)
+            log.warning("announce failed (%s); retrying in %.1f s", e, delay)
+            await asyncio.sleep(delay)
 
 
 async def wait_for_signal() -> None:
