@@ -175,7 +175,7 @@ class ClientHead:
     def embed(self, input_ids: torch.LongTensor) -> torch.Tensor:
         """input_ids: [B, T] -> hidden: [B, T, H], whatever the base model does before layer 0."""
         with torch.inference_mode():
-            return self.adapter.embed(self.base, input_ids)
+            return self.adapter.embed_input(self.base, input_ids)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """hidden: [B, T, H] (after the last layer) -> logits: [B, T, V] float32."""

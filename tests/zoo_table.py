@@ -56,7 +56,7 @@ def _tested_by(model_type: str) -> str:
 
 
 def _row(model_type: str, adapter: Adapter) -> str:
-    embed = "embedding lookup" if adapter.embed.__name__ == "_embed_tokens" else _hook(adapter.embed, "")
+    embed = "embedding lookup" if adapter.embed is None else _hook(adapter.embed, "")
     if adapter.init_buffers is not None:
         embed += f" (buffers: {_hook(adapter.init_buffers, '')})"
     cells = [

@@ -19,11 +19,6 @@ from transformers import PretrainedConfig
 from swarm.errors import UnsupportedModelError
 
 
-def _embed_tokens(base: nn.Module, input_ids: torch.Tensor) -> torch.Tensor:
-    """The Llama-style step before layer 0: a plain embedding lookup."""
-    return base.embed_tokens(input_ids)  # input_ids: [B, T] -> hidden: [B, T, H]
-
-
 @dataclass(frozen=True)
 class Adapter:
     """Per-family facts. ``base_prefix`` is where the base model sits in a *ForCausalLM checkpoint."""
@@ -37,7 +32,8 @@ class Adapter:
     rotary_attr: str = "rotary_emb"
     layers_attr: str = "layers"  # the base model's ModuleList of decoder layers (Falcon: "h")
     head_bias_key: str | None = None  # the LM head's bias in the checkpoint, for heads that have one (Phi)
-    embed: Callable[[nn.Module, torch.Tensor], torch.Tensor] = _embed_tokens
+    # Before layer 0, on the client; None: a plain lookup in the ``embed_attr`` embedding.
+    embed: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None
     # After the LM head (logit scaling, final softcapping), as the family's *ForCausalLM does; None: nothing.
     logits: Callable[[PretrainedConfig, torch.Tensor], torch.Tensor] | None = None
     # Applied to a span's base model (not the client's) to turn off input scaling that the client's
@@ -47,6 +43,12 @@ class Adapter:
     # checkpoint holds them), e.g. Gemma's embedding scale: (base model, device) -> None.
     init_buffers: Callable[[nn.Module, torch.device | str], None] | None = None
     notes: str = ""  # one line for docs/models.md: what this family needed beyond the Llama layout
+
+    def embed_input(self, base: nn.Module, input_ids: torch.Tensor) -> torch.Tensor:
+        """input_ids: [B, T] -> hidden: [B, T, H], the family's step before layer 0."""
+        if self.embed is not None:
+            return self.embed(base, input_ids)
+        return getattr(base, self.embed_attr)(input_ids)
 
     @property
     def layer_prefix(self) -> str:

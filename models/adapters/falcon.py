@@ -7,15 +7,7 @@ ALiBi variants (Falcon-RW) build their bias from the full attention mask each sp
 
 from __future__ import annotations
 
-import torch
-from torch import nn
-
 from models.adapters.base import Adapter, base_class, register
-
-
-def _word_embeddings(base: nn.Module, input_ids: torch.Tensor) -> torch.Tensor:
-    return base.word_embeddings(input_ids)  # [B, T] -> [B, T, H]
-
 
 FALCON = register(
     Adapter(
@@ -25,7 +17,6 @@ FALCON = register(
         embed_attr="word_embeddings",
         norm_attr="ln_f",
         layers_attr="h",
-        embed=_word_embeddings,
         notes="keys transformer.word_embeddings / h.{i} / ln_f (layers_attr='h'); parallel attention in layers",
     )
 )

@@ -8,15 +8,7 @@ parallel residual and partial rotary live inside the layers.
 
 from __future__ import annotations
 
-import torch
-from torch import nn
-
 from models.adapters.base import Adapter, base_class, register
-
-
-def _embed_in(base: nn.Module, input_ids: torch.Tensor) -> torch.Tensor:
-    return base.embed_in(input_ids)  # [B, T] -> [B, T, H]
-
 
 GPT_NEOX = register(
     Adapter(
@@ -26,7 +18,6 @@ GPT_NEOX = register(
         head_key="embed_out.weight",
         embed_attr="embed_in",
         norm_attr="final_layer_norm",
-        embed=_embed_in,
         notes="keys gpt_neox.embed_in / final_layer_norm / embed_out; parallel residual, partial rotary in layers",
     )
 )
