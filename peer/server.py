@@ -125,8 +125,12 @@ class PeerServer:
         except asyncio.TimeoutError:
             log.warning("drain timeout (%.0f s): leaving with %d sessions open", timeout_s, len(self.sessions))
 
-    def record(self, state: PeerState | None = None) -> PeerRecord:
+    def free_cache_tokens(self) -> int:
+        """KV tokens not promised to an open session (each holds max_length x batch)."""
         used = sum(s.max_length * s.batch for s in self.sessions.values())
+        return max(self.config.kv_reserve_tokens - used, 0)
+
+    def record(self, state: PeerState | None = None) -> PeerRecord:
         rec = PeerRecord(
             peer_id=self.identity.peer_id,
             model=self.model_key,
@@ -136,7 +140,7 @@ class PeerServer:
             state=state or self.state,
             throughput=float(self.throughput),
             net_throughput=100.0,
-            free_cache_tokens=max(self.config.kv_reserve_tokens - used, 0),
+            free_cache_tokens=self.free_cache_tokens(),
             load=len(self.sessions),
             dtype=str(self.span.dtype).removeprefix("torch."),
             version=self.version,
@@ -243,7 +247,7 @@ class PeerServer:
             raise ProtocolError(f"session {sid} is already open", code="session_exists")
         if len(self.sessions) >= self.config.max_sessions:
             raise ProtocolError(f"peer is full ({self.config.max_sessions} sessions)", code="busy")
-        free = self.record().free_cache_tokens
+        free = self.free_cache_tokens()  # no need to build and sign a record for it
         if max_length * batch > free:
             raise ProtocolError(
                 f"session needs {max_length * batch} KV tokens, {free} are free", code="no_memory"
