@@ -5,6 +5,7 @@ that the outputs equal a run without failure, which peer replaced the failed one
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 import torch
@@ -48,6 +49,26 @@ async def build(net: MemNetwork, dht: FakeDiscovery) -> dict[str, object]:
     return peers
 
 
+class Sim:
+    """A built in-memory swarm (see ``build``) and a client core on it."""
+
+    def __init__(self, net: MemNetwork, dht: FakeDiscovery, clock: FakeClock, peers: dict, core: SwarmCore):
+        self.net, self.dht, self.clock, self.peers, self.core = net, dht, clock, peers, core
+
+
+@contextlib.asynccontextmanager
+async def sim_swarm():
+    """Build the swarm and a client core; close the core and stop the network on the way out."""
+    net, dht, clock = MemNetwork(), FakeDiscovery(), FakeClock()
+    peers = await build(net, dht)
+    core = SwarmCore("sim", LAYERS, dht, CONFIG, connect=net.connector("client"), clock=clock)
+    try:
+        yield Sim(net, dht, clock, peers, core)
+    finally:
+        await core.aclose()
+        await net.shutdown()
+
+
 async def drive(session, before_step=None) -> torch.Tensor:
     """A prefill step then DECODE single-token steps of the fixed inputs; ``before_step(step)`` may inject."""
     x, outs = inputs(), []
@@ -75,24 +96,21 @@ async def fail(kind: str, name: str, peers, net: MemNetwork, dht: FakeDiscovery)
 
 
 async def run(scenario: tuple[str, int, str] | None):
-    net, dht, clock = MemNetwork(), FakeDiscovery(), FakeClock()
-    peers = await build(net, dht)
-    core = SwarmCore("sim", LAYERS, dht, CONFIG, connect=net.connector("client"), clock=clock)
-    session = await core.open_session(max_length=PREFILL + DECODE)
+    async with sim_swarm() as sim:
+        net, dht, clock, peers, core = sim.net, sim.dht, sim.clock, sim.peers, sim.core
+        session = await core.open_session(max_length=PREFILL + DECODE)
 
-    async def inject(step: int) -> None:
-        if scenario is not None and step == scenario[1]:
-            await fail(scenario[2], scenario[0], peers, net, dht)
+        async def inject(step: int) -> None:
+            if scenario is not None and step == scenario[1]:
+                await fail(scenario[2], scenario[0], peers, net, dht)
 
-    try:
-        assert [h.peer_id for h in session.hops] == [peers[n].identity.peer_id for n in ("a0", "b0", "c0")]
-        out = await drive(session, inject)
-        route = [h.peer_id for h in session.hops]
-    finally:
-        await session.close()
-        await core.aclose()
-        await net.shutdown()
-    return out, route, core, peers, clock
+        try:
+            assert [h.peer_id for h in session.hops] == [peers[n].identity.peer_id for n in ("a0", "b0", "c0")]
+            out = await drive(session, inject)
+            route = [h.peer_id for h in session.hops]
+        finally:
+            await session.close()
+        return out, route, core, peers, clock
 
 
 SCENARIOS = [
@@ -129,11 +147,9 @@ async def test_failover_scenarios(scenario, replacement):
 
 async def test_no_replica_raises_and_frees_other_hops():
     """c0 and c1 both die: MissingLayersError names 8..11 and a0, b0 hold no session afterwards."""
-    net, dht, clock = MemNetwork(), FakeDiscovery(), FakeClock()
-    peers = await build(net, dht)
-    core = SwarmCore("sim", LAYERS, dht, CONFIG, connect=net.connector("client"), clock=clock)
-    session = await core.open_session(max_length=PREFILL + DECODE)
-    try:
+    async with sim_swarm() as sim:
+        net, peers, core = sim.net, sim.peers, sim.core
+        session = await core.open_session(max_length=PREFILL + DECODE)
         await session.step(inputs()[:, :PREFILL])
         await net.kill(peers["c0"].addr)
         await net.kill(peers["c1"].addr)
@@ -142,37 +158,31 @@ async def test_no_replica_raises_and_frees_other_hops():
         assert err.value.missing == [(8, 12)]
         await asyncio.sleep(0)  # let the close requests land
         assert not peers["a0"].sessions and not peers["b0"].sessions
-    finally:
-        await core.aclose()
-        await net.shutdown()
 
 
 async def test_draining_hop_is_moved_without_blame():
     """b0 drains mid-generation: the session moves to b1+b2 at the next step, outputs are unchanged, b0 is
     not put in back-off, and b0's drain completes once the session has moved."""
     baseline, _, _, _, _ = await run(None)
-    net, dht, clock = MemNetwork(), FakeDiscovery(), FakeClock()
-    peers = await build(net, dht)
-    core = SwarmCore("sim", LAYERS, dht, CONFIG, connect=net.connector("client"), clock=clock)
-    session = await core.open_session(max_length=PREFILL + DECODE)
-    drains = []
+    async with sim_swarm() as sim:
+        peers, core = sim.peers, sim.core
+        session = await core.open_session(max_length=PREFILL + DECODE)
+        drains = []
 
-    async def start_drain(step: int) -> None:
-        if step == 4:
-            drains.append(asyncio.ensure_future(peers["b0"].drain(timeout_s=5)))
-            await asyncio.sleep(0)
+        async def start_drain(step: int) -> None:
+            if step == 4:
+                drains.append(asyncio.ensure_future(peers["b0"].drain(timeout_s=5)))
+                await asyncio.sleep(0)
 
-    try:
-        out = await drive(session, start_drain)
-        await asyncio.wait_for(drains[0], 5)
-        assert not peers["b0"].sessions
-        assert [h.peer_id for h in session.hops][1:3] == [peers["b1"].identity.peer_id, peers["b2"].identity.peer_id]
-        assert peers["b0"].identity.peer_id not in core.failures.failures
-    finally:
-        await session.close()
-        await core.aclose()
-        await net.shutdown()
-    assert torch.allclose(out, baseline, atol=1e-6)
+        try:
+            out = await drive(session, start_drain)
+            await asyncio.wait_for(drains[0], 5)
+            assert not peers["b0"].sessions
+            assert [h.peer_id for h in session.hops][1:3] == [peers["b1"].identity.peer_id, peers["b2"].identity.peer_id]
+            assert peers["b0"].identity.peer_id not in core.failures.failures
+        finally:
+            await session.close()
+        assert torch.allclose(out, baseline, atol=1e-6)
 
 
 async def test_slow_but_alive_hop_is_not_declared_dead():
@@ -180,54 +190,48 @@ async def test_slow_but_alive_hop_is_not_declared_dead():
     import time as _time
 
     baseline, _, _, _, _ = await run(None)
-    net, dht, clock = MemNetwork(), FakeDiscovery(), FakeClock()
-    peers = await build(net, dht)
-    slow = peers["b0"]
-    slow.config = type(slow.config)(model="sim", inline_step_tokens=0)  # compute off the loop: pings answered
-    real_forward = slow.span.forward
+    async with sim_swarm() as sim:
+        peers, core = sim.peers, sim.core
+        slow = peers["b0"]
+        slow.config = type(slow.config)(model="sim", inline_step_tokens=0)  # compute off the loop: pings answered
+        real_forward = slow.span.forward
 
-    def slow_forward(hidden, cache):
-        if slow.span.calls == 3:
-            _time.sleep(3 * CONFIG.min_step_timeout_s)
-        return real_forward(hidden, cache)
+        def slow_forward(hidden, cache):
+            if slow.span.calls == 3:
+                _time.sleep(3 * CONFIG.min_step_timeout_s)
+            return real_forward(hidden, cache)
 
-    slow.span.forward = slow_forward
-    core = SwarmCore("sim", LAYERS, dht, CONFIG, connect=net.connector("client"), clock=clock)
-    session = await core.open_session(max_length=PREFILL + DECODE)
-    try:
-        out = await drive(session)
-        assert session.failovers == 0 and not core.failures.failures
-    finally:
-        await session.close()
-        await core.aclose()
-        await net.shutdown()
-    assert torch.allclose(out, baseline, atol=1e-6)
+        slow.span.forward = slow_forward
+        session = await core.open_session(max_length=PREFILL + DECODE)
+        try:
+            out = await drive(session)
+            assert session.failovers == 0 and not core.failures.failures
+        finally:
+            await session.close()
+        assert torch.allclose(out, baseline, atol=1e-6)
 
 
 async def test_idle_session_expires_and_frees_its_memory():
     """A session idle past --session-timeout is closed by the peer's sweep; a later step is refused as
     unknown_session (and the client re-routes around that hop rather than failing)."""
-    net, dht, clock = MemNetwork(), FakeDiscovery(), FakeClock()
-    peers = await build(net, dht)
-    server = peers["a0"]
-    now = [0.0]
-    server.clock = lambda: now[0]
-    core = SwarmCore("sim", LAYERS, dht, CONFIG, connect=net.connector("client"), clock=clock)
-    session = await core.open_session(max_length=PREFILL + DECODE)
-    try:
-        await session.step(inputs()[:, :PREFILL])
-        assert session.session_id in server.sessions
-        free_before = server.record().free_cache_tokens
-        now[0] = server.config.session_timeout_s + 1.0
-        server.expire_sessions()
-        assert session.session_id not in server.sessions
-        assert server.record().free_cache_tokens == free_before + PREFILL + DECODE
-        await session.step(inputs()[:, PREFILL:PREFILL + 1])
-        assert session.hops[0].peer_id == peers["a1"].identity.peer_id
-    finally:
-        await session.close()
-        await core.aclose()
-        await net.shutdown()
+    async with sim_swarm() as sim:
+        peers, core = sim.peers, sim.core
+        server = peers["a0"]
+        now = [0.0]
+        server.clock = lambda: now[0]
+        session = await core.open_session(max_length=PREFILL + DECODE)
+        try:
+            await session.step(inputs()[:, :PREFILL])
+            assert session.session_id in server.sessions
+            free_before = server.free_cache_tokens()
+            now[0] = server.config.session_timeout_s + 1.0
+            server.expire_sessions()
+            assert session.session_id not in server.sessions
+            assert server.free_cache_tokens() == free_before + PREFILL + DECODE
+            await session.step(inputs()[:, PREFILL:PREFILL + 1])
+            assert session.hops[0].peer_id == peers["a1"].identity.peer_id
+        finally:
+            await session.close()
 
 
 @pytest.mark.parametrize("how", ["dead", "refusing"])
@@ -237,22 +241,19 @@ async def test_a_hop_that_cannot_take_a_new_session_is_routed_around(how):
     from swarm.records import PeerState
 
     baseline, _, _, _, _ = await run(None)
-    net, dht, clock = MemNetwork(), FakeDiscovery(), FakeClock()
-    peers = await build(net, dht)
-    if how == "dead":
-        await net.kill(peers["b0"].addr)
-    else:
-        peers["b0"].state = PeerState.DRAINING  # its DHT record still says online
-    core = SwarmCore("sim", LAYERS, dht, CONFIG, connect=net.connector("client"), clock=clock)
-    session = await core.open_session(max_length=PREFILL + DECODE)
-    try:
-        assert [h.peer_id for h in session.hops][1:3] == [peers["b1"].identity.peer_id, peers["b2"].identity.peer_id]
-        assert peers["b0"].identity.peer_id in core.failures.failures
-        for name in ("a0", "c0"):
-            assert list(peers[name].sessions) == [session.session_id]
-        out = await drive(session)
-    finally:
-        await session.close()
-        await core.aclose()
-        await net.shutdown()
-    assert torch.allclose(out, baseline, atol=1e-6)
+    async with sim_swarm() as sim:
+        net, peers, core = sim.net, sim.peers, sim.core
+        if how == "dead":
+            await net.kill(peers["b0"].addr)
+        else:
+            peers["b0"].state = PeerState.DRAINING  # its DHT record still says online
+        session = await core.open_session(max_length=PREFILL + DECODE)
+        try:
+            assert [h.peer_id for h in session.hops][1:3] == [peers["b1"].identity.peer_id, peers["b2"].identity.peer_id]
+            assert peers["b0"].identity.peer_id in core.failures.failures
+            for name in ("a0", "c0"):
+                assert list(peers[name].sessions) == [session.session_id]
+            out = await drive(session)
+        finally:
+            await session.close()
+        assert torch.allclose(out, baseline, atol=1e-6)
