@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import torch
@@ -111,3 +111,77 @@ def module_bytes(module: nn.Module) -> int:
     for t in [*module.parameters(), *module.buffers()]:
         seen[id(t)] = t.numel() * t.element_size()
     return sum(seen.values())
+
+
+def checkpoint_names(ckpt: Checkpoint) -> list[str]:
+    """Every tensor name the checkpoint holds (from the index, or a single file's header)."""
+    mapping = weight_map(ckpt)
+    if mapping is not None:
+        return list(mapping)
+    with safe_open(str(shard_path(ckpt, SINGLE_NAME)), framework="pt", device="cpu") as f:
+        return list(f.keys())
+
+
+def has_conversions(module: nn.Module) -> bool:
+    """Whether transformers converts this model's checkpoint tensors on load (e.g. fusing MoE experts)."""
+    from transformers.conversion_mapping import get_checkpoint_conversion_mapping
+
+    model_type = getattr(getattr(module, "config", None), "model_type", None)
+    return bool(get_checkpoint_conversion_mapping(type(module).__name__) or get_checkpoint_conversion_mapping(model_type))
+
+
+@contextmanager
+def default_dtype(dtype: torch.dtype) -> Iterator[None]:
+    """Modules built inside get ``dtype`` parameters, as from_pretrained builds them."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(old)
+
+
+def fill_converted(
+    module: nn.Module,
+    ckpt: Checkpoint,
+    names: Mapping[str, str],
+    *,
+    dtype: torch.dtype,
+    device: str | torch.device = "cpu",
+) -> None:
+    """Load a meta-built transformers model through transformers' own weight conversion.
+
+    ``names`` maps checkpoint tensor names to the module-local names they have on disk (before
+    conversion: per-expert MoE tensors, old key spellings). transformers renames and fuses them exactly
+    as from_pretrained would (``convert_and_load_state_dict_in_model`` with the model's conversion
+    mapping); tensors are handed over as lazy safetensors slices, so only those that end up in the module
+    are read, and nothing is written to disk. ``module`` must have been built with ``dtype`` as the
+    default dtype (``default_dtype``). ConfigError when anything is missing, left over or fails to convert.
+    """
+    from transformers.conversion_mapping import get_model_conversion_mapping
+    from transformers.core_model_loading import convert_and_load_state_dict_in_model
+    from transformers.modeling_utils import LoadStateDictConfig
+
+    load_config = LoadStateDictConfig(
+        dtype=dtype, device_map={"": str(device)}, weight_mapping=get_model_conversion_mapping(module)
+    )
+    with ExitStack() as files:
+        state: dict[str, object] = {}
+        for filename, wanted in sorted(_group_by_shard(ckpt, list(names)).items()):
+            f = files.enter_context(safe_open(str(shard_path(ckpt, filename)), framework="pt", device="cpu"))
+            for name in wanted:
+                state[names[name]] = f.get_slice(name)  # read only if the module takes it
+        info, _ = convert_and_load_state_dict_in_model(module, state, load_config)
+    problems = {
+        "missing": sorted(info.missing_keys),
+        "unexpected": sorted(info.unexpected_keys),
+        "wrong shape": sorted(str(k) for k in info.mismatched_keys),
+        "failed to convert": sorted(info.conversion_errors),
+    }
+    problems = {what: keys for what, keys in problems.items() if keys}
+    if problems:
+        detail = "; ".join(f"{what}: {keys[:3]}" for what, keys in problems.items())
+        raise ConfigError(f"checkpoint {ckpt.path} does not fit {type(module).__name__}: {detail}")
+    left = [n for n, t in [*module.named_parameters(), *module.named_buffers()] if t.is_meta]
+    if left:
+        raise ConfigError(f"tensors not loaded from the checkpoint: {left[:5]}")

@@ -14,7 +14,9 @@ from transformers import PretrainedConfig
 from swarm.errors import SpanError
 
 # Lists that can be as long as the layer stack by coincidence but are not per-layer.
-_NOT_PER_LAYER = frozenset({"architectures", "bos_token_id", "eos_token_id", "pad_token_id"})
+_NOT_PER_LAYER = frozenset(
+    {"architectures", "bos_token_id", "eos_token_id", "pad_token_id", "mlp_only_layers"}  # (indices: localized)
+)
 
 
 def _per_layer_items(config: PretrainedConfig) -> list[tuple[str, list | tuple]]:

@@ -16,13 +16,24 @@ from torch import nn
 from transformers import DynamicCache, PretrainedConfig
 
 from models.adapters import Adapter, get_adapter
-from models.checkpoint import fill_module, has_tensor, module_bytes, on_meta, read_tensors
-from models.config_slice import empty_config, slice_config
+from models.checkpoint import (
+    checkpoint_names,
+    default_dtype,
+    fill_converted,
+    fill_module,
+    has_conversions,
+    has_tensor,
+    module_bytes,
+    on_meta,
+    read_tensors,
+)
+from models.config_slice import empty_config
 from models.source import Checkpoint
+from swarm.errors import ConfigError
 
 
-def _build_on_meta(adapter: Adapter, config: PretrainedConfig) -> nn.Module:
-    with on_meta():
+def _build_on_meta(adapter: Adapter, config: PretrainedConfig, dtype: torch.dtype) -> nn.Module:
+    with on_meta(), default_dtype(dtype):
         return adapter.build_base(config)
 
 
@@ -52,19 +63,27 @@ def _load_base(
     keep_ends: bool = False,
 ) -> nn.Module:
     """A base model from ``config`` whose local layer j is checkpoint layer start + j, weights filled."""
-    base = _build_on_meta(adapter, config)
+    base = _build_on_meta(adapter, config, dtype)
     if not keep_ends:
         setattr(base, adapter.embed_attr, None)  # the client embeds
         setattr(base, adapter.norm_attr, nn.Identity())  # the client runs the final norm
         if adapter.prepare_span is not None:
-            adapter.prepare_span(base)  # input scaling already done once by the client's embed
+            adapter.prepare_span(base, start)  # input steps already done once by the client's embed
     _fresh_rotary(adapter, base, device)
     if adapter.init_buffers is not None:
         adapter.init_buffers(base, device)
-    local_names = list(base.state_dict().keys())
-    names = [adapter.checkpoint_key(n, start) for n in local_names]
-    tensors = read_tensors(ckpt, names, dtype=dtype, device=device, progress=progress, desc=desc)
-    fill_module(base, {local: tensors[name] for local, name in zip(local_names, names, strict=True)})
+    if has_conversions(base):  # e.g. MoE experts stored one by one, fused in memory
+        wanted = set(base.state_dict())
+        names = adapter.local_names(checkpoint_names(ckpt), start, int(config.num_hidden_layers), wanted)
+        try:
+            fill_converted(base, ckpt, names, dtype=dtype, device=device)
+        except ConfigError as e:
+            raise ConfigError(f"{desc} (local layer j is layer {start} + j): {e}") from e
+    else:
+        local_names = list(base.state_dict().keys())
+        names = [adapter.checkpoint_key(n, start) for n in local_names]
+        tensors = read_tensors(ckpt, names, dtype=dtype, device=device, progress=progress, desc=desc)
+        fill_module(base, {local: tensors[name] for local, name in zip(local_names, names, strict=True)})
     base.config.dtype = dtype
     return base.eval()
 
@@ -94,7 +113,7 @@ class SpanModel:
     ) -> SpanModel:
         """Build the span on meta and read only its layers' tensors (SpanError for a bad span)."""
         adapter = get_adapter(ckpt.config)
-        config = slice_config(ckpt.config, start, end)
+        config = adapter.span_config(ckpt.config, start, end)
         desc = f"layers {start}..{end - 1}"
         base = _load_base(
             ckpt, adapter, config, start, dtype=dtype, device=device, progress=progress, desc=desc
@@ -172,16 +191,18 @@ class ClientHead:
                 lm_head.bias = nn.Parameter(bias["bias"], requires_grad=False)
         return cls(base, lm_head.eval(), adapter, dtype)
 
-    def embed(self, input_ids: torch.LongTensor) -> torch.Tensor:
-        """input_ids: [B, T] -> hidden: [B, T, H], whatever the base model does before layer 0."""
+    def embed(self, input_ids: torch.LongTensor, start: int = 0) -> torch.Tensor:
+        """input_ids: [B, T] at positions start .. start + T - 1 -> hidden: [B, T, H], whatever the base
+        model does before layer 0 (families with learned position embeddings need ``start``)."""
+        batch, steps = input_ids.shape
+        positions = torch.arange(start, start + steps, device=input_ids.device).expand(batch, -1)  # [B, T]
         with torch.inference_mode():
-            return self.adapter.embed_input(self.base, input_ids)
+            return self.adapter.embed_input(self.base, input_ids, positions)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """hidden: [B, T, H] (after the last layer) -> logits: [B, T, V] float32."""
-        norm: nn.Module = getattr(self.base, self.adapter.norm_attr)
         with torch.inference_mode():
-            logits = self.lm_head(norm(hidden.to(self.dtype)))
+            logits = self.lm_head(self.adapter.final_hidden(self.base, hidden.to(self.dtype)))
             if self.adapter.logits is not None:
                 logits = self.adapter.logits(self.base.config, logits)  # scaling/softcapping of *ForCausalLM
             return logits.float()

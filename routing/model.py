@@ -147,7 +147,7 @@ class AutoDistributedModelForCausalLM:
                     unfinished &= ~torch.isin(next_tokens, eos)
                 if not bool(unfinished.any()) or i == max_new - 1:
                     break
-                hidden = await session.step(self.head.embed(next_tokens[:, None]))
+                hidden = await session.step(self.head.embed(next_tokens[:, None], ids.shape[1] - 1))
         finally:
             self.last_route = session.route  # after any failover
             await session.close()

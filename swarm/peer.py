@@ -55,7 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--upnp", action="store_true", help="ask the home router for a port mapping (UPnP/NAT-PMP)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar while loading")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    p.add_argument("--list-models", action="store_true", help="print the model aliases and exit")
+    p.add_argument("--list-models", action="store_true",
+                   help="print the model aliases (alias, Hugging Face repo id) grouped by model family, and exit; "
+                   "--model is not needed")
     return p
 
 
@@ -65,11 +67,10 @@ def main(argv: list[str] | None = None) -> int:
 
     setup_logging(args.log_level)
     if args.list_models:
-        from models.aliases import ALIASES
+        from models.adapters import supported_model_types
+        from models.aliases import ALIAS_TABLE, format_alias_table
 
-        width = max(map(len, ALIASES))
-        for name, repo in sorted(ALIASES.items()):
-            print(f"{name:<{width}}  {repo}")
+        print(format_alias_table(ALIAS_TABLE, supported_model_types()), end="")
         return 0
     if not args.model:
         print("error: --model is required (an alias, repo id, directory or .gguf file)", file=sys.stderr)

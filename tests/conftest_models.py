@@ -13,6 +13,9 @@ import torch
 import transformers
 from transformers import AutoModelForCausalLM
 
+from models.source import Checkpoint
+from models.span import ClientHead, SpanModel
+
 _COMMON = dict(
     hidden_size=64,
     num_attention_heads=4,
@@ -77,7 +80,8 @@ def _save_random(
 # named by its model type, or "<model type>/<variant>" when one family needs several rows.
 # Each row exercises what makes the family differ: sliding windows crossed by a 20-token prompt, mixed
 # layer_types split across spans, non-trivial multipliers, logit scales and softcaps, biases.
-_ZOO_PERTURB = ("norm.weight", "ln_f.weight", "ln_attn.weight", "ln_mlp.weight", ".bias")  # Falcon: ln_*
+# Falcon: ln_*; gpt-oss: attention sinks; DeepSeek-V3: the router's score correction bias.
+_ZOO_PERTURB = ("norm.weight", "ln_f.weight", "ln_attn.weight", "ln_mlp.weight", ".bias", "sinks", "correction_bias")
 _ZOO_COMMON = dict(_COMMON, num_hidden_layers=5, vocab_size=160)
 _MIXED = ["sliding_attention", "full_attention", "sliding_attention", "sliding_attention", "full_attention"]
 
@@ -125,6 +129,52 @@ ZOO: dict[str, tuple[str, dict]] = {
         "VaultGemmaConfig",
         dict(head_dim=16, sliding_window=8, final_logit_softcapping=2.0, attn_logit_softcapping=5.0),
     ),
+    # Mixture of experts: 4 experts, top-2; uneven dense/sparse layer patterns that only global indices get right.
+    "mixtral": ("MixtralConfig", dict(num_local_experts=4, num_experts_per_tok=2)),
+    "qwen2_moe": (  # sparse where (i + 1) % 2 == 0 and i not in [4]: layers 1 and 3
+        "Qwen2MoeConfig",
+        dict(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32, shared_expert_intermediate_size=48,
+             decoder_sparse_step=2, mlp_only_layers=[4]),
+    ),
+    "qwen3_moe": (  # dense layers 0 and 2 by global index
+        "Qwen3MoeConfig",
+        dict(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32, head_dim=16, mlp_only_layers=[0, 2]),
+    ),
+    "olmoe": ("OlmoeConfig", dict(num_experts=4, num_experts_per_tok=2)),
+    "granitemoe": (
+        "GraniteMoeConfig",
+        dict(num_local_experts=4, num_experts_per_tok=2, embedding_multiplier=12.0, residual_multiplier=0.22,
+             attention_multiplier=0.05, logits_scaling=4.0),
+    ),
+    "granitemoeshared": (
+        "GraniteMoeSharedConfig",
+        dict(num_local_experts=4, num_experts_per_tok=2, shared_intermediate_size=48, embedding_multiplier=12.0,
+             logits_scaling=4.0),
+    ),
+    "deepseek_v3": (  # layers 0 and 1 dense (first_k_dense_replace=2): the span [1, 3) holds one of each
+        "DeepseekV3Config",
+        dict(n_routed_experts=4, num_experts_per_tok=2, moe_intermediate_size=32, first_k_dense_replace=2,
+             n_group=2, topk_group=1, kv_lora_rank=16, q_lora_rank=24, qk_rope_head_dim=8, qk_nope_head_dim=8,
+             v_head_dim=16, n_shared_experts=1),
+    ),
+    "gpt_oss": (
+        "GptOssConfig",
+        dict(num_local_experts=4, num_experts_per_tok=2, head_dim=16, sliding_window=8, layer_types=_MIXED),
+    ),
+    # Learned positions, ALiBi, embedding norms, projections, inverse-layer-index scaling.
+    "gpt2": ("GPT2Config", dict(n_embd=64, n_head=4, n_layer=5, n_positions=256)),
+    "gpt2/inverse-layer-scaling": (
+        "GPT2Config",
+        dict(n_embd=64, n_head=4, n_layer=5, n_positions=256, scale_attn_by_inverse_layer_idx=True,
+             reorder_and_upcast_attn=True),
+    ),
+    "gpt_bigcode": ("GPTBigCodeConfig", dict(n_embd=64, n_head=4, n_layer=5, n_positions=256, multi_query=True)),
+    "opt": ("OPTConfig", dict(ffn_dim=128, word_embed_proj_dim=64)),
+    "opt/350m-projections": (  # post-norm layers, no final norm, 32-wide embeddings projected in and out
+        "OPTConfig",
+        dict(ffn_dim=128, word_embed_proj_dim=32, do_layer_norm_before=False),
+    ),
+    "bloom": ("BloomConfig", dict(n_head=4, n_layer=5)),
     "gemma3_text": (
         "Gemma3TextConfig",
         dict(head_dim=16, sliding_window=8, layer_types=_MIXED, final_logit_softcapping=2.0),
@@ -137,12 +187,12 @@ def zoo_model_type(row: str) -> str:
     return row.split("/")[0]
 
 
-def make_zoo_checkpoint(tmp_path: Path, row: str, *, seed: int = 0) -> Path:
+def make_zoo_checkpoint(tmp_path: Path, row: str, *, seed: int = 0, shards: int = 1) -> Path:
     """Save a random tiny model for ZOO ``row`` (5 layers, hidden 64) under tmp_path and return that dir."""
     config_cls, overrides = ZOO[row]
     config = getattr(transformers, config_cls)(**{**_ZOO_COMMON, **overrides})
     path = Path(tmp_path) / f"{row.replace('/', '-')}-zoo"
-    return _save_random(config, path, seed=seed, perturb=_ZOO_PERTURB)
+    return _save_random(config, path, seed=seed, shards=shards, perturb=_ZOO_PERTURB)
 
 
 def shard_files(path: Path) -> list[str]:
@@ -151,3 +201,28 @@ def shard_files(path: Path) -> list[str]:
     if index.exists():
         return sorted(set(json.loads(index.read_text())["weight_map"].values()))
     return ["model.safetensors"]
+
+
+def split_generate(
+    ckpt: Checkpoint, bounds: list[int], ids: torch.Tensor, steps: int, *, dtype: torch.dtype = torch.float32
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Greedy decoding through spans [bounds[i], bounds[i+1]) in this process, as the swarm splits it:
+    client embed -> spans -> client norm + head. Returns (all ids [B, T + steps], prompt logits [B, T, V])."""
+    head = ClientHead.load(ckpt, dtype=dtype)
+    spans = [
+        SpanModel.load(ckpt, a, b, dtype=dtype, progress=False) for a, b in zip(bounds, bounds[1:], strict=False)
+    ]
+    caches = [span.new_cache() for span in spans]
+    out, current, prompt_logits = ids, ids, None
+    for _ in range(steps):
+        hidden = head.embed(current, out.shape[1] - current.shape[1])  # [B, T, H]
+        for span, cache in zip(spans, caches, strict=True):
+            hidden = span.forward(hidden, cache)
+        logits = head.logits(hidden)  # [B, T, V]
+        prompt_logits = logits if prompt_logits is None else prompt_logits
+        current = logits[:, -1].argmax(-1, keepdim=True)  # [B, 1]
+        out = torch.cat([out, current], dim=1)
+    # Every span has seen every token but the last one produced.
+    assert {span.cache_length(cache) for span, cache in zip(spans, caches, strict=True)} == {out.shape[1] - 1}
+    assert prompt_logits is not None
+    return out, prompt_logits

@@ -16,6 +16,7 @@ import transformers
 from torch import nn
 from transformers import PretrainedConfig
 
+from models.config_slice import slice_config
 from swarm.errors import UnsupportedModelError
 
 
@@ -32,23 +33,44 @@ class Adapter:
     rotary_attr: str = "rotary_emb"
     layers_attr: str = "layers"  # the base model's ModuleList of decoder layers (Falcon: "h")
     head_bias_key: str | None = None  # the LM head's bias in the checkpoint, for heads that have one (Phi)
-    # Before layer 0, on the client; None: a plain lookup in the ``embed_attr`` embedding.
-    embed: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None
+    # Before layer 0, on the client: (base model, input_ids [B, T], positions [B, T]) -> [B, T, H]; None: a
+    # plain lookup in the ``embed_attr`` embedding. Positions are absolute (learned position embeddings).
+    embed: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None = None
     # After the LM head (logit scaling, final softcapping), as the family's *ForCausalLM does; None: nothing.
     logits: Callable[[PretrainedConfig, torch.Tensor], torch.Tensor] | None = None
-    # Applied to a span's base model (not the client's) to turn off input scaling that the client's
-    # ``embed`` already did (e.g. Granite's embedding_multiplier), so it happens exactly once.
-    prepare_span: Callable[[nn.Module], None] | None = None
+    # After the last layer, before the LM head, on the client: (base model, hidden) -> hidden; None: the
+    # ``norm_attr`` module (OPT: an optional final norm, then an optional down-projection).
+    final: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None
+    # Applied to a span's base model (not the client's) before its weights load, with the span's first global
+    # layer index: turns off input steps the client's ``embed`` already did (Granite's embedding_multiplier,
+    # learned positions) so they happen exactly once, and fixes what layers derive from their global index.
+    prepare_span: Callable[[nn.Module, int], None] | None = None
     # Fills non-persistent buffers other than rotary frequencies (a meta build leaves them empty and no
     # checkpoint holds them), e.g. Gemma's embedding scale: (base model, device) -> None.
     init_buffers: Callable[[nn.Module, torch.device | str], None] | None = None
+    # Re-expresses rules that pick a layer's kind from its global index (Qwen-MoE's sparse step, DeepSeek's
+    # first dense layers) for the span's local indices 0..n-1: (full config, sliced config, start, end) -> None.
+    localize: Callable[[PretrainedConfig, PretrainedConfig, int, int], None] | None = None
     notes: str = ""  # one line for docs/models.md: what this family needed beyond the Llama layout
 
-    def embed_input(self, base: nn.Module, input_ids: torch.Tensor) -> torch.Tensor:
-        """input_ids: [B, T] -> hidden: [B, T, H], the family's step before layer 0."""
+    def embed_input(self, base: nn.Module, input_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """input_ids, positions: [B, T] -> hidden: [B, T, H], the family's step before layer 0."""
         if self.embed is not None:
-            return self.embed(base, input_ids)
+            return self.embed(base, input_ids, positions)
         return getattr(base, self.embed_attr)(input_ids)
+
+    def span_config(self, config: PretrainedConfig, start: int, end: int) -> PretrainedConfig:
+        """The config a span [start, end) is built from: per-layer lists sliced, global-index rules localized."""
+        sliced = slice_config(config, start, end)
+        if self.localize is not None:
+            self.localize(config, sliced, start, end)
+        return sliced
+
+    def final_hidden(self, base: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+        """hidden after the last layer -> what the LM head takes (the final norm, unless ``final`` says more)."""
+        if self.final is not None:
+            return self.final(base, hidden)
+        return getattr(base, self.norm_attr)(hidden)
 
     @property
     def layer_prefix(self) -> str:
@@ -69,6 +91,35 @@ class Adapter:
         if match:
             return f"{self.layer_prefix}{int(match.group(1)) + start}.{match.group(2)}"
         return f"{self.base_prefix}{module_key}"
+
+    def local_names(self, names: list[str], start: int, count: int, wanted: set[str]) -> dict[str, str]:
+        """Checkpoint names -> base-model-local names, for what a base model of layers
+        [start, start + count) loads: those layers' tensors, whatever their on-disk spelling (converted on
+        load), and the other base-model tensors it has under the same name (``wanted``)."""
+        pattern = re.compile(rf"^{re.escape(self.layer_prefix)}(\d+)\.(.+)$")
+        out: dict[str, str] = {}
+        for name in names:
+            match = pattern.match(name)
+            if match:
+                index = int(match.group(1))
+                if start <= index < start + count:
+                    out[name] = f"{self.layers_attr}.{index - start}.{match.group(2)}"
+            elif name.startswith(self.base_prefix) and name[len(self.base_prefix):] in wanted:
+                out[name] = name[len(self.base_prefix):]
+        return out
+
+
+class NoPositions(nn.Module):
+    """Stands in for a learned position embedding on spans: the client added positions before layer 0, so
+    a span's base model adds zeros (exact: x + 0 == x), in the span's dtype so nothing is upcast."""
+
+    def __init__(self, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.dtype = dtype
+
+    def forward(self, *args: torch.Tensor, position_ids: torch.Tensor | None = None, **_: object) -> torch.Tensor:
+        ids = position_ids if position_ids is not None else args[0]  # [B, T]
+        return torch.zeros((*ids.shape, 1), dtype=self.dtype, device=ids.device)  # broadcasts over H
 
 
 def base_class(name: str) -> Callable[[PretrainedConfig], nn.Module]:

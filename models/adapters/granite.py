@@ -15,15 +15,15 @@ from transformers import PretrainedConfig
 from models.adapters.base import Adapter, base_class, register
 
 
-def _embed(base: nn.Module, input_ids: torch.Tensor) -> torch.Tensor:
+def multiplied_embed(base: nn.Module, input_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     return base.embed_tokens(input_ids) * base.embedding_multiplier  # [B, T] -> [B, T, H]
 
 
-def _no_input_scaling(base: nn.Module) -> None:
+def no_input_scaling(base: nn.Module, start: int) -> None:
     base.embedding_multiplier = 1.0
 
 
-def _logits(config: PretrainedConfig, logits: torch.Tensor) -> torch.Tensor:
+def scaled_logits(config: PretrainedConfig, logits: torch.Tensor) -> torch.Tensor:
     return logits / config.logits_scaling
 
 
@@ -31,9 +31,9 @@ GRANITE = register(
     Adapter(
         model_types=("granite",),
         build_base=base_class("GraniteModel"),
-        embed=_embed,
-        prepare_span=_no_input_scaling,
-        logits=_logits,
+        embed=multiplied_embed,
+        prepare_span=no_input_scaling,
+        logits=scaled_logits,
         notes="embedding_multiplier on the client only (spans set it to 1.0); logits divided by logits_scaling",
     )
 )

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from models.aliases import ALIASES, resolve_alias
+from models.adapters import supported_model_types
+from models.aliases import ALIAS_TABLE, ALIASES, Alias, aliases_by_family, format_alias_table, resolve_alias
 from models.source import resolve_model
 from swarm.errors import ModelNotFoundError
 from tests.conftest_models import make_tiny_checkpoint
@@ -21,6 +26,65 @@ def test_aliases_resolve_to_repo_ids() -> None:
     assert resolve_alias("smollm2-135m") == "HuggingFaceTB/SmolLM2-135M-Instruct"
     assert resolve_alias("Qwen2.5-7B") == "Qwen/Qwen2.5-7B"
     assert all(repo.count("/") == 1 for repo in ALIASES.values())
+
+
+# Supported model types without an alias, each with the reason.
+FAMILIES_WITHOUT_ALIAS = {
+    "granitemoeshared": "no well-known public checkpoint on the Hub to name",
+}
+REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_alias_table_is_well_formed() -> None:
+    """Every alias is a unique, lowercase, space-free name for an owner/name repo id; ALIASES is the same table."""
+    names = [alias.name for alias in ALIAS_TABLE]
+    assert len(names) == len(set(names)), sorted({n for n in names if names.count(n) > 1})
+    for alias in ALIAS_TABLE:
+        assert alias.name == alias.name.strip().lower() and " " not in alias.name, alias
+        assert REPO_ID.match(alias.repo_id), alias
+        assert alias.family and alias.family == alias.family.lower(), alias
+    assert {alias.name: alias.repo_id for alias in ALIAS_TABLE} == ALIASES
+    assert all(resolve_alias(alias.name.upper()) == alias.repo_id for alias in ALIAS_TABLE)
+
+
+def test_alias_families_are_supported_model_types() -> None:
+    """Every family in the table is a registered model type."""
+    unknown = {alias.family for alias in ALIAS_TABLE} - set(supported_model_types())
+    assert not unknown, f"aliases name families without an adapter: {sorted(unknown)}"
+
+
+def test_every_supported_model_type_has_an_alias() -> None:
+    """Each supported model type with a public checkpoint has at least one alias."""
+    missing = set(supported_model_types()) - {alias.family for alias in ALIAS_TABLE} - set(FAMILIES_WITHOUT_ALIAS)
+    assert not missing, f"supported model types without an alias: {sorted(missing)}"
+
+
+def test_listing_groups_by_family_and_tolerates_empty_families() -> None:
+    """The listing has one block per family, sorted; a family with no alias or no adapter does not break it."""
+    table = (Alias("b-1", "o/b-1", "fam_b"), Alias("a-1", "o/a-1", "fam_a"), Alias("a-2", "o/a-2", "fam_a"))
+    assert list(aliases_by_family(table)) == ["fam_a", "fam_b"]
+    assert [a.name for a in aliases_by_family(table)["fam_a"]] == ["a-1", "a-2"]
+    text = format_alias_table(table, supported=["fam_a", "fam_c"])
+    blocks = text.strip().split("\n\n")
+    assert [block.splitlines()[0] for block in blocks] == ["fam_a", "fam_b  (not supported by this build yet)", "fam_c"]
+    assert "no alias yet" in blocks[2]
+    assert format_alias_table((), supported=["fam_c"]).startswith("fam_c\n")
+    assert format_alias_table((), supported=()) == ""
+
+
+def test_list_models_cli() -> None:
+    """`python -m swarm.peer --list-models` prints the grouped table and exits 0 without --model."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "swarm.peer", "--list-models"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=180,
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "llama-3-8b" in out and "meta-llama/Meta-Llama-3-8B" in out
+    assert re.search(r"^llama$", out, re.MULTILINE) and re.search(r"^qwen3_moe\b", out, re.MULTILINE)
+    assert out.index("llama-3-8b ") > out.index("\nllama\n")
 
 
 def test_non_alias_is_unchanged() -> None:

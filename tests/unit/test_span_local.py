@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, GPT2Config
+from transformers import AutoModelForCausalLM, MambaConfig
 
 import models.checkpoint as checkpoint_module
 import models.source as source_module
 from models.adapters import get_adapter
-from models.source import Checkpoint, resolve_model
+from models.source import resolve_model
 from models.span import ClientHead, SpanModel
 from swarm.errors import SpanError, UnsupportedModelError
-from tests.conftest_models import ARCHS, make_tiny_checkpoint, shard_files
+from tests.conftest_models import ARCHS, make_tiny_checkpoint, shard_files, split_generate
 
 PROMPT_LEN = 12
 NEW_TOKENS = 20
@@ -53,26 +53,6 @@ def _prompt(vocab_size: int, batch: int = 1) -> torch.Tensor:
     return torch.randint(3, vocab_size, (batch, PROMPT_LEN), generator=generator)  # ids: [B, T]
 
 
-def _split_generate(
-    ckpt: Checkpoint, bounds: list[int], ids: torch.Tensor, steps: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Greedy decoding through spans [bounds[i], bounds[i+1]): (all ids, prompt logits)."""
-    head = ClientHead.load(ckpt)
-    spans = [SpanModel.load(ckpt, a, b, progress=False) for a, b in zip(bounds, bounds[1:], strict=False)]
-    caches = [span.new_cache() for span in spans]
-    out, current, prompt_logits = ids, ids, None
-    for _ in range(steps):
-        hidden = head.embed(current)  # [B, T, H]
-        for span, cache in zip(spans, caches, strict=True):
-            hidden = span.forward(hidden, cache)
-        logits = head.logits(hidden)  # [B, T, V]
-        prompt_logits = logits if prompt_logits is None else prompt_logits
-        current = logits[:, -1].argmax(-1, keepdim=True)  # [B, 1]
-        out = torch.cat([out, current], dim=1)
-    # Every span has seen every token but the last one produced.
-    assert {span.cache_length(cache) for span, cache in zip(spans, caches, strict=True)} == {out.shape[1] - 1}
-    assert prompt_logits is not None
-    return out, prompt_logits
 
 
 def _reference(path: Path, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -92,7 +72,7 @@ def test_split_equals_local_generate(
     ckpt = resolve_model(str(tiny_dir[arch]))
     ids = _prompt(ckpt.config.vocab_size)
     want, want_logits = reference[arch]
-    got, got_logits = _split_generate(ckpt, bounds, ids, want.shape[1] - ids.shape[1])
+    got, got_logits = split_generate(ckpt, bounds, ids, want.shape[1] - ids.shape[1])
     assert want.shape[1] > PROMPT_LEN + 1
     assert torch.equal(got, want)
     assert got_logits.dtype == torch.float32
@@ -117,7 +97,7 @@ def test_sharded_checkpoint_split_is_exact(tmp_path: Path) -> None:
     ckpt = resolve_model(str(path))
     ids = _prompt(ckpt.config.vocab_size)
     want, want_logits = _reference(path, ids)
-    got, got_logits = _split_generate(ckpt, [0, 3, 4], ids, want.shape[1] - ids.shape[1])
+    got, got_logits = split_generate(ckpt, [0, 3, 4], ids, want.shape[1] - ids.shape[1])
     assert torch.equal(got, want)
     torch.testing.assert_close(got_logits, want_logits, atol=1e-4, rtol=0)
 
@@ -216,5 +196,5 @@ def test_bad_span_raises(tiny_dir: dict[str, Path]) -> None:
 
 def test_unsupported_architecture_names_supported_ones() -> None:
     """An architecture without an adapter raises UnsupportedModelError naming it and the supported ones."""
-    with pytest.raises(UnsupportedModelError, match=r"'gpt2'.*llama.*qwen3"):
-        get_adapter(GPT2Config())
+    with pytest.raises(UnsupportedModelError, match=r"'mamba'.*llama.*qwen3"):
+        get_adapter(MambaConfig())

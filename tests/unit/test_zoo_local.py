@@ -15,9 +15,8 @@ from transformers import AutoModelForCausalLM
 
 from models.adapters import get_adapter, supported_model_types
 from models.source import resolve_model
-from models.span import ClientHead, SpanModel
 from tests import zoo_table
-from tests.conftest_models import ZOO, make_zoo_checkpoint, zoo_model_type
+from tests.conftest_models import ZOO, make_zoo_checkpoint, split_generate, zoo_model_type
 
 PROMPT_LEN = 20
 NEW_TOKENS = 16
@@ -46,18 +45,7 @@ def test_zoo_split_equals_local_generate(row: str, tmp_path: Path) -> None:
     )
     want, want_logits = _reference(path, ids)
 
-    head = ClientHead.load(ckpt)
-    spans = [SpanModel.load(ckpt, a, b, progress=False) for a, b in zip(BOUNDS, BOUNDS[1:], strict=False)]
-    caches = [span.new_cache() for span in spans]
-    out, current, prompt_logits = ids, ids, None
-    for _ in range(NEW_TOKENS):
-        hidden = head.embed(current)  # [1, T, H]
-        for span, cache in zip(spans, caches, strict=True):
-            hidden = span.forward(hidden, cache)
-        logits = head.logits(hidden)  # [1, T, V]
-        prompt_logits = logits if prompt_logits is None else prompt_logits
-        current = logits[:, -1].argmax(-1, keepdim=True)  # [1, 1]
-        out = torch.cat([out, current], dim=1)
+    out, prompt_logits = split_generate(ckpt, BOUNDS, ids, NEW_TOKENS)
 
     assert want.shape == (1, PROMPT_LEN + NEW_TOKENS)
     assert torch.equal(out, want)
