@@ -126,6 +126,9 @@ class SpanModel:
 
     def new_cache(self) -> Any:
         """An empty KV cache for one session, shaped by the sliced config (sliding layers included)."""
+        adapter = get_adapter(self.config)
+        if adapter.new_cache is not None:
+            return adapter.new_cache(self.config)  # e.g. hybrid families' token-counting cache
         return DynamicCache(config=self.config)
 
     def cache_length(self, cache: Any) -> int:

@@ -86,6 +86,10 @@ _ZOO_COMMON = dict(_COMMON, num_hidden_layers=5, vocab_size=160)
 _MIXED = ["sliding_attention", "full_attention", "sliding_attention", "sliding_attention", "full_attention"]
 
 ZOO: dict[str, tuple[str, dict]] = {
+    "llama": ("LlamaConfig", dict(tie_word_embeddings=False)),
+    "mistral": ("MistralConfig", dict(sliding_window=8, tie_word_embeddings=False)),
+    "qwen2": ("Qwen2Config", dict(sliding_window=8, use_sliding_window=True, max_window_layers=2)),
+    "qwen3": ("Qwen3Config", dict(head_dim=32, tie_word_embeddings=False)),
     "olmo": ("OlmoConfig", dict(clip_qkv=0.5)),
     "olmo2": ("Olmo2Config", dict()),
     "granite": (
@@ -175,6 +179,20 @@ ZOO: dict[str, tuple[str, dict]] = {
         dict(ffn_dim=128, word_embed_proj_dim=32, do_layer_norm_before=False),
     ),
     "bloom": ("BloomConfig", dict(n_head=4, n_layer=5)),
+    # Hybrids: conv or linear-attention layers mixed with attention; span [0, 1) holds no attention layer.
+    "lfm2": (
+        "Lfm2Config",
+        dict(layer_types=["conv", "full_attention", "conv", "full_attention", "full_attention"], conv_bias=True,
+             block_auto_adjust_ff_dim=False, initializer_range=0.2),  # wider init: default one repeats a token
+    ),
+    "qwen3_next": (
+        "Qwen3NextConfig",
+        dict(layer_types=["linear_attention", "full_attention", "linear_attention", "full_attention",
+                          "full_attention"],
+             head_dim=16, linear_key_head_dim=16, linear_value_head_dim=16, linear_num_key_heads=2,
+             linear_num_value_heads=4, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32,
+             shared_expert_intermediate_size=32, decoder_sparse_step=2, mlp_only_layers=[4]),
+    ),
     "gemma3_text": (
         "Gemma3TextConfig",
         dict(head_dim=16, sliding_window=8, layer_types=_MIXED, final_logit_softcapping=2.0),

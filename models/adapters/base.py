@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import transformers
@@ -51,6 +52,8 @@ class Adapter:
     # Re-expresses rules that pick a layer's kind from its global index (Qwen-MoE's sparse step, DeepSeek's
     # first dense layers) for the span's local indices 0..n-1: (full config, sliced config, start, end) -> None.
     localize: Callable[[PretrainedConfig, PretrainedConfig, int, int], None] | None = None
+    # A span's empty session cache from its sliced config; None: DynamicCache(config=config).
+    new_cache: Callable[[PretrainedConfig], Any] | None = None
     notes: str = ""  # one line for docs/models.md: what this family needed beyond the Llama layout
 
     def embed_input(self, base: nn.Module, input_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,7 @@
 - MoE layers are chosen by global index (``mlp_only_layers``, ``decoder_sparse_step``) as in Qwen2-MoE:
   localized per span; per-expert tensors on disk are fused on load (models/checkpoint.fill_converted).
 - A linear-attention layer's cache holds a conv state and a recurrent state, no keys and no length; a
-  span of only such layers gets its length from the token-counting cache shared with LFM2.
+  span of only such layers gets its length from models/adapters/token_count.py.
 
 Replaying a session's inputs in one step rebuilds the states with the chunked delta rule instead of the
 per-token recurrence: equal up to float rounding, as replayed keys and values are for attention layers.
@@ -13,8 +13,8 @@ per-token recurrence: equal up to float rounding, as replayed keys and values ar
 from __future__ import annotations
 
 from models.adapters.base import Adapter, base_class, register
-from models.adapters.lfm2 import install_token_count, new_token_counting_cache
 from models.adapters.qwen2_moe import localize_sparse_layers
+from models.adapters.token_count import install_token_count, new_token_counting_cache
 
 QWEN3_NEXT = register(
     Adapter(
