@@ -451,6 +451,17 @@ ALIAS_TABLE: tuple[Alias, ...] = (
         ("gpt-oss-20b", "openai/gpt-oss-20b"),
         ("gpt-oss-120b", "openai/gpt-oss-120b"),
     ),
+    *_family(
+        "lfm2",
+        ("lfm2-350m", "LiquidAI/LFM2-350M"),
+        ("lfm2-700m", "LiquidAI/LFM2-700M"),
+        ("lfm2-1.2b", "LiquidAI/LFM2-1.2B"),
+    ),
+    *_family(
+        "qwen3_next",
+        ("qwen3-next-80b-a3b-instruct", "Qwen/Qwen3-Next-80B-A3B-Instruct"),
+        ("qwen3-next-80b-a3b-thinking", "Qwen/Qwen3-Next-80B-A3B-Thinking"),
+    ),
 )
 
 ALIASES: dict[str, str] = {alias.name: alias.repo_id for alias in ALIAS_TABLE}

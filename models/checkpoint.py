@@ -21,7 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from models.source import INDEX_NAME, SINGLE_NAME, Checkpoint
-from swarm.errors import ConfigError
+from swarm.errors import ConfigError, UnsupportedModelError
 
 
 @contextmanager
@@ -29,6 +29,18 @@ def on_meta() -> Iterator[None]:
     """Build modules without allocating their weights."""
     with torch.device("meta"):
         yield
+
+
+def check_float_weights(ckpt: Checkpoint) -> None:
+    """UnsupportedModelError for a quantized checkpoint (FP8 DeepSeek-V3, MXFP4 gpt-oss, GPTQ, AWQ, ...):
+    spans read tensors as floats, and a quantized tensor read that way would be silently wrong."""
+    quant = getattr(ckpt.config, "quantization_config", None)
+    if quant:
+        method = quant.get("quant_method", "?") if isinstance(quant, dict) else getattr(quant, "quant_method", "?")
+        raise UnsupportedModelError(
+            f"checkpoint {ckpt.model_key} is quantized ({method}); molink serves float weights only: "
+            "use a float16/bfloat16 copy of the model (and --dtype to choose the precision)"
+        )
 
 
 def weight_map(ckpt: Checkpoint) -> dict[str, str] | None:

@@ -17,6 +17,7 @@ from transformers import DynamicCache, PretrainedConfig
 
 from models.adapters import Adapter, get_adapter
 from models.checkpoint import (
+    check_float_weights,
     checkpoint_names,
     default_dtype,
     fill_converted,
@@ -63,6 +64,7 @@ def _load_base(
     keep_ends: bool = False,
 ) -> nn.Module:
     """A base model from ``config`` whose local layer j is checkpoint layer start + j, weights filled."""
+    check_float_weights(ckpt)
     base = _build_on_meta(adapter, config, dtype)
     if not keep_ends:
         setattr(base, adapter.embed_attr, None)  # the client embeds

@@ -34,14 +34,15 @@ def torch_dtype(name: str) -> torch.dtype:
 
 
 def layer_bytes(config: Any, dtype: torch.dtype) -> int:
-    """Bytes of one decoder layer's weights, from a 1-layer model built on the meta device (no memory)."""
-    from transformers import AutoModel
+    """Bytes of the largest decoder layer's weights, from the whole base model built on the meta device (no
+    memory): layers differ in size where some are MoE and some dense (DeepSeek, Qwen-MoE) or hybrid."""
+    from models.adapters import get_adapter
 
-    from models.config_slice import slice_config
-
+    adapter = get_adapter(config)
     with torch.device("meta"):
-        model = AutoModel.from_config(slice_config(config, 0, 1))
-    n = sum(p.numel() for name, p in model.named_parameters() if ".0." in f".{name}")
+        base = adapter.build_base(config)
+    layers = getattr(base, adapter.layers_attr)
+    n = max(sum(p.numel() for p in layer.parameters()) for layer in layers)
     return n * torch.tensor([], dtype=dtype).element_size()
 
 

@@ -16,8 +16,8 @@ from safetensors.torch import load_file, save_file
 
 import models.checkpoint as checkpoint_module
 from models.source import resolve_model
-from models.span import SpanModel
-from swarm.errors import ConfigError
+from models.span import ClientHead, SpanModel
+from swarm.errors import ConfigError, UnsupportedModelError
 from tests.conftest_models import make_zoo_checkpoint
 
 
@@ -72,3 +72,28 @@ def test_moe_checkpoint_missing_an_expert_is_a_clear_error(tmp_path: Path) -> No
     SpanModel.load(ckpt, 2, 5, progress=False)  # other layers are unaffected
     with pytest.raises(ConfigError, match="layers.0.mlp.experts"):
         SpanModel.load(ckpt, 1, 3, progress=False)
+
+
+def test_quantized_checkpoint_is_refused(tmp_path: Path) -> None:
+    """An FP8 release (as DeepSeek-V3 ships) is refused with the reason, not read as garbage floats."""
+    path = make_zoo_checkpoint(tmp_path, "deepseek_v3")
+    config = json.loads((path / "config.json").read_text())
+    config["quantization_config"] = {"quant_method": "fp8", "weight_block_size": [128, 128]}
+    (path / "config.json").write_text(json.dumps(config))
+    ckpt = resolve_model(str(path))
+    with pytest.raises(UnsupportedModelError, match="quantized \\(fp8\\).*float16/bfloat16 copy"):
+        SpanModel.load(ckpt, 0, 2, progress=False)
+    with pytest.raises(UnsupportedModelError, match="quantized"):
+        ClientHead.load(ckpt)
+
+
+def test_placement_sizes_layers_by_the_largest_one(tmp_path: Path) -> None:
+    """A peer plans memory with the largest layer's bytes: DeepSeek's MoE layers, not its dense first ones."""
+    from peer.main import layer_bytes
+
+    ckpt = resolve_model(str(make_zoo_checkpoint(tmp_path, "deepseek_v3")))
+    span = SpanModel.load(ckpt, 0, 5, progress=False)
+    sizes = [sum(p.numel() * p.element_size() for p in layer.parameters()) for layer in span.base.layers]
+    assert sizes[0] < sizes[-1]  # dense layer 0, MoE layer 4
+    assert layer_bytes(ckpt.config, torch.float32) == max(sizes)
+    assert layer_bytes(ckpt.config, torch.bfloat16) == max(sizes) // 2

@@ -1,0 +1,118 @@
+"""The zoo matrix through real peers: every architecture row, 3 peers with uneven spans, exact against transformers.
+
+Each row of tests/conftest_models.ZOO is a tiny random checkpoint made here. Three real host processes
+(tests/integration/zoo_host.py) serve layers 0:1, 1:3 and 3:5 of every row, each model behind its own
+PeerServer, TCP port and signed DHT record; the client finds them through the real DHT like any swarm.
+
+- float32: a 20-token prompt and 16 greedy steps give generate()'s ids, prompt logits within 1e-4.
+- float16 / bfloat16 (peers and client head in that dtype, hidden states on the wire in it too): the top-1
+  next token of each of 4 fixed prompts equals local transformers' in the same dtype; any divergence is
+  listed in the failure and in the recorded results (docs/models.md is generated from them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from routing.config import ClientConfig
+from swarm import AutoDistributedModelForCausalLM
+from swarm.launch import start_process
+from tests.conftest_models import ZOO, make_zoo_checkpoint
+from tests.integration.conftest import CHILD_ENV
+
+SPANS = ("0:1", "1:3", "3:5")
+HALF = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+PROMPT_LEN, NEW_TOKENS, HALF_PROMPTS = 20, 16, 4
+ROWS = sorted(ZOO)
+
+
+def _dtype_copy(path: Path, dtype: str) -> Path:
+    """The same checkpoint under another directory name (files linked), so its DHT key differs per dtype."""
+    copy = path.with_name(f"{path.name}-{dtype}")
+    copy.mkdir()
+    for file in path.iterdir():
+        (copy / file.name).symlink_to(file)
+    return copy
+
+
+@pytest.fixture(scope="module")
+def zoo_swarm(bootstrap: str, tmp_path_factory: pytest.TempPathFactory, logs_dir: Path) -> Iterator[dict]:
+    """{(row, dtype name): checkpoint dir}, every one served by three real host processes."""
+    root = tmp_path_factory.mktemp("zoo-matrix")
+    dirs: dict[tuple[str, str], Path] = {}
+    for row in ROWS:
+        dirs[(row, "float32")] = path = make_zoo_checkpoint(root, row)
+        for dtype in HALF:
+            dirs[(row, dtype)] = _dtype_copy(path, dtype)
+    entries = [f"{path}@{dtype}" for (_, dtype), path in dirs.items()]
+    with contextlib.ExitStack() as stack:
+        hosts = []
+        for i, span in enumerate(SPANS):
+            argv = [sys.executable, "-m", "tests.integration.zoo_host", "--initial-peer", bootstrap,
+                    "--layers", span, "--announce-interval", "30", *entries]
+            host = start_process(argv, f"zoo-host-{i}", logs_dir, env=CHILD_ENV)
+            stack.callback(host.stop)
+            hosts.append(host)
+        for host in hosts:
+            host.wait_line("zoo host ready:", 600)
+        yield dirs
+
+
+def _client(path: Path, bootstrap: str, dtype: torch.dtype = torch.float32) -> AutoDistributedModelForCausalLM:
+    return AutoDistributedModelForCausalLM.from_pretrained(
+        str(path), initial_peers=[bootstrap], dtype=dtype, config=ClientConfig(route_wait_s=60)
+    )
+
+
+def _prompts(vocab: int, batch: int) -> torch.Tensor:
+    return torch.randint(3, vocab, (batch, PROMPT_LEN), generator=torch.Generator().manual_seed(1))
+
+
+@pytest.mark.parametrize("row", ROWS)
+def test_zoo_row_through_three_peers(row: str, zoo_swarm: dict, bootstrap: str, zoo_results: dict) -> None:
+    """float32: greedy ids equal local generate(), prompt logits within 1e-4, route [0:1] -> [1:3] -> [3:5]."""
+    path = zoo_swarm[(row, "float32")]
+    local = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    local.generation_config.eos_token_id = None  # always NEW_TOKENS steps
+    ids = _prompts(local.config.vocab_size, 1)
+    with torch.no_grad():
+        want = local.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=NEW_TOKENS, do_sample=False)
+        want_logits = local(ids).logits
+    with _client(path, bootstrap) as model:
+        model.generation_config.eos_token_id = None
+        got = model.generate(ids, max_new_tokens=NEW_TOKENS, do_sample=False)
+        hops = [f"{h.start}:{h.end}" for h in model.last_route.hops]
+        logits = model(ids).logits
+    diff = float((logits - want_logits).abs().max())
+    zoo_results[row]["float32"] = {"ids_equal": got.tolist() == want.tolist(), "max_logit_diff": diff,
+                                   "hops": hops}
+    assert hops == list(SPANS)
+    assert got.tolist() == want.tolist()
+    assert diff < 1e-4, diff
+
+
+@pytest.mark.parametrize("dtype", sorted(HALF))
+@pytest.mark.parametrize("row", ROWS)
+def test_zoo_row_half_precision_top1(row: str, dtype: str, zoo_swarm: dict, bootstrap: str,
+                                     zoo_results: dict) -> None:
+    """Half precision: hidden states come back in the peers' dtype and every prompt's top-1 token agrees."""
+    path = zoo_swarm[(row, dtype)]
+    local = AutoModelForCausalLM.from_pretrained(path, dtype=HALF[dtype]).eval()
+    ids = _prompts(local.config.vocab_size, HALF_PROMPTS)
+    with torch.no_grad():
+        want = local(ids).logits[:, -1].argmax(-1)  # [P]
+    with _client(path, bootstrap, HALF[dtype]) as model, model.inference_session(PROMPT_LEN, HALF_PROMPTS) as sess:
+        hidden = sess.step(model.head.embed(ids))  # [P, T, H], as the last peer sent it
+        got = model.head.logits(hidden)[:, -1].argmax(-1)  # [P]
+    divergent = [i for i in range(HALF_PROMPTS) if int(got[i]) != int(want[i])]
+    zoo_results[row][dtype] = {"top1_agree": HALF_PROMPTS - len(divergent), "prompts": HALF_PROMPTS,
+                               "wire_dtype": str(hidden.dtype).removeprefix("torch.")}
+    assert hidden.dtype == HALF[dtype]
+    assert not divergent, f"{row} {dtype}: top-1 differs on prompts {divergent}: {got.tolist()} vs {want.tolist()}"
