@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 import transformers
 from transformers import AutoModelForCausalLM
@@ -244,3 +245,18 @@ def split_generate(
     assert {span.cache_length(cache) for span, cache in zip(spans, caches, strict=True)} == {out.shape[1] - 1}
     assert prompt_logits is not None
     return out, prompt_logits
+
+
+def spy_safe_open(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record the name of every checkpoint file models/checkpoint.py opens from now on (in order)."""
+    import models.checkpoint as checkpoint_module
+
+    opened: list[str] = []
+    real = checkpoint_module.safe_open
+
+    def spy(path: str, *args: object, **kwargs: object) -> object:
+        opened.append(Path(path).name)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint_module, "safe_open", spy)
+    return opened

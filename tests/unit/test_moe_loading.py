@@ -14,11 +14,10 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-import models.checkpoint as checkpoint_module
 from models.source import resolve_model
 from models.span import ClientHead, SpanModel
 from swarm.errors import ConfigError, UnsupportedModelError
-from tests.conftest_models import make_zoo_checkpoint
+from tests.conftest_models import make_zoo_checkpoint, spy_safe_open
 
 
 def _has_experts(layer: torch.nn.Module) -> bool:
@@ -30,14 +29,7 @@ def test_moe_span_opens_only_its_shards(tmp_path: Path, monkeypatch: pytest.Monk
     path = make_zoo_checkpoint(tmp_path, "mixtral", shards=5)
     weight_map = json.loads((path / "model.safetensors.index.json").read_text())["weight_map"]
     assert any(".block_sparse_moe.experts.3.w1.weight" in key for key in weight_map)  # per-expert on disk
-    opened: list[str] = []
-    real = checkpoint_module.safe_open
-
-    def spy(file: str, *args: object, **kwargs: object) -> object:
-        opened.append(Path(file).name)
-        return real(file, *args, **kwargs)
-
-    monkeypatch.setattr(checkpoint_module, "safe_open", spy)
+    opened = spy_safe_open(monkeypatch)
     span = SpanModel.load(resolve_model(str(path)), 2, 4, progress=False)
     wanted = {file for key, file in weight_map.items() if key.startswith(("model.layers.2.", "model.layers.3."))}
     assert set(opened) - {"model.safetensors"} == wanted

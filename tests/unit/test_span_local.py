@@ -18,7 +18,7 @@ from models.adapters import get_adapter
 from models.source import resolve_model
 from models.span import ClientHead, SpanModel
 from swarm.errors import SpanError, UnsupportedModelError
-from tests.conftest_models import ARCHS, make_tiny_checkpoint, shard_files, split_generate
+from tests.conftest_models import ARCHS, make_tiny_checkpoint, shard_files, split_generate, spy_safe_open
 
 PROMPT_LEN = 12
 NEW_TOKENS = 20
@@ -102,18 +102,6 @@ def test_sharded_checkpoint_split_is_exact(tmp_path: Path) -> None:
     torch.testing.assert_close(got_logits, want_logits, atol=1e-4, rtol=0)
 
 
-def _spy_safe_open(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    opened: list[str] = []
-    real = checkpoint_module.safe_open
-
-    def spy(path: str, *args: object, **kwargs: object) -> object:
-        opened.append(Path(path).name)
-        return real(path, *args, **kwargs)
-
-    monkeypatch.setattr(checkpoint_module, "safe_open", spy)
-    return opened
-
-
 def _files_holding(path: Path, prefixes: tuple[str, ...]) -> set[str]:
     import json
 
@@ -125,7 +113,7 @@ def test_span_opens_only_its_shards(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     """Loading layers [2, 4) opens exactly the shards that hold layers 2 and 3, not the others."""
     path = make_tiny_checkpoint(tmp_path, "llama", shards=4)
     ckpt = resolve_model(str(path))
-    opened = _spy_safe_open(monkeypatch)
+    opened = spy_safe_open(monkeypatch)
     span = SpanModel.load(ckpt, 2, 4, progress=False)
     expected = _files_holding(path, ("model.layers.2.", "model.layers.3."))
     assert set(opened) == expected
