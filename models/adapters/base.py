@@ -34,6 +34,7 @@ class Adapter:
     rotary_attr: str = "rotary_emb"
     layers_attr: str = "layers"  # the base model's ModuleList of decoder layers (Falcon: "h")
     head_bias_key: str | None = None  # the LM head's bias in the checkpoint, for heads that have one (Phi)
+    learned_positions: bool = False  # a position table of max_position_embeddings rows (GPT-2, OPT): a hard limit
     # Before layer 0, on the client: (base model, input_ids [B, T], positions [B, T]) -> [B, T, H]; None: a
     # plain lookup in the ``embed_attr`` embedding. Positions are absolute (learned position embeddings).
     embed: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None = None

@@ -43,6 +43,7 @@ GPT2 = register(
         embed_attr="wte",
         norm_attr="ln_f",
         layers_attr="h",
+        learned_positions=True,
         embed=learned_positions_embed,
         prepare_span=global_layer_scaling,
         notes="learned positions (wpe) added on the client, zeros on spans; scale_attn_by_inverse_layer_idx "

@@ -26,6 +26,7 @@ GPT_BIGCODE = register(
         embed_attr="wte",
         norm_attr="ln_f",
         layers_attr="h",
+        learned_positions=True,
         embed=learned_positions_embed,
         prepare_span=no_positions,
         init_buffers=_causal_buffer,

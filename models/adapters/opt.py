@@ -47,6 +47,7 @@ OPT = register(
         build_base=_build_decoder,
         base_prefix="model.decoder.",
         norm_attr="final_layer_norm",
+        learned_positions=True,
         embed=_embed,
         final=_final,
         prepare_span=_prepare_span,

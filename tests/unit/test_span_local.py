@@ -17,7 +17,7 @@ import models.source as source_module
 from models.adapters import get_adapter
 from models.source import resolve_model
 from models.span import ClientHead, SpanModel
-from swarm.errors import SpanError, UnsupportedModelError
+from swarm.errors import SessionError, SpanError, UnsupportedModelError
 from tests.conftest_models import ARCHS, make_tiny_checkpoint, shard_files, split_generate, spy_safe_open
 
 PROMPT_LEN = 12
@@ -186,3 +186,13 @@ def test_unsupported_architecture_names_supported_ones() -> None:
     """An architecture without an adapter raises UnsupportedModelError naming it and the supported ones."""
     with pytest.raises(UnsupportedModelError, match=r"'mamba'.*llama.*qwen3"):
         get_adapter(MambaConfig())
+
+
+def test_learned_positions_have_a_hard_limit(tmp_path: Path) -> None:
+    """GPT-2 style models cannot embed past their position table: a clear SessionError, not an IndexError."""
+    from tests.conftest_models import make_zoo_checkpoint
+
+    head = ClientHead.load(resolve_model(str(make_zoo_checkpoint(tmp_path, "gpt2"))))  # n_positions=256
+    assert head.embed(torch.ones(1, 6, dtype=torch.long), 250).shape == (1, 6, 64)
+    with pytest.raises(SessionError, match="past this model's 256 learned positions"):
+        head.embed(torch.ones(1, 7, dtype=torch.long), 250)
