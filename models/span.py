@@ -150,7 +150,7 @@ class SpanModel:
                 inputs_embeds=hidden,
                 attention_mask=attention_mask,
                 position_ids=position_ids,
-                past_key_values=cache,
+                cache=cache,
                 use_cache=True,
             )
         return out.last_hidden_state  # [B, T, H]

@@ -134,6 +134,8 @@ async def start_server(
         channel = Channel(reader, writer, remote=remote, limits=limits)
         try:
             await handler(channel)
+        except asyncio.CancelledError:  # the server is shutting down: nobody awaits this task, end quietly
+            pass
         except MolinkError as exc:  # a peer broke the protocol or dropped the link: expected, no traceback
             logger.warning("connection from %s ended: %s", remote, exc)
         except Exception:  # noqa: BLE001 - one bad connection must never take the server down

@@ -23,7 +23,7 @@ from transformers import AutoModelForCausalLM
 
 from routing.config import ClientConfig
 from swarm import AutoDistributedModelForCausalLM
-from swarm.launch import start_process
+from swarm.launch import bootstrap_address, start_bootstrap, start_process
 from tests.conftest_models import ZOO, make_zoo_checkpoint
 from tests.integration.conftest import CHILD_ENV
 
@@ -43,7 +43,18 @@ def _dtype_copy(path: Path, dtype: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def zoo_swarm(bootstrap: str, tmp_path_factory: pytest.TempPathFactory, logs_dir: Path) -> Iterator[dict]:
+def zoo_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A bootstrap node of the matrix's own: its DHT holds only the hosts and the matrix's clients, not the
+    nodes other tests' peers left behind when they were killed."""
+    proc = start_bootstrap(tmp_path_factory.mktemp("zoo-logs"), env=CHILD_ENV)
+    try:
+        yield bootstrap_address(proc, 60)
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="module")
+def zoo_swarm(zoo_bootstrap: str, tmp_path_factory: pytest.TempPathFactory, logs_dir: Path) -> Iterator[dict]:
     """{(row, dtype name): checkpoint dir}, every one served by three real host processes."""
     root = tmp_path_factory.mktemp("zoo-matrix")
     dirs: dict[tuple[str, str], Path] = {}
@@ -55,7 +66,7 @@ def zoo_swarm(bootstrap: str, tmp_path_factory: pytest.TempPathFactory, logs_dir
     with contextlib.ExitStack() as stack:
         hosts = []
         for i, span in enumerate(SPANS):
-            argv = [sys.executable, "-m", "tests.integration.zoo_host", "--initial-peer", bootstrap,
+            argv = [sys.executable, "-m", "tests.integration.zoo_host", "--initial-peer", zoo_bootstrap,
                     "--layers", span, "--announce-interval", "30", *entries]
             host = start_process(argv, f"zoo-host-{i}", logs_dir, env=CHILD_ENV)
             stack.callback(host.stop)
@@ -76,7 +87,7 @@ def _prompts(vocab: int, batch: int) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("row", ROWS)
-def test_zoo_row_through_three_peers(row: str, zoo_swarm: dict, bootstrap: str, zoo_results: dict) -> None:
+def test_zoo_row_through_three_peers(row: str, zoo_swarm: dict, zoo_bootstrap: str, zoo_results: dict) -> None:
     """float32: greedy ids equal local generate(), prompt logits within 1e-4, route [0:1] -> [1:3] -> [3:5]."""
     path = zoo_swarm[(row, "float32")]
     local = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
@@ -85,7 +96,7 @@ def test_zoo_row_through_three_peers(row: str, zoo_swarm: dict, bootstrap: str, 
     with torch.no_grad():
         want = local.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=NEW_TOKENS, do_sample=False)
         want_logits = local(ids).logits
-    with _client(path, bootstrap) as model:
+    with _client(path, zoo_bootstrap) as model:
         model.generation_config.eos_token_id = None
         got = model.generate(ids, max_new_tokens=NEW_TOKENS, do_sample=False)
         hops = [f"{h.start}:{h.end}" for h in model.last_route.hops]
@@ -100,7 +111,7 @@ def test_zoo_row_through_three_peers(row: str, zoo_swarm: dict, bootstrap: str, 
 
 @pytest.mark.parametrize("dtype", sorted(HALF))
 @pytest.mark.parametrize("row", ROWS)
-def test_zoo_row_half_precision_top1(row: str, dtype: str, zoo_swarm: dict, bootstrap: str,
+def test_zoo_row_half_precision_top1(row: str, dtype: str, zoo_swarm: dict, zoo_bootstrap: str,
                                      zoo_results: dict) -> None:
     """Half precision: hidden states come back in the peers' dtype and every prompt's top-1 token agrees."""
     path = zoo_swarm[(row, dtype)]
@@ -108,7 +119,7 @@ def test_zoo_row_half_precision_top1(row: str, dtype: str, zoo_swarm: dict, boot
     ids = _prompts(local.config.vocab_size, HALF_PROMPTS)
     with torch.no_grad():
         want = local(ids).logits[:, -1].argmax(-1)  # [P]
-    with _client(path, bootstrap, HALF[dtype]) as model, model.inference_session(PROMPT_LEN, HALF_PROMPTS) as sess:
+    with _client(path, zoo_bootstrap, HALF[dtype]) as model, model.inference_session(PROMPT_LEN, HALF_PROMPTS) as sess:
         hidden = sess.step(model.head.embed(ids))  # [P, T, H], as the last peer sent it
         got = model.head.logits(hidden)[:, -1].argmax(-1)  # [P]
     divergent = [i for i in range(HALF_PROMPTS) if int(got[i]) != int(want[i])]
