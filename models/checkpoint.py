@@ -112,6 +112,11 @@ def read_tensors(
 def fill_module(module: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
     """Assign ``state`` (module-local names) into a meta-built module; every tensor must end up real."""
     module.load_state_dict(dict(state), strict=True, assign=True)
+    _check_all_loaded(module)
+
+
+def _check_all_loaded(module: nn.Module) -> None:
+    """ConfigError naming parameters or buffers still on the meta device (never filled)."""
     left = [n for n, t in [*module.named_parameters(), *module.named_buffers()] if t.is_meta]
     if left:
         raise ConfigError(f"tensors not loaded from the checkpoint: {left[:5]}")
@@ -194,6 +199,4 @@ def fill_converted(
     if problems:
         detail = "; ".join(f"{what}: {keys[:3]}" for what, keys in problems.items())
         raise ConfigError(f"checkpoint {ckpt.path} does not fit {type(module).__name__}: {detail}")
-    left = [n for n, t in [*module.named_parameters(), *module.named_buffers()] if t.is_meta]
-    if left:
-        raise ConfigError(f"tensors not loaded from the checkpoint: {left[:5]}")
+    _check_all_loaded(module)

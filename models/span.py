@@ -200,12 +200,13 @@ class ClientHead:
         """input_ids: [B, T] at positions start .. start + T - 1 -> hidden: [B, T, H], whatever the base
         model does before layer 0 (families with learned position embeddings need ``start``)."""
         batch, steps = input_ids.shape
-        limit = int(self.base.config.max_position_embeddings)
-        if self.adapter.learned_positions and start + steps > limit:
-            raise SessionError(
-                f"position {start + steps - 1} is past this model's {limit} learned positions: "
-                f"prompt plus new tokens must stay within {limit}"
-            )
+        if self.adapter.learned_positions:
+            limit = int(self.base.config.max_position_embeddings)
+            if start + steps > limit:
+                raise SessionError(
+                    f"position {start + steps - 1} is past this model's {limit} learned positions: "
+                    f"prompt plus new tokens must stay within {limit}"
+                )
         positions = torch.arange(start, start + steps, device=input_ids.device).expand(batch, -1)  # [B, T]
         with torch.inference_mode():
             return self.adapter.embed_input(self.base, input_ids, positions)

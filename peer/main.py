@@ -37,9 +37,10 @@ def layer_bytes(config: Any, dtype: torch.dtype) -> int:
     """Bytes of the largest decoder layer's weights, from the whole base model built on the meta device (no
     memory): layers differ in size where some are MoE and some dense (DeepSeek, Qwen-MoE) or hybrid."""
     from models.adapters import get_adapter
+    from models.checkpoint import on_meta
 
     adapter = get_adapter(config)
-    with torch.device("meta"):
+    with on_meta():
         base = adapter.build_base(config)
     layers = getattr(base, adapter.layers_attr)
     n = max(sum(p.numel() for p in layer.parameters()) for layer in layers)

@@ -222,6 +222,17 @@ def shard_files(path: Path) -> list[str]:
     return ["model.safetensors"]
 
 
+def local_greedy(path: Path, ids: torch.Tensor, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """What local transformers does in float32 for ``ids`` [B, T]: greedy generate() of exactly ``steps``
+    tokens (EOS disabled, whatever a random model emits) and the prompt's logits [B, T, V]."""
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    model.generation_config.eos_token_id = None
+    with torch.no_grad():
+        want = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=steps, do_sample=False)
+        logits = model(ids).logits
+    return want, logits
+
+
 def split_generate(
     ckpt: Checkpoint, bounds: list[int], ids: torch.Tensor, steps: int, *, dtype: torch.dtype = torch.float32
 ) -> tuple[torch.Tensor, torch.Tensor]:

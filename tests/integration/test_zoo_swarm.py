@@ -21,10 +21,11 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
+from models.source import resolve_model
 from routing.config import ClientConfig
 from swarm import AutoDistributedModelForCausalLM
 from swarm.launch import bootstrap_address, start_bootstrap, start_process
-from tests.conftest_models import ZOO, make_zoo_checkpoint
+from tests.conftest_models import ZOO, local_greedy, make_zoo_checkpoint
 from tests.integration.conftest import CHILD_ENV
 
 SPANS = ("0:1", "1:3", "3:5")
@@ -90,12 +91,8 @@ def _prompts(vocab: int, batch: int) -> torch.Tensor:
 def test_zoo_row_through_three_peers(row: str, zoo_swarm: dict, zoo_bootstrap: str, zoo_results: dict) -> None:
     """float32: greedy ids equal local generate(), prompt logits within 1e-4, route [0:1] -> [1:3] -> [3:5]."""
     path = zoo_swarm[(row, "float32")]
-    local = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
-    local.generation_config.eos_token_id = None  # always NEW_TOKENS steps
-    ids = _prompts(local.config.vocab_size, 1)
-    with torch.no_grad():
-        want = local.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=NEW_TOKENS, do_sample=False)
-        want_logits = local(ids).logits
+    ids = _prompts(resolve_model(str(path)).config.vocab_size, 1)
+    want, want_logits = local_greedy(path, ids, NEW_TOKENS)
     with _client(path, zoo_bootstrap) as model:
         model.generation_config.eos_token_id = None
         got = model.generate(ids, max_new_tokens=NEW_TOKENS, do_sample=False)

@@ -12,27 +12,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM
 
 from models.adapters import get_adapter, supported_model_types
 from models.source import resolve_model
 from tests import zoo_table
-from tests.conftest_models import ZOO, make_zoo_checkpoint, split_generate, zoo_model_type
+from tests.conftest_models import ZOO, local_greedy, make_zoo_checkpoint, split_generate, zoo_model_type
 
 PROMPT_LEN = 20
 NEW_TOKENS = 16
 BOUNDS = [0, 2, 3, 5]  # the swarm matrix (test_zoo_swarm) splits 0:1, 1:3, 3:5
-
-
-def _reference(path: Path, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
-    model.generation_config.eos_token_id = None  # always NEW_TOKENS steps, whatever a random model emits
-    with torch.no_grad():
-        want = model.generate(
-            ids, attention_mask=torch.ones_like(ids), max_new_tokens=NEW_TOKENS, do_sample=False
-        )
-        logits = model(ids).logits
-    return want, logits
 
 
 @pytest.mark.parametrize("row", sorted(ZOO))
@@ -44,7 +32,7 @@ def test_zoo_split_equals_local_generate(row: str, tmp_path: Path, zoo_results: 
     ids = torch.randint(
         3, ckpt.config.vocab_size, (1, PROMPT_LEN), generator=torch.Generator().manual_seed(1)
     )
-    want, want_logits = _reference(path, ids)
+    want, want_logits = local_greedy(path, ids, NEW_TOKENS)
 
     out, prompt_logits = split_generate(ckpt, BOUNDS, ids, NEW_TOKENS)
     zoo_results[row]["split_local"] = {
