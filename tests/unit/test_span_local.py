@@ -122,7 +122,8 @@ def test_span_opens_only_its_shards(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 
 def test_hub_checkpoint_downloads_only_needed_shards(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """From the hub, resolve fetches config + index only, and a span fetches only its own shards."""
+    """From the hub, resolve fetches config + index only (and keys it like the same folder), and a span fetches
+    only its own shards."""
     source = make_tiny_checkpoint(tmp_path / "src", "llama", shards=4)
     snapshot = tmp_path / "hub" / "snapshot"
     snapshot.mkdir(parents=True)
@@ -134,10 +135,16 @@ def test_hub_checkpoint_downloads_only_needed_shards(tmp_path: Path, monkeypatch
         (snapshot / filename).write_bytes((source / filename).read_bytes())
         return str(snapshot / filename)
 
+    def fake_ranges(repo_id: str, filename: str, ranges: list[tuple[int, int]]) -> list[bytes]:
+        data = (source / filename).read_bytes()  # the model key reads a few bytes of the first shard
+        return [data[start:end] for start, end in ranges]
+
     monkeypatch.setattr(source_module, "hf_hub_download", fake_download)
+    monkeypatch.setattr(source_module, "read_hub_ranges", fake_ranges)
+    monkeypatch.setattr(source_module, "try_to_load_from_cache", lambda *args, **kwargs: None)
     monkeypatch.setattr(checkpoint_module, "hf_hub_download", fake_download)
     ckpt = resolve_model("someone/tiny-llama", offline=False)
-    assert (ckpt.repo_id, ckpt.model_key) == ("someone/tiny-llama", "someone/tiny-llama")
+    assert (ckpt.repo_id, ckpt.model_key) == ("someone/tiny-llama", resolve_model(str(source)).model_key)
     assert fetched == ["config.json", "model.safetensors.index.json"]
     SpanModel.load(ckpt, 2, 4, progress=False)
     assert set(fetched[2:]) == _files_holding(source, ("model.layers.2.", "model.layers.3."))
