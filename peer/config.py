@@ -15,7 +15,7 @@ class PeerConfig:
     dtype: str = "float32"
     listen: str = "127.0.0.1:0"                  # data port (host:port); port 0 -> any free port
     announce_addr: str | None = None             # address published in the DHT when it differs from listen
-    dht_listen: str = "127.0.0.1:0"              # the DHT node's own host:port
+    dht_listen: str | None = None                # the DHT node's host:port; None -> --listen host, port+1 (or any)
     max_memory_gb: float | None = None           # weights + KV reserve budget; None -> no limit
     identity: str | None = None                  # key file; the same file keeps the same peer id across restarts
     announce_interval_s: float = 5.0             # heartbeat period; records expire after 3 periods

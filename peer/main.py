@@ -12,14 +12,16 @@ import signal
 import sys
 from typing import Any
 
-import psutil
 import torch
 
 from peer.config import PeerConfig
+from peer.memory import GB, check_fits, free_memory, kv_bytes_per_token, layer_sizes, span_plan
 from peer.placement import choose_span, layers_that_fit, parse_layers
 from peer.server import PeerServer
+from swarm.addresses import bind_listener, check_port_free
 from swarm.errors import ConfigError, SpanError, TransportError
 from swarm.records import Identity
+from swarm.transport import format_addr, parse_addr
 
 log = logging.getLogger("molink.peer")
 
@@ -34,54 +36,51 @@ def torch_dtype(name: str) -> torch.dtype:
 
 
 def layer_bytes(config: Any, dtype: torch.dtype) -> int:
-    """Bytes of the largest decoder layer's weights, from the whole base model built on the meta device (no
-    memory): layers differ in size where some are MoE and some dense (DeepSeek, Qwen-MoE) or hybrid."""
-    from models.adapters import get_adapter
-    from models.checkpoint import on_meta
-
-    adapter = get_adapter(config)
-    with on_meta():
-        base = adapter.build_base(config)
-    layers = getattr(base, adapter.layers_attr)
-    n = max(sum(p.numel() for p in layer.parameters()) for layer in layers)
-    return n * torch.tensor([], dtype=dtype).element_size()
-
-
-def kv_bytes_per_token(config: Any, dtype: torch.dtype) -> int:
-    heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    return 2 * heads * head_dim * torch.tensor([], dtype=dtype).element_size()
+    """Bytes of the largest decoder layer's weights: layers differ in size where some are MoE and some dense
+    (DeepSeek, Qwen-MoE) or hybrid."""
+    return max(layer_sizes(config, dtype))
 
 
 async def choose_layers(config: PeerConfig, ckpt: Any, discovery: Any, dtype: torch.dtype) -> tuple[int, int]:
     total = ckpt.num_layers
     if config.layers is not None:
         return parse_layers(config.layers, total)
-    per_layer = layer_bytes(ckpt.config, dtype)
     if config.num_layers is not None:
         if not 1 <= config.num_layers <= total:
             raise SpanError(f"--num-layers {config.num_layers} is outside 1..{total}")
         n = config.num_layers
     elif config.max_memory_gb is not None:
-        reserve = config.kv_reserve_tokens * kv_bytes_per_token(ckpt.config, dtype)
-        n = layers_that_fit(config.max_memory_gb * 2**30, per_layer * 1.0, reserve, total)
+        per_layer = layer_bytes(ckpt.config, dtype) + config.kv_reserve_tokens * kv_bytes_per_token(ckpt.config, dtype)
+        n = layers_that_fit(config.max_memory_gb * GB, per_layer * 1.0, 0.0, total)
     else:
         n = total
     records = await discovery.read(ckpt.model_key) if discovery is not None else []
     return choose_span(total, n, records)
 
 
-def check_memory(config: PeerConfig, span_bytes: int) -> None:
-    available = psutil.virtual_memory().available
-    if config.max_memory_gb is not None and config.max_memory_gb * 2**30 > available + span_bytes:
-        raise ConfigError(
-            f"--max-memory {config.max_memory_gb} GB is more than this machine has free "
-            f"({available / 2**30:.1f} GB)"
-        )
+def check_memory(config: PeerConfig, ckpt: Any, start: int, end: int, dtype: torch.dtype) -> None:
+    """Refuse a span whose weights and KV reserve exceed --max-memory or the device's free memory, before
+    a single weight is read."""
+    plan = span_plan(layer_sizes(ckpt.config, dtype), start, end, kv_bytes_per_token(ckpt.config, dtype),
+                     config.kv_reserve_tokens)
+    max_memory = config.max_memory_gb * GB if config.max_memory_gb is not None else None
+    check_fits(plan, max_memory_bytes=max_memory, free_bytes=free_memory(config.device), device=config.device)
+    log.info("memory: %s", plan.describe())
+
+
+def default_dht_listen(listen: str) -> str:
+    """The DHT node listens on the data port's host, on the next port when the data port is fixed (so a
+    port forward of PORT and PORT+1 covers both), else on any free port."""
+    host, port = parse_addr(listen)
+    return format_addr(host, port + 1 if 0 < port < 65535 else 0)
 
 
 async def run_peer(config: PeerConfig, *, ready: Any = None, version: str = "0") -> None:
-    """Serve until SIGINT/SIGTERM. ``ready(server)`` is called once the peer is announced."""
+    """Serve until SIGINT/SIGTERM. ``ready(server)`` is called once the peer is announced.
+
+    Everything a user can get wrong is checked before any weight is downloaded or read: the ports (the data
+    port is bound here and held), the model name (config and index only), the span, and the memory.
+    """
     from models.source import resolve_model
     from models.span import SpanModel
     from swarm.dht import HivemindDiscovery
@@ -91,37 +90,48 @@ async def run_peer(config: PeerConfig, *, ready: Any = None, version: str = "0")
     dtype = torch_dtype(config.dtype)
     if config.device != "cpu" and config.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"--device {config.device}: no CUDA device is available on this machine")
-    ckpt = resolve_model(config.model, cache_dir=config.cache_dir)
-    if config.layers is not None:
-        parse_layers(config.layers, ckpt.num_layers)  # fail before joining the DHT
-    identity = Identity.load_or_create(config.identity)
-    discovery = await HivemindDiscovery.create(
-        config.initial_peers, listen=config.dht_listen, upnp=config.upnp, signer=identity
-    )
+    host, port = parse_addr(config.listen)
+    dht_listen = config.dht_listen or default_dht_listen(config.listen)
+    listener = bind_listener(host, port, "--listen")
     server: PeerServer | None = None
     try:
-        start, end = await choose_layers(config, ckpt, discovery, dtype)
-        log.info("model %s (%d layers): serving layers %d:%d", ckpt.model_key, ckpt.num_layers, start, end)
-        loop = asyncio.get_running_loop()
-        span = await loop.run_in_executor(
-            None, lambda: SpanModel.load(ckpt, start, end, dtype=dtype, device=config.device, progress=config.progress)
+        check_port_free(*parse_addr(dht_listen), "DHT port (--dht-listen)")
+        ckpt = resolve_model(config.model, cache_dir=config.cache_dir)
+        if config.layers is not None:
+            parse_layers(config.layers, ckpt.num_layers)  # fail before joining the DHT
+        identity = Identity.load_or_create(config.identity)
+        discovery = await HivemindDiscovery.create(
+            config.initial_peers, listen=dht_listen, upnp=config.upnp, signer=identity
         )
-        check_memory(config, span.weight_bytes())
-        server = PeerServer(config=config, span=span, identity=identity, model_key=ckpt.model_key,
-                            discovery=discovery, version=version)
-        await server.start()
-        await announce_first(discovery, server, config)
-        heartbeat = asyncio.ensure_future(server.heartbeat_forever())
-        if ready is not None:
-            ready(server)
-        await wait_for_signal()
-        log.info("shutting down: draining %d sessions (at most %.0f s)", len(server.sessions), config.drain_timeout_s)
-        heartbeat.cancel()
-        await server.drain(config.drain_timeout_s)
+        try:
+            start, end = await choose_layers(config, ckpt, discovery, dtype)
+            check_memory(config, ckpt, start, end, dtype)
+            log.info("model %s (%s, %d layers): serving layers %d:%d", ckpt.model_key, ckpt.display_name,
+                     ckpt.num_layers, start, end)
+            loop = asyncio.get_running_loop()
+            span = await loop.run_in_executor(
+                None,
+                lambda: SpanModel.load(ckpt, start, end, dtype=dtype, device=config.device, progress=config.progress),
+            )
+            server = PeerServer(config=config, span=span, identity=identity, model_key=ckpt.model_key,
+                                discovery=discovery, version=version, listener=listener,
+                                num_layers=ckpt.num_layers, model_name=ckpt.display_name)
+            await server.start()
+            await announce_first(discovery, server, config)
+            heartbeat = asyncio.ensure_future(server.heartbeat_forever())
+            if ready is not None:
+                ready(server)
+            await wait_for_signal()
+            log.info("shutting down: draining %d sessions (at most %.0f s)", len(server.sessions),
+                     config.drain_timeout_s)
+            heartbeat.cancel()
+            await server.drain(config.drain_timeout_s)
+        finally:
+            if server is not None:
+                await server.stop()
+            await discovery.shutdown()
     finally:
-        if server is not None:
-            await server.stop()
-        await discovery.shutdown()
+        listener.close()
 
 
 async def announce_first(discovery: Any, server: PeerServer, config: PeerConfig, attempts: int = 6) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -32,9 +33,10 @@ import torch
 
 from peer.config import PeerConfig
 from peer.sessions import Session, StepAction, check_replay, check_step, expired
+from swarm.addresses import advertised_hosts
 from swarm.errors import FrameTooLargeError, ProtocolError, TransportError
-from swarm.records import Identity, PeerRecord, PeerState
-from swarm.transport import Channel, open_channel, parse_addr, start_server
+from swarm.records import MAX_STR, Identity, PeerRecord, PeerState
+from swarm.transport import Channel, format_addr, open_channel, parse_addr, start_server
 from swarm.wire import Frame, Limits, header_field, tensor_from_wire, tensor_to_wire
 
 log = logging.getLogger("molink.peer")
@@ -58,6 +60,9 @@ class PeerServer:
         limits: Limits = Limits(),
         version: str = "0",
         connect: Callable[[str], Any] | None = None,  # address -> awaitable Channel (injected by the sim tier)
+        listener: socket.socket | None = None,  # the data port, bound before the span was loaded
+        num_layers: int = 0,            # the whole model's layer count, published for listings
+        model_name: str = "",           # what the operator called the model, published as a hint
     ) -> None:
         self.config = config
         self.span = span
@@ -70,7 +75,11 @@ class PeerServer:
         self._connect = connect or (lambda addr: open_channel(addr, limits=self.limits))
         self.sessions: dict[str, Session] = {}
         self.throughput = 0.0
-        self.addr = ""
+        self.addrs: tuple[str, ...] = ()  # every published address of the data port, the preferred first
+        self.num_layers = num_layers
+        self.model_name = model_name
+        self._listener = listener
+        self._dht_alone = False  # whether the last heartbeat found no other DHT node
         self.state = PeerState.JOINING
         self._locks: dict[str, asyncio.Lock] = {}
         self._pushes: dict[str, Channel] = {}
@@ -87,11 +96,19 @@ class PeerServer:
         """Measure throughput, open the data port; returns the address to publish."""
         self.throughput = await self._run_compute(measure_throughput, self.span)
         host, port = parse_addr(self.config.listen)
-        self._server = await start_server(self._handle, host, port, limits=self.limits)
+        self._server = await start_server(self._handle, host, port, limits=self.limits, sock=self._listener)
         bound = self._server.sockets[0].getsockname()
-        self.addr = self.config.announce_addr or f"{host}:{bound[1]}"
+        if self.config.announce_addr:
+            self.addrs = (self.config.announce_addr,)
+        else:
+            self.addrs = tuple(format_addr(h, bound[1]) for h in advertised_hosts(host))
         self.state = PeerState.ONLINE
         return self.addr
+
+    @property
+    def addr(self) -> str:
+        """The preferred published address ("" before start)."""
+        return self.addrs[0] if self.addrs else ""
 
     async def stop(self) -> None:
         if self.discovery is not None:
@@ -134,7 +151,7 @@ class PeerServer:
         rec = PeerRecord(
             peer_id=self.identity.peer_id,
             model=self.model_key,
-            addrs=(self.addr,),
+            addrs=self.addrs,
             start=self.span.start,
             end=self.span.end,
             state=state or self.state,
@@ -145,6 +162,8 @@ class PeerServer:
             dtype=str(self.span.dtype).removeprefix("torch."),
             version=self.version,
             rtts={},
+            num_layers=self.num_layers,
+            model_name=self.model_name[:MAX_STR],
         )
         return self.identity.sign_record(rec)
 
@@ -154,10 +173,24 @@ class PeerServer:
             self.expire_sessions()
             if self.discovery is not None:
                 try:
+                    await self.check_dht_neighbours()
                     await self.discovery.announce(self.record(), ttl=self.config.ttl_s)
                 except Exception as e:  # a DHT hiccup must not stop serving; the next beat retries
                     log.warning("announce failed (will retry in %.0f s): %s", self.config.announce_interval_s, e)
             await asyncio.sleep(self.config.announce_interval_s)
+
+    async def check_dht_neighbours(self) -> None:
+        """Redial lost initial peers (a restarted bootstrap) and say so when this peer cannot see the swarm,
+        once when it happens and once when it ends, not on every beat."""
+        neighbours = await self.discovery.rejoin()
+        alone = neighbours == 0 and bool(self.config.initial_peers)
+        if alone and not self._dht_alone:
+            log.warning("this peer cannot see the swarm: no other DHT node answers (initial peers %s down or "
+                        "unreachable?); clients cannot find it until one does. Retrying every %.0f s.",
+                        ", ".join(self.config.initial_peers), self.config.announce_interval_s)
+        elif self._dht_alone and not alone:
+            log.info("the swarm is visible again: %d DHT node(s) known", neighbours)
+        self._dht_alone = alone
 
     def expire_sessions(self) -> None:
         for sid in expired(self.sessions, self.clock(), self.config.session_timeout_s):

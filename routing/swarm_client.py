@@ -45,7 +45,11 @@ class SwarmCore:
         self.known: list[PeerRecord] = []  # the last records read from the DHT
 
     async def records(self) -> list[PeerRecord]:
-        self.known = await self.discovery.read(self.model_key)
+        found = await self.discovery.read(self.model_key)
+        if not found:  # maybe cut off (a restarted bootstrap, a lost link): redial the initial peers, read again
+            await self.discovery.rejoin()
+            found = await self.discovery.read(self.model_key)
+        self.known = found
         return self.known
 
     async def replacement_route(self, start: int, end: int, avoid: Collection[str]) -> Route:

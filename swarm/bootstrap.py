@@ -1,7 +1,8 @@
 """``python -m swarm.bootstrap``: a DHT node that others join a swarm through.
 
 It serves no layers; it only keeps a stable, reachable place in the DHT. Once ready it prints one line,
-``swarm address: <multiaddr>``, on stdout (and writes the address to --addr-file), and runs until SIGINT
+``swarm address: <multiaddr>``, on stdout, then one ``also reachable at: <multiaddr>`` line for each other
+address it has (--addr-file gets all of them, one per line, the first one first), and runs until SIGINT
 or SIGTERM, when it leaves the DHT and exits with 0. For a public swarm run it on a reachable host with
 ``--listen 0.0.0.0:PORT --identity bootstrap.key``, so its address stays the same across restarts.
 """
@@ -33,7 +34,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="127.0.0.1:0",
         metavar="HOST:PORT",
         help="address the DHT daemon listens on (default 127.0.0.1:0: this machine only, any free port); "
-        "a public bootstrap uses --listen 0.0.0.0:PORT with a fixed PORT",
+        "a public bootstrap uses --listen 0.0.0.0:PORT with a fixed PORT, and then prints this machine's "
+        "interface addresses (the default route's first), never 0.0.0.0 or 127.0.0.1",
+    )
+    parser.add_argument(
+        "--announce-addr",
+        default=None,
+        metavar="HOST:PORT",
+        help="the address others reach this node at when it differs from --listen (a port forward); printed first",
     )
     parser.add_argument(
         "--identity",
@@ -78,19 +86,19 @@ def write_atomically(path: str, text: str) -> None:
 
 async def run(args: argparse.Namespace) -> None:
     discovery = await HivemindDiscovery.create(
-        listen=args.listen, identity_path=args.identity, upnp=args.upnp
+        listen=args.listen, identity_path=args.identity, upnp=args.upnp, announce_addr=args.announce_addr
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        address = discovery.swarm_addrs[0]
-        for extra in discovery.swarm_addrs[1:]:
-            logger.info("also reachable at %s", extra)
+        address, *others = discovery.swarm_addrs
         if args.addr_file:
-            write_atomically(args.addr_file, address + "\n")
+            write_atomically(args.addr_file, "".join(a + "\n" for a in discovery.swarm_addrs))
         print(f"swarm address: {address}", flush=True)
+        for other in others:
+            print(f"also reachable at: {other}", flush=True)
         await stop.wait()
         logger.info("stopping")
     finally:

@@ -6,7 +6,10 @@ hivemind Kademlia ``DHTNode`` run inside the caller's asyncio loop (not the ``hi
 which forks a process), on a libp2p daemon we start ourselves so that UPnP stays off unless asked.
 
 All records of one model live under one DHT key, ``molink/<model>``, as a dictionary keyed by peer id,
-so one lookup returns the whole swarm of that model. Hivemind keeps, per subkey, the value with the
+so one lookup returns the whole swarm of that model; each record is stored a second time under
+``molink/_swarm``, so one lookup also lists every model the swarm serves (``swarm.status`` without --model).
+A node keeps its initial peers dialled (``rejoin``): a bootstrap restarted with the same identity and port
+comes back with an empty routing table, and would otherwise stay cut off from the swarm it started. Hivemind keeps, per subkey, the value with the
 latest expiration time; a graceful leave therefore stores an OFFLINE tombstone that expires no earlier
 than the live record it replaces.
 
@@ -22,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import replace
@@ -30,11 +34,12 @@ from typing import Any, Protocol
 import msgpack
 from hivemind.dht.node import DHTNode
 from hivemind.dht.validation import DHTRecord, RecordValidatorBase
-from hivemind.p2p import P2P, P2PDaemonError
+from hivemind.p2p import P2P, P2PDaemonError, PeerID
 from hivemind.utils.multiaddr import Multiaddr
 from hivemind.utils.serializer import MSGPackSerializer
 from hivemind.utils.timed_storage import ValueWithExpiration, get_dht_time
 
+from swarm.addresses import advertised_hosts, check_port_free, is_loopback, is_wildcard
 from swarm.errors import ConfigError, PeerUnreachableError, RecordError, TransportError
 from swarm.records import Identity, PeerRecord, PeerState, record_from_wire, records_from_dht
 from swarm.transport import parse_addr
@@ -43,7 +48,11 @@ logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "molink/"
 SHUTDOWN_TIMEOUT = 3.0  # s to leave the DHT before the daemon is stopped anyway
+REJOIN_TIMEOUT = 5.0  # s to dial one initial peer during rejoin()
 _TOMBSTONE_MARGIN = 1e-3  # s: a tombstone must expire strictly after the record it replaces
+
+
+MODELS_KEY = "molink/_swarm"  # every peer's record again, so one lookup lists the models a swarm serves
 
 
 def dht_key(model: str) -> str:
@@ -60,6 +69,10 @@ class Discovery(Protocol):
 
     async def read(self, model: str) -> list[PeerRecord]:
         """The validated, unexpired records of ``model``'s swarm, OFFLINE ones left out."""
+
+    async def rejoin(self) -> int:
+        """Reconnect to initial peers this node lost (a restarted bootstrap); returns how many other DHT
+        nodes it knows now (0: it cannot see the swarm)."""
 
     @property
     def swarm_addrs(self) -> list[str]:
@@ -108,25 +121,49 @@ def _check_initial_peers(initial_peers: Sequence[str]) -> list[str]:
     for item in initial_peers:
         try:
             maddr = Multiaddr(str(item))
-            maddr["p2p"]  # noqa: B018 - raises unless the address names the peer
+            PeerID.from_base58(maddr["p2p"])  # raises unless the address names a valid peer
         except (ValueError, KeyError, TypeError) as exc:
             raise ConfigError(
                 f"initial peer {item!r} is not a full swarm address like /ip4/HOST/tcp/PORT/p2p/ID"
             ) from exc
-        checked.append(str(maddr))
+        if str(maddr) not in checked:
+            checked.append(str(maddr))
     return checked
+
+
+def _maddr_host(maddr: str) -> str | None:
+    """The IP host of a multiaddr like /ip4/HOST/tcp/PORT/p2p/ID; None for other forms (/dns, relays)."""
+    parts = maddr.split("/")
+    return parts[2] if len(parts) > 2 and parts[1] in ("ip4", "ip6") else None
+
+
+def order_swarm_addrs(maddrs: Sequence[str], listen_host: str, preferred_hosts: Sequence[str]) -> list[str]:
+    """The node's own multiaddrs as others should see them: for a wildcard listener, the hosts in
+    ``preferred_hosts`` order (loopback dropped while any other is left); a concrete listener keeps its own."""
+    if not is_wildcard(listen_host):
+        return list(maddrs)
+    rank = {host: i for i, host in enumerate(preferred_hosts)}
+    outside = [m for m in maddrs if not is_loopback(_maddr_host(m) or "")]
+    chosen = outside or list(maddrs)
+    return sorted(chosen, key=lambda m: rank.get(_maddr_host(m) or "", len(rank)))
 
 
 class HivemindDiscovery:
     """Discovery over a hivemind DHTNode running in this process's event loop."""
 
     def __init__(
-        self, node: DHTNode, p2p: P2P, swarm_addrs: list[str], signer: Identity | None = None
+        self,
+        node: DHTNode,
+        p2p: P2P,
+        swarm_addrs: list[str],
+        signer: Identity | None = None,
+        initial_peers: Sequence[str] = (),
     ) -> None:
         self._node = node
         self._p2p = p2p
         self._swarm_addrs = swarm_addrs
         self._signer = signer
+        self._initial = [(PeerID.from_base58(Multiaddr(m)["p2p"]), Multiaddr(m)) for m in initial_peers]
         self._expirations: dict[tuple[str, str], float] = {}  # (model, peer id) -> last announced expiration
         self._closed = False
 
@@ -151,6 +188,11 @@ class HivemindDiscovery:
         """
         peers = _check_initial_peers(initial_peers)
         host, port = parse_addr(listen)
+        if not client_mode:
+            check_port_free(host, port, "DHT port")
+        # The daemon's TCP listener would otherwise set SO_REUSEPORT, and a second daemon on the same port
+        # would start without complaint and take half of the first one's connections.
+        os.environ.setdefault("LIBP2P_TCP_REUSEPORT", "false")
         announce = None
         if announce_addr is not None:
             a_host, a_port = parse_addr(announce_addr)
@@ -190,7 +232,9 @@ class HivemindDiscovery:
                 ),
                 join_timeout,
             )
-            maddrs = [str(m) for m in await p2p.get_visible_maddrs()]
+            maddrs = order_swarm_addrs(
+                [str(m) for m in await p2p.get_visible_maddrs()], host, advertised_hosts(host)
+            )
         except (TimeoutError, RuntimeError, P2PDaemonError, OSError) as exc:
             # RuntimeError: hivemind's "bootstrap failed: none of the initial_peers responded"
             await p2p.shutdown()
@@ -198,7 +242,9 @@ class HivemindDiscovery:
         except BaseException:
             await p2p.shutdown()  # cancelled while joining: never leave the daemon process behind
             raise
-        return cls(node, p2p, maddrs, signer=signer)
+        if announce is not None:  # what the user said others reach this node at comes first
+            maddrs = sorted(maddrs, key=lambda m: not m.startswith(announce[0] + "/"))
+        return cls(node, p2p, maddrs, signer=signer, initial_peers=peers)
 
     @property
     def swarm_addrs(self) -> list[str]:
@@ -208,6 +254,35 @@ class HivemindDiscovery:
     def dht_node(self) -> DHTNode:
         """The underlying hivemind node, for tools and tests that need raw DHT access."""
         return self._node
+
+    async def rejoin(self) -> int:
+        """Dial and ping every initial peer the daemon is not connected to, so that a restarted bootstrap
+        (same identity and address, empty routing table) learns of this node again and a lost link comes
+        back; returns the number of other DHT nodes in this node's routing table."""
+        if self._closed:
+            raise TransportError("discovery is shut down")
+        if self._initial:
+            try:
+                connected = {info.peer_id for info in await self._p2p.list_peers()}
+            except (P2PDaemonError, ConnectionError, OSError) as exc:
+                logger.warning("cannot list the DHT daemon's connections: %s", _one_line(exc))
+                connected = set()
+            lost = [(pid, maddr) for pid, maddr in self._initial if pid not in connected]
+            await asyncio.gather(*(self._reconnect(pid, maddr) for pid, maddr in lost))
+        return len(self._node.protocol.routing_table.peer_id_to_uid)
+
+    async def _reconnect(self, peer_id: PeerID, maddr: Multiaddr) -> None:
+        was_known = peer_id in self._node.protocol.routing_table.peer_id_to_uid
+        try:
+            await asyncio.wait_for(self._p2p._client.connect(peer_id, [maddr]), REJOIN_TIMEOUT)
+        except (TimeoutError, P2PDaemonError, ConnectionError, OSError, ValueError) as exc:
+            logger.debug("initial peer %s unreachable: %s", maddr, _one_line(exc))
+        # pinged either way: an answer puts it back in the routing table, silence takes it out
+        if await self._node.protocol.call_ping(peer_id) is not None:
+            # back in the routing table; forget earlier failures so searches use it again at once
+            if peer_id in self._node.blacklist:
+                self._node.blacklist.register_success(peer_id)
+            logger.log(logging.DEBUG if was_known else logging.INFO, "rejoined the DHT through %s", maddr)
 
     async def announce(self, record: PeerRecord, ttl: float) -> None:
         await self._store(record, get_dht_time() + _check_ttl(ttl))
@@ -227,9 +302,13 @@ class HivemindDiscovery:
     async def _store(self, record: PeerRecord, expiration: float) -> None:
         if self._closed:
             raise TransportError("discovery is shut down")
-        stored = await self._node.store(
-            dht_key(record.model), record.to_wire(), expiration, subkey=str(record.peer_id)
+        wire, subkey = record.to_wire(), str(record.peer_id)
+        stored, listed = await asyncio.gather(
+            self._node.store(dht_key(record.model), wire, expiration, subkey=subkey),
+            self._node.store(MODELS_KEY, wire, expiration, subkey=subkey),
         )
+        if not listed:  # only `swarm.status` without --model reads it: serving goes on
+            logger.debug("the DHT did not take the swarm-wide listing entry of %s", record.peer_id)
         if not stored:
             raise TransportError(
                 f"the DHT refused or did not take the {record.state.value} record of {record.peer_id} "
@@ -238,16 +317,21 @@ class HivemindDiscovery:
         self._expirations[(record.model, str(record.peer_id))] = expiration
 
     async def read(self, model: str) -> list[PeerRecord]:
+        return [r for r in await self._read_key(dht_key(model)) if r.model == model]
+
+    async def read_all(self) -> list[PeerRecord]:
+        """The live records of every model in the swarm (each peer lists itself under one shared key too)."""
+        return await self._read_key(MODELS_KEY)
+
+    async def _read_key(self, key: str) -> list[PeerRecord]:
         if self._closed:
             raise TransportError("discovery is shut down")
-        found = await self._node.get(dht_key(model), latest=True)
+        found = await self._node.get(key, latest=True)
         if found is None:
             return []
         if not isinstance(found.value, dict):
             logger.warning(
-                "DHT key %s holds a %s, not a dictionary of peer records",
-                dht_key(model),
-                type(found.value).__name__,
+                "DHT key %s holds a %s, not a dictionary of peer records", key, type(found.value).__name__
             )
             return []
         now = get_dht_time()
@@ -256,7 +340,7 @@ class HivemindDiscovery:
             for subkey, item in found.value.items()
             if isinstance(item, ValueWithExpiration) and item.expiration_time > now
         }
-        return [r for r in records_from_dht(entries) if r.state is not PeerState.OFFLINE and r.model == model]
+        return [r for r in records_from_dht(entries) if r.state is not PeerState.OFFLINE]
 
     async def shutdown(self) -> None:
         if self._closed:

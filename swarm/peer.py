@@ -13,6 +13,7 @@ import logging
 import sys
 
 from swarm import __version__
+from swarm.cli_args import add_initial_peers, check_initial_peers_given
 from swarm.errors import MolinkError, exit_code
 
 log = logging.getLogger("molink.peer")
@@ -26,8 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--model", required=False, help="alias (llama-3-8b), Hugging Face repo id, local directory or .gguf file")
-    p.add_argument("--initial-peers", nargs="*", default=[], metavar="ADDR",
-                   help="swarm address(es) printed by 'python -m swarm.bootstrap' (or any peer's DHT address)")
+    add_initial_peers(p, required=False)
     span = p.add_mutually_exclusive_group()
     span.add_argument("--layers", metavar="START:END", help="serve layers START..END-1 (END exclusive)")
     span.add_argument("--num-layers", type=int, metavar="N",
@@ -36,10 +36,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"],
                    help="weights and activations dtype on this peer")
     p.add_argument("--listen", default="127.0.0.1:0", metavar="HOST:PORT",
-                   help="data port; use 0.0.0.0:PORT to accept other machines")
+                   help="data port; 0.0.0.0:PORT accepts other machines and publishes this machine's interface "
+                   "addresses (the default route's first), never 0.0.0.0 or 127.0.0.1")
     p.add_argument("--announce-addr", metavar="HOST:PORT",
-                   help="address to publish when it differs from --listen (port forward, relay, link emulator)")
-    p.add_argument("--dht-listen", default="127.0.0.1:0", metavar="HOST:PORT", help="the DHT node's own address")
+                   help="the one address to publish when others reach this peer elsewhere (port forward, relay, "
+                   "link emulator)")
+    p.add_argument("--dht-listen", default=None, metavar="HOST:PORT",
+                   help="the DHT node's address (default: the --listen host, port PORT+1 for a fixed PORT, "
+                   "else any free port)")
     p.add_argument("--max-memory", type=float, metavar="GB", help="memory budget for weights and KV cache")
     p.add_argument("--identity", metavar="FILE",
                    help="private key file (created if missing); keeps the same peer id across restarts")
@@ -62,7 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_initial_peers_given(parser, args)
     from swarm.logging_setup import setup_logging
 
     setup_logging(args.log_level)

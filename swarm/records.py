@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 PeerId = NewType("PeerId", str)
 
-RECORD_VERSION = 1
+RECORD_VERSION = 2  # 2: num_layers and model_name
 _SIGNING_DOMAIN = b"molink-peer-record"  # a signature over a record can never be mistaken for another message
 
 # bounds on untrusted records: enough for any real peer, small enough that a lookup stays cheap
@@ -69,6 +69,8 @@ class PeerRecord:
     dtype: str
     version: str  # software version
     rtts: Mapping[str, float] = field(default_factory=dict)  # peer_id -> seconds
+    num_layers: int = 0  # the whole model's layer count (0: not said), so listings can show coverage
+    model_name: str = ""  # what the peer's operator called the model (alias, repo id, folder): a hint only
     public_key: bytes = b""  # raw Ed25519 public key, 32 bytes
     signature: bytes = b""  # Ed25519 signature over signing_payload(), 64 bytes
 
@@ -89,6 +91,8 @@ class PeerRecord:
             self.dtype,
             self.version,
             sorted([str(k), float(v)] for k, v in self.rtts.items()),
+            self.num_layers,
+            self.model_name,
             bytes(self.public_key),
         ]
         return _SIGNING_DOMAIN + msgpack.packb(fields, use_bin_type=True)
@@ -110,6 +114,8 @@ class PeerRecord:
             "dtype": self.dtype,
             "version": self.version,
             "rtts": {str(k): float(v) for k, v in self.rtts.items()},
+            "num_layers": self.num_layers,
+            "model_name": self.model_name,
             "public_key": bytes(self.public_key),
             "signature": bytes(self.signature),
         }
@@ -207,6 +213,8 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "dtype": (str,),
     "version": (str,),
     "rtts": (dict,),
+    "num_layers": (int,),
+    "model_name": (str,),
     "public_key": (bytes,),
     "signature": (bytes,),
 }
@@ -271,6 +279,10 @@ def record_from_wire(value: Any) -> PeerRecord:
     for name in ("free_cache_tokens", "load"):
         if value[name] < 0:
             raise _invalid("bad number", f"{name} must be >= 0")
+    if value["num_layers"] != 0 and not end <= value["num_layers"] <= MAX_LAYER:
+        raise _invalid("bad span", f"num_layers {value['num_layers']} must be 0 or in [{end}, {MAX_LAYER}]")
+    if len(value["model_name"]) > MAX_STR:
+        raise _invalid("bad string", f"model_name must be at most {MAX_STR} characters")
     public_key, signature = value["public_key"], value["signature"]
     if len(public_key) != PUBLIC_KEY_BYTES or len(signature) != SIGNATURE_BYTES:
         raise _invalid("unsigned", "public key or signature missing or of the wrong size")
@@ -288,6 +300,8 @@ def record_from_wire(value: Any) -> PeerRecord:
         dtype=_check_str("dtype", value["dtype"]),
         version=_check_str("version", value["version"]),
         rtts=rtts,
+        num_layers=value["num_layers"],
+        model_name=value["model_name"],
         public_key=public_key,
         signature=signature,
     )

@@ -10,6 +10,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from swarm.cli_args import add_initial_peers, check_initial_peers_given
 from swarm.errors import MolinkError, exit_code
 from swarm.records import PeerRecord
 
@@ -44,34 +45,77 @@ def render_table(model: str, records: Sequence[PeerRecord], report: dict[str, An
     return "\n".join(lines)
 
 
-async def gather(initial_peers: Sequence[str], model_key: str) -> list[PeerRecord]:
+def models_report(records: Sequence[PeerRecord]) -> list[dict[str, Any]]:
+    """Pure: one summary per model key in the swarm, with the names its peers call it and its coverage."""
+    by_model: dict[str, list[PeerRecord]] = {}
+    for r in records:
+        by_model.setdefault(r.model, []).append(r)
+    out = []
+    for key, group in sorted(by_model.items()):
+        num_layers = max((r.num_layers for r in group), default=0) or max(r.end for r in group)
+        report = coverage_report(group, num_layers)
+        out.append({"model": key, "names": sorted({r.model_name for r in group if r.model_name}),
+                    "peers": len(group), "num_layers": num_layers, "complete": report["complete"],
+                    "missing": report["missing"]})
+    return out
+
+
+def render_models(models: Sequence[dict[str, Any]]) -> str:
+    if not models:
+        return "the swarm serves no model: no live peer answers through these initial peers"
+    rows = [("MODEL KEY", "NAME", "PEERS", "LAYERS", "COVERAGE")]
+    for m in models:
+        gaps = ", ".join(f"{a}..{b - 1}" for a, b in m["missing"])
+        rows.append((m["model"], ", ".join(m["names"]) or "-", str(m["peers"]), str(m["num_layers"]),
+                     "complete" if m["complete"] else f"missing {gaps}"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [f"the swarm serves {len(models)} model(s):"]
+    lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    return "\n".join(lines)
+
+
+async def gather(initial_peers: Sequence[str], model_key: str | None) -> tuple[list[PeerRecord], list[PeerRecord]]:
+    """(records of ``model_key``, records of every model); the second is read only when needed: no model
+    was asked for, or the asked one has no peer (then the listing says what the swarm does serve)."""
     from swarm.dht import HivemindDiscovery
 
     discovery = await HivemindDiscovery.create(list(initial_peers), client_mode=True)
     try:
-        return await discovery.read(model_key)
+        records = await discovery.read(model_key) if model_key is not None else []
+        everything = await discovery.read_all() if not records else []
+        return records, everything
     finally:
         await discovery.shutdown()
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m swarm.status",
-                                description="Show the live peers serving a model, their spans and layer coverage.")
-    p.add_argument("--initial-peers", nargs="+", required=True, metavar="ADDR", help="swarm address(es)")
-    p.add_argument("--model", required=True, help="alias, repo id, local directory or .gguf file")
+    p = argparse.ArgumentParser(
+        prog="python -m swarm.status",
+        description="Show the live peers serving a model, their spans and layer coverage; without --model, "
+        "list the models the swarm serves.")
+    add_initial_peers(p, required=True)
+    p.add_argument("--model", help="alias, repo id, local directory or .gguf file (default: list every model)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--log-level", default="WARNING")
     args = p.parse_args(argv)
+    check_initial_peers_given(p, args)
     from models.source import resolve_model
     from swarm.logging_setup import setup_logging
 
     setup_logging(args.log_level)
     try:
-        ckpt = resolve_model(args.model)
-        records = asyncio.run(gather(args.initial_peers, ckpt.model_key))
+        ckpt = resolve_model(args.model) if args.model else None
+        records, everything = asyncio.run(gather(args.initial_peers, ckpt.model_key if ckpt else None))
     except MolinkError as e:
         print(f"error: {e}", file=sys.stderr)
         return exit_code(e)
+    if ckpt is None:
+        models = models_report(everything)
+        if args.json:
+            print(json.dumps({"time": time.time(), "models": models}))
+        else:
+            print(render_models(models))
+        return 0 if models else 3
     report = coverage_report(records, ckpt.num_layers)
     if args.json:
         print(json.dumps({
@@ -81,6 +125,10 @@ def main(argv: list[str] | None = None) -> int:
         }, default=str))
     else:
         print(render_table(ckpt.model_key, records, report))
+        if not records:
+            print(f"no live peer serves {args.model} (model key {ckpt.model_key}): the key comes from the "
+                  "checkpoint's content, so peers serving other weights or another config are another model.")
+            print(render_models(models_report(everything)))
     return 0 if report["complete"] else 3
 
 

@@ -120,11 +120,17 @@ async def open_channel(addr: str, *, limits: Limits = Limits(), timeout: float =
 
 
 async def start_server(
-    handler: Callable[[Channel], Awaitable[None]], host: str, port: int, *, limits: Limits = Limits()
+    handler: Callable[[Channel], Awaitable[None]],
+    host: str,
+    port: int,
+    *,
+    limits: Limits = Limits(),
+    sock: socket.socket | None = None,
 ) -> asyncio.Server:
     """A listening server that runs ``handler`` on a Channel per inbound connection and closes it afterwards.
 
-    The bound port is ``server.sockets[0].getsockname()[1]`` (useful with port 0).
+    The bound port is ``server.sockets[0].getsockname()[1]`` (useful with port 0). ``sock``: a socket
+    already bound and listening (host and port are then only for messages).
     """
 
     async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -144,6 +150,8 @@ async def start_server(
             await channel.close()
 
     try:
+        if sock is not None:
+            return await asyncio.start_server(on_connect, sock=sock)
         return await asyncio.start_server(on_connect, host, port)
     except OSError as exc:  # port taken, address not local
         raise ConfigError(f"cannot listen on {format_addr(host, port)}: {exc}") from exc

@@ -29,6 +29,8 @@ def make_peer_record(*, identity: Identity | None = None, sign: bool = True, **o
         "dtype": "float32",
         "version": "0.1.0",
         "rtts": {},
+        "num_layers": 8,
+        "model_name": "tiny-llama",
     }
     fields.update({k: v for k, v in overrides.items() if k not in ("public_key", "signature")})
     record = PeerRecord(**fields)

@@ -140,19 +140,24 @@ class FakeDiscovery:
     async def withdraw(self, record: PeerRecord, ttl: float) -> None:
         self.records.pop(record.peer_id, None)
 
+    async def rejoin(self) -> int:
+        return len(self.records)
+
     async def shutdown(self) -> None:
         pass
 
 
 async def add_peer(net: MemNetwork, dht: FakeDiscovery, name: str, start: int, end: int,
-                   throughput: float = 100.0) -> PeerServer:
-    """A real PeerServer over the in-memory network, announced in the fake DHT."""
+                   throughput: float = 100.0, span: Any = None) -> PeerServer:
+    """A real PeerServer over the in-memory network, announced in the fake DHT; ``span`` (a real
+    models.span.SpanModel, say) replaces the FakeSpan of layers [start, end)."""
     addr = f"{name}:1"
     server = PeerServer(
-        config=PeerConfig(model="sim", inline_step_tokens=10**6), span=FakeSpan(start, end),
+        config=PeerConfig(model="sim", inline_step_tokens=10**6),
+        span=span if span is not None else FakeSpan(start, end),
         identity=Identity.generate(), model_key="sim", discovery=dht, connect=net.connector(addr),
     )
-    server.addr, server.throughput, server.state = addr, throughput, PeerState.ONLINE
+    server.addrs, server.throughput, server.state = (addr,), throughput, PeerState.ONLINE
     net.servers[addr] = server
     await dht.announce(server.record(), ttl=60)
     return server

@@ -63,6 +63,8 @@ def test_identity_peer_id_is_sha256_prefix_of_public_key():
         ("free_cache_tokens", 1),
         ("load", 5),
         ("dtype", "bfloat16"),
+        ("num_layers", 30),
+        ("model_name", "someone-else"),
         ("version", "9.9"),
         ("rtts", {"x": 0.5}),
     ],
@@ -137,6 +139,8 @@ def test_missing_field_is_refused(field):
         ("state", 1),
         ("throughput", "fast"),
         ("free_cache_tokens", 1.5),
+        ("num_layers", "30"),
+        ("model_name", None),
         ("rtts", [["a", 1.0]]),
         ("public_key", "key"),
         ("signature", None),
@@ -162,6 +166,9 @@ def test_field_of_the_wrong_type_is_refused(name, value):
         ({"version": "v" * 1000}, "version"),
         ({"addrs": ("h" * 300 + ":1",)}, "addr"),
         ({"rtts": {f"p{i}": 0.1 for i in range(65)}}, "rtts"),
+        ({"num_layers": 3, "end": 4}, "num_layers"),
+        ({"num_layers": -1}, "num_layers"),
+        ({"model_name": "n" * 257}, "model_name"),
         ({"rtts": {"p": float("nan")}}, "rtt"),
         ({"throughput": float("inf")}, "throughput"),
         ({"net_throughput": -1.0}, "net_throughput"),
@@ -177,7 +184,8 @@ def test_values_out_of_bounds_are_refused_even_when_signed(overrides, match):
 def test_unknown_state_version_mismatch_and_extra_fields_are_refused():
     for change, match in [
         ({"state": "sleeping"}, "state"),
-        ({"record_version": 2}, "version"),
+        ({"record_version": 1}, "version"),
+        ({"record_version": 3}, "version"),
         ({"x": 1}, "unexpected"),
     ]:
         wire = {**make_peer_record().to_wire(), **change}
