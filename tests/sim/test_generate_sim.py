@@ -1,0 +1,185 @@
+"""generate()'s length defaults and global defaults equal local transformers': the real client
+(AutoDistributedModelForCausalLM over a SwarmCore) against real PeerServers running real spans of a tiny
+llama checkpoint, over the in-memory network (no sockets, no DHT processes).
+
+transformers 5.x, with no max_new_tokens/max_length given anywhere (call, generation_config, checkpoint):
+20 *new* tokens, capped at max_position_embeddings, with a UserWarning; a max_length from the caller or the
+checkpoint is the total length; a prompt at or over it is a ValueError. Sampling uses the global defaults
+(top_k 50) the checkpoint does not override.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, GenerationConfig
+
+from models.source import resolve_model
+from models.span import ClientHead, SpanModel
+from routing.config import ClientConfig
+from routing.model import AutoDistributedModelForCausalLM, load_generation_config
+from routing.swarm_client import SwarmCore
+from tests.conftest_models import make_tiny_checkpoint
+from tests.sim.memnet import FakeDiscovery, MemNetwork, add_peer
+
+PROMPT_LEN = 12
+MAX_POSITIONS = 256  # tests.conftest_models' tiny configs
+
+
+class LoopCore(SwarmCore):
+    """A SwarmCore on its own loop thread with SwarmClient's run()/close(), over the in-memory network."""
+
+    def __init__(self, net: MemNetwork, dht: FakeDiscovery, num_layers: int) -> None:
+        self.net = net
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="sim-client", daemon=True)
+        self.thread.start()
+        super().__init__("sim", num_layers, dht, ClientConfig(route_wait_s=1.0), connect=net.connector("client"))
+
+    def run(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=120)
+
+    def close(self) -> None:
+        self.run(self._aclose())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        self.loop.close()
+
+    async def _aclose(self) -> None:
+        await self.aclose()
+        for server in self.net.servers.values():
+            await server.stop()
+        await self.net.shutdown()
+        current = asyncio.current_task()
+        leftovers = [t for t in asyncio.all_tasks() if t is not current]
+        for task in leftovers:
+            task.cancel()
+        await asyncio.gather(*leftovers, return_exceptions=True)
+
+
+@pytest.fixture(scope="module")
+def swarm_and_local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Any]]:
+    """(the swarm model over spans 0:1 and 1:4, local transformers' model of the same checkpoint)."""
+    path = make_tiny_checkpoint(tmp_path_factory.mktemp("gen"), "llama", num_layers=4)
+    ckpt = resolve_model(str(path))
+    net, dht = MemNetwork(), FakeDiscovery()
+    core = LoopCore(net, dht, ckpt.num_layers)
+    for name, (a, b) in (("p0", (0, 1)), ("p1", (1, 4))):
+        span = SpanModel.load(ckpt, a, b, dtype=torch.float32, progress=False)
+        core.run(add_peer(net, dht, name, a, b, span=span))
+    model = AutoDistributedModelForCausalLM(ckpt, ClientHead.load(ckpt), core, load_generation_config(ckpt))
+    local = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    assert model.generation_config.max_length is None and local.generation_config.max_length is None
+    try:
+        yield model, local
+    finally:
+        model.close()
+
+
+def prompt(length: int = PROMPT_LEN, seed: int = 1) -> torch.Tensor:
+    return torch.randint(3, 128, (1, length), generator=torch.Generator().manual_seed(seed))  # ids: [1, T]
+
+
+def local_generate(local: Any, ids: torch.Tensor, **kw: Any) -> torch.Tensor:
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        return local.generate(ids, attention_mask=torch.ones_like(ids), **kw)
+
+
+def with_generation_config(model: Any, local: Any, **fields: Any) -> tuple[Any, Any]:
+    """Copies of both models whose checkpoint generation config also sets ``fields``."""
+    gc = GenerationConfig.from_dict({**model.generation_config.to_dict(), **fields})
+    swarm_copy = AutoDistributedModelForCausalLM(model.checkpoint, model.head, model.client, gc)
+    local_copy = type(local)(local.config)
+    local_copy.load_state_dict(local.state_dict())
+    local_copy.eval().generation_config = GenerationConfig.from_dict(gc.to_dict())
+    return swarm_copy, local_copy
+
+
+def test_no_length_generates_20_new_tokens_like_transformers(swarm_and_local) -> None:
+    """generate(ids) with no length anywhere: transformers' 20 new tokens and its warning, the same ids."""
+    model, local = swarm_and_local
+    ids = prompt()
+    with pytest.warns(UserWarning, match=r"model-agnostic default `max_length` \(=32\)"):
+        got = model.generate(ids)
+    expected = local_generate(local, ids)
+    assert expected.shape[1] == PROMPT_LEN + 20
+    assert got.tolist() == expected.tolist()
+
+
+def test_default_length_is_capped_at_the_position_table(swarm_and_local) -> None:
+    """A prompt near max_position_embeddings gets only the new tokens that fit, as in transformers."""
+    model, local = swarm_and_local
+    ids = prompt(MAX_POSITIONS - 5, seed=2)
+    with pytest.warns(UserWarning, match="default `max_length`"):
+        got = model.generate(ids)
+    expected = local_generate(local, ids)
+    assert expected.shape[1] == MAX_POSITIONS
+    assert got.tolist() == expected.tolist()
+
+
+def test_checkpoint_max_length_is_the_total_length(swarm_and_local) -> None:
+    """A max_length in the checkpoint's generation config counts the prompt (no warning), as in transformers."""
+    model, local = swarm_and_local
+    swarm_copy, local_copy = with_generation_config(model, local, max_length=PROMPT_LEN + 5)
+    ids = prompt(seed=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = swarm_copy.generate(ids)
+    expected = local_generate(local_copy, ids)
+    assert expected.shape[1] == PROMPT_LEN + 5
+    assert got.tolist() == expected.tolist()
+    # max_new_tokens in the call wins over the checkpoint's max_length
+    assert swarm_copy.generate(ids, max_new_tokens=7).tolist() == local_generate(
+        local_copy, ids, max_new_tokens=7).tolist()
+
+
+@pytest.mark.parametrize(
+    ("length", "kwargs", "gc_fields"),
+    [
+        (PROMPT_LEN, {"max_length": PROMPT_LEN}, {}),
+        (PROMPT_LEN, {"max_length": 5}, {}),
+        (PROMPT_LEN, {}, {"max_length": PROMPT_LEN - 2}),  # the checkpoint's max_length
+        (MAX_POSITIONS, {}, {}),  # the default, capped at the position table
+    ],
+    ids=["max_length=prompt", "max_length<prompt", "checkpoint-max_length<prompt", "prompt=position-table"],
+)
+def test_prompt_at_or_over_max_length_is_a_value_error(swarm_and_local, length, kwargs, gc_fields) -> None:
+    """As in transformers: ValueError, naming the prompt length and max_length and what to do."""
+    model, local = swarm_and_local
+    if gc_fields:
+        model, local = with_generation_config(model, local, **gc_fields)
+    ids = prompt(length, seed=4)
+    with pytest.raises(ValueError, match=f"Input length of input_ids is {length}, but `max_length` is set to"):
+        local_generate(local, ids, **kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(ValueError, match=f"Input length of input_ids is {length}, but `max_length` is set to "
+                                             r"\d+: nothing is left to generate. .*set `max_new_tokens`"):
+            model.generate(ids, **kwargs)
+
+
+def test_max_new_tokens_zero_is_a_value_error(swarm_and_local) -> None:
+    model, local = swarm_and_local
+    ids = prompt()
+    with pytest.raises(ValueError, match="`max_new_tokens` must be greater than 0"):
+        local_generate(local, ids, max_new_tokens=0)
+    with pytest.raises(ValueError, match="`max_new_tokens` must be greater than 0"):
+        model.generate(ids, max_new_tokens=0)
+
+
+def test_sampling_uses_transformers_global_defaults(swarm_and_local) -> None:
+    """do_sample=True without top_k samples from transformers' default top-50, like local generate()."""
+    model, local = swarm_and_local
+    ids = prompt(seed=6)
+    torch.manual_seed(11)
+    got = model.generate(ids, do_sample=True, max_new_tokens=12)
+    torch.manual_seed(11)
+    expected = local_generate(local, ids, do_sample=True, max_new_tokens=12)
+    assert got.tolist() == expected.tolist()
