@@ -26,6 +26,14 @@ setup() {
     fi
 }
 
+# the multi-host tests build machines out of network namespaces with iproute2's `ip`
+need_ip() {
+    if ! command -v ip >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "installing iproute2 (network namespaces for the multi-host tests)" >&2
+        apt-get -q update >/dev/null && apt-get install -y -q iproute2 >/dev/null
+    fi
+}
+
 cmd=${1:-}
 shift || true
 case "$cmd" in
@@ -35,6 +43,7 @@ case "$cmd" in
         ;;
     test)
         setup
+        need_ip
         "$VENV/bin/ruff" check .
         echo "lines of code: $(cat swarm/*.py peer/*.py routing/*.py models/*.py models/adapters/*.py | wc -l)"
         exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider "$@"
