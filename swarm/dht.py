@@ -6,8 +6,9 @@ hivemind Kademlia ``DHTNode`` run inside the caller's asyncio loop (not the ``hi
 which forks a process), on a libp2p daemon we start ourselves so that UPnP stays off unless asked.
 
 All records of one model live under one DHT key, ``molink/<model>``, as a dictionary keyed by peer id,
-so one lookup returns the whole swarm of that model; each record is stored a second time under
-``molink/_swarm``, so one lookup also lists every model the swarm serves (``swarm.status`` without --model).
+so one lookup returns the whole swarm of that model. Under ``molink/_swarm`` each model has one entry
+(subkey: the model key) that every peer serving it refreshes with its own record, so one lookup lists the
+models a swarm serves (``swarm.status`` without --model) at a cost that grows with models, not peers.
 A node keeps its initial peers dialled (``rejoin``): a bootstrap restarted with the same identity and port
 comes back with an empty routing table, and would otherwise stay cut off from the swarm it started. Hivemind keeps, per subkey, the value with the
 latest expiration time; a graceful leave therefore stores an OFFLINE tombstone that expires no earlier
@@ -52,7 +53,7 @@ REJOIN_TIMEOUT = 5.0  # s to dial one initial peer during rejoin()
 _TOMBSTONE_MARGIN = 1e-3  # s: a tombstone must expire strictly after the record it replaces
 
 
-MODELS_KEY = "molink/_swarm"  # every peer's record again, so one lookup lists the models a swarm serves
+MODELS_KEY = "molink/_swarm"  # one entry per model (subkey: model key), so one lookup lists a swarm's models
 
 
 def dht_key(model: str) -> str:
@@ -105,7 +106,9 @@ class MolinkRecordValidator(RecordValidatorBase):
             msgpack.StackError,
         ):
             return False  # malformed bytes or an untrustworthy record: not stored, not accepted
-        return peer.peer_id == subkey
+        # filed under its own peer id (a model's swarm), or under its model key (the swarm-wide listing,
+        # where any peer serving a model may refresh that model's entry)
+        return subkey in (peer.peer_id, peer.model)
 
 
 def _host_maddr(host: str, port: int) -> str:
@@ -285,7 +288,20 @@ class HivemindDiscovery:
             logger.log(logging.DEBUG if was_known else logging.INFO, "rejoined the DHT through %s", maddr)
 
     async def announce(self, record: PeerRecord, ttl: float) -> None:
-        await self._store(record, get_dht_time() + _check_ttl(ttl))
+        expiration = get_dht_time() + _check_ttl(ttl)
+        await asyncio.gather(self._store(record, expiration), self._list_model(record, expiration))
+
+    async def _list_model(self, record: PeerRecord, expiration: float) -> None:
+        """Refresh the model's entry in the swarm-wide listing: one small entry per model however many peers
+        serve it (they overwrite one another; the latest expiration stays). Only ``swarm.status`` without
+        --model reads it, so a failure is logged and serving goes on."""
+        try:
+            listed = await self._node.store(MODELS_KEY, record.to_wire(), expiration, subkey=record.model)
+        except (P2PDaemonError, ConnectionError, OSError, TimeoutError) as exc:
+            listed = False
+            logger.debug("listing %s failed: %s", record.model, _one_line(exc))
+        if not listed:
+            logger.debug("the DHT did not take the swarm-wide listing entry of %s", record.model)
 
     async def withdraw(self, record: PeerRecord, ttl: float) -> None:
         tombstone = replace(record, state=PeerState.OFFLINE)
@@ -302,13 +318,9 @@ class HivemindDiscovery:
     async def _store(self, record: PeerRecord, expiration: float) -> None:
         if self._closed:
             raise TransportError("discovery is shut down")
-        wire, subkey = record.to_wire(), str(record.peer_id)
-        stored, listed = await asyncio.gather(
-            self._node.store(dht_key(record.model), wire, expiration, subkey=subkey),
-            self._node.store(MODELS_KEY, wire, expiration, subkey=subkey),
+        stored = await self._node.store(
+            dht_key(record.model), record.to_wire(), expiration, subkey=str(record.peer_id)
         )
-        if not listed:  # only `swarm.status` without --model reads it: serving goes on
-            logger.debug("the DHT did not take the swarm-wide listing entry of %s", record.peer_id)
         if not stored:
             raise TransportError(
                 f"the DHT refused or did not take the {record.state.value} record of {record.peer_id} "
@@ -319,11 +331,11 @@ class HivemindDiscovery:
     async def read(self, model: str) -> list[PeerRecord]:
         return [r for r in await self._read_key(dht_key(model)) if r.model == model]
 
-    async def read_all(self) -> list[PeerRecord]:
-        """The live records of every model in the swarm (each peer lists itself under one shared key too)."""
-        return await self._read_key(MODELS_KEY)
+    async def read_models(self) -> list[PeerRecord]:
+        """One live record per model the swarm serves (from the swarm-wide listing), any of its peers'."""
+        return await self._read_key(MODELS_KEY, filed_under="model")
 
-    async def _read_key(self, key: str) -> list[PeerRecord]:
+    async def _read_key(self, key: str, filed_under: str = "peer_id") -> list[PeerRecord]:
         if self._closed:
             raise TransportError("discovery is shut down")
         found = await self._node.get(key, latest=True)
@@ -340,7 +352,7 @@ class HivemindDiscovery:
             for subkey, item in found.value.items()
             if isinstance(item, ValueWithExpiration) and item.expiration_time > now
         }
-        return [r for r in records_from_dht(entries) if r.state is not PeerState.OFFLINE]
+        return [r for r in records_from_dht(entries, filed_under=filed_under) if r.state is not PeerState.OFFLINE]
 
     async def shutdown(self) -> None:
         if self._closed:

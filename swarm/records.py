@@ -317,8 +317,9 @@ def record_from_wire(value: Any) -> PeerRecord:
 _warned_reasons: set[str] = set()
 
 
-def records_from_dht(entries: Mapping[str, Any]) -> list[PeerRecord]:
-    """The valid records of one DHT lookup (subkey -> raw value); each subkey must be the record's peer id.
+def records_from_dht(entries: Mapping[str, Any], *, filed_under: str = "peer_id") -> list[PeerRecord]:
+    """The valid records of one DHT lookup (subkey -> raw value); each subkey must be the record's peer id
+    (``filed_under="model"``: its model key, as in the swarm-wide listing of models).
 
     Invalid entries are dropped; the first drop for each reason is logged at warning, later ones at debug,
     so a swarm with one broken peer does not flood the log on every lookup.
@@ -327,7 +328,7 @@ def records_from_dht(entries: Mapping[str, Any]) -> list[PeerRecord]:
     for subkey, raw in entries.items():
         try:
             record = record_from_wire(raw)
-            if record.peer_id != subkey:
+            if getattr(record, filed_under) != subkey:
                 raise _invalid(
                     "subkey mismatch", f"record of {record.peer_id} stored under subkey {subkey!r}"
                 )

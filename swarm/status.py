@@ -82,7 +82,11 @@ async def gather(initial_peers: Sequence[str], model_key: str | None) -> tuple[l
     discovery = await HivemindDiscovery.create(list(initial_peers), client_mode=True)
     try:
         records = await discovery.read(model_key) if model_key is not None else []
-        everything = await discovery.read_all() if not records else []
+        everything: list[PeerRecord] = []
+        if not records:  # the listing names each model once; its own key has all of its peers
+            listed = await discovery.read_models()
+            for found in await asyncio.gather(*(discovery.read(r.model) for r in listed)):
+                everything.extend(found)
         return records, everything
     finally:
         await discovery.shutdown()

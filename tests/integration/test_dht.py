@@ -152,3 +152,20 @@ async def test_unreachable_initial_peer_fails_fast_with_one_line():
     with pytest.raises(PeerUnreachableError) as info:
         await asyncio.wait_for(HivemindDiscovery.create([dead], join_timeout=20), 40)
     assert "\n" not in str(info.value)
+
+
+async def test_the_swarm_listing_has_one_entry_per_model_however_many_peers(two_nodes):
+    """Two peers of one model and one of another: read_models() returns one record per model, and the
+    model's own key still lists both of its peers."""
+    first, second, identity = two_nodes
+    other = Identity.generate()
+    await first.announce(make_peer_record(identity=identity, model=MODEL), ttl=30)
+    await first.announce(make_peer_record(identity=other, model=MODEL, start=4, end=8), ttl=30)
+    third = Identity.generate()
+    await second.announce(make_peer_record(identity=third, model="other-model"), ttl=30)
+
+    async def listed() -> bool:
+        return sorted(r.model for r in await second.read_models()) == sorted([MODEL, "other-model"])
+
+    await wait_until(listed, 30)
+    assert {r.peer_id for r in await second.read(MODEL)} == {identity.peer_id, other.peer_id}
