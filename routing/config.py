@@ -28,3 +28,5 @@ class ClientConfig:
                                          # so clients starting together spread over equal replicas
     micro_batch_rows: int = 0            # generate() on an equal-length batch: 0 = one session for all rows;
                                          # N = sessions of at most N rows, run concurrently (pipelined)
+    max_row_sessions: int = 16           # most sessions one generate() call runs at once (padded rows,
+                                         # micro-batches); the others start as these finish

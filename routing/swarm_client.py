@@ -49,11 +49,19 @@ class SwarmCore:
         self._connect = connect or (lambda addr: open_channel(addr, timeout=self.config.connect_timeout_s))
         self._links: dict[str, PeerLink] = {}
         self._connecting: dict[str, asyncio.Future[PeerLink]] = {}
+        self._reading: asyncio.Future[list[PeerRecord]] | None = None
         self.failures = FailureHistory()  # shared by this client's sessions: a dead peer is avoided by all
         self.known: list[PeerRecord] = []  # the last records read from the DHT
         self.sessions: set[InferenceSession] = set()  # open (or opening) sessions: this client's own load
 
     async def records(self) -> list[PeerRecord]:
+        """The model's live records from the DHT. Callers that ask while a read is in flight share it, so
+        sessions opened together (the rows of a padded batch) cost one DHT lookup, not one each."""
+        if self._reading is None or self._reading.done():
+            self._reading = asyncio.ensure_future(self._read_records())
+        return await asyncio.shield(self._reading)
+
+    async def _read_records(self) -> list[PeerRecord]:
         found = await self.discovery.read(self.model_key)
         if not found:  # maybe cut off (a restarted bootstrap, a lost link): redial the initial peers, read again
             await self.discovery.rejoin()
