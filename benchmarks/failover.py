@@ -55,7 +55,9 @@ def run_case(how: str, path: Path, log_dir: Path) -> dict[str, object]:
 
     spans = ["0:4", "0:4", "4:8", "4:8"]
     short, _ = prompts()
-    config = ClientConfig(route_wait_s=30)  # default deadlines: 1 s floor, 1 s ping
+    # default deadlines: 1 s floor, 1 s ping; no random pick among near-equal routes: the victim is chosen
+    # from the route planned before generate()
+    config = ClientConfig(route_wait_s=30, route_tolerance=0.0)
     with LocalSwarm(str(path), spans, peer_args=["--threads", "1", "--announce-interval", "1"],
                     env={"HF_HUB_OFFLINE": "1"}, log_dir=log_dir) as swarm, \
             AutoDistributedModelForCausalLM.from_pretrained(str(path), initial_peers=[swarm.address],

@@ -20,3 +20,13 @@ class ClientConfig:
     route_wait_s: float = 30.0           # how long to wait for the swarm to cover every layer before failing
     dht_listen: str = "127.0.0.1:0"      # the client's own DHT node (client mode: it stores nothing)
     max_length: int = 2048               # default session length when generate() cannot tell
+    busy_wait_s: float = 30.0            # how long to keep asking when every route needs a full ("busy") peer,
+                                         # in total, before SwarmBusyError
+    busy_pause_s: float = 0.2            # first pause before asking busy peers again; doubles (with jitter)
+    busy_max_pause_s: float = 3.0        # longest single pause
+    route_tolerance: float = 0.05        # routes within this fraction of the cheapest cost are drawn at random,
+                                         # so clients starting together spread over equal replicas
+    micro_batch_rows: int = 0            # generate() on an equal-length batch: 0 = one session for all rows;
+                                         # N = sessions of at most N rows, run concurrently (pipelined)
+    max_row_sessions: int = 16           # most sessions one generate() call runs at once (padded rows,
+                                         # micro-batches); the others start as these finish

@@ -6,6 +6,10 @@
 - ``classify_error``: which hop an error frame blames, and whether it is a hop failure (re-route and
   replay) or a mistake of the client's own (raise it).
 - ``step_deadline_s``: a per-step deadline derived from the route's expected time, not a fixed minute.
+- ``busy_pause_s``: how long to wait before asking peers that answered ``busy`` again. A full peer is not a
+  dead one: it is never put in back-off (that would keep it out of every session of this client for seconds
+  after it frees up); it is only planned around for the open at hand, and when every route needs a busy peer
+  the client waits with its own short, jittered, capped back-off and asks again.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ class FailureKind(enum.Enum):
     TIMEOUT = "timeout"      # the step's deadline passed and the hop did not answer a ping
     VANISHED = "vanished"    # the hop's DHT record is gone
     DRAINING = "draining"    # the hop is leaving gracefully and asked the client to move
+    BUSY = "busy"            # the hop is alive but full: it cannot take (or keep) this session now
 
 
 @dataclass(frozen=True)
@@ -33,9 +38,10 @@ class HopFailure:
     detail: str = ""
 
 
+# error codes that mean "this peer cannot take the session now" (full): plan around it, never blame it
+BUSY_CODES = frozenset({"busy", "no_memory"})
 # error codes that mean "this hop cannot continue the session": re-route around it
-HOP_FAILURE_CODES = frozenset({"compute_failed", "unknown_session", "next_hop_failed", "draining", "busy",
-                               "no_memory"})
+HOP_FAILURE_CODES = frozenset({"compute_failed", "unknown_session", "next_hop_failed", "draining"}) | BUSY_CODES
 
 
 @dataclass(frozen=True)
@@ -87,10 +93,36 @@ def classify_error(hops: Sequence[Hop], from_addr: str, header: Mapping[str, obj
     index = hop_index(hops, addr=str(blamed))
     if index is None:
         return None
-    kind = FailureKind.DRAINING if code == "draining" else FailureKind.ERROR
-    return HopFailure(index, kind, f"{code}: {header.get('message')}")
+    return HopFailure(index, failure_kind(code), f"{code}: {header.get('message')}")
+
+
+def failure_kind(code: str) -> FailureKind:
+    """The kind of hop failure an error code reports (ERROR for codes of no special meaning)."""
+    if code == "draining":
+        return FailureKind.DRAINING
+    if code in BUSY_CODES:
+        return FailureKind.BUSY
+    return FailureKind.ERROR
+
+
+def blamed(kind: FailureKind) -> bool:
+    """Whether a failure of this kind puts the peer in back-off (a draining or full peer did nothing wrong)."""
+    return kind not in (FailureKind.DRAINING, FailureKind.BUSY)
 
 
 def step_deadline_s(route_est_s: float, tokens: int, *, floor_s: float, factor: float) -> float:
     """How long a step may take before the client checks whether its hops are alive."""
     return max(floor_s, factor * route_est_s * max(1, tokens))
+
+
+def busy_pause_s(attempt: int, waited_s: float, *, first_s: float, max_s: float, total_s: float,
+                 jitter: float) -> float | None:
+    """The pause before asking busy peers again, after ``attempt`` pauses (0-based) that took ``waited_s``;
+    None when the wait is over (``total_s`` spent). The pause doubles from ``first_s`` up to ``max_s`` and is
+    scaled by 0.5 + 0.5 x ``jitter`` (a number in [0, 1) from the caller's random generator), so clients
+    refused together do not all come back in the same instant; the last pause ends the wait exactly."""
+    left = total_s - waited_s
+    if left <= 0:
+        return None
+    pause = min(first_s * 2 ** attempt, max_s) * (0.5 + 0.5 * min(max(jitter, 0.0), 1.0))
+    return min(pause, left)

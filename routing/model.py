@@ -7,14 +7,31 @@ greedy and sampling (temperature, top_k, top_p, repetition_penalty), max_new_tok
 and the checkpoint's generation_config.json as defaults, then transformers' global ones (with no length given
 anywhere: 20 new tokens, capped at max_position_embeddings; a prompt at or over max_length is a ValueError).
 It returns prompt + new tokens like transformers.
+
+Batches: an equal-length batch runs as one session of batch b (or, with ``ClientConfig.micro_batch_rows``,
+as concurrent sessions of at most that many rows; off by default: in the sim a batch-8 forward costs about
+what a batch-1 one does, so 8 sessions took 4.5x as long as one). A padded batch (``attention_mask`` with
+zeros) runs each row as its own session holding only its real tokens, all rows at once as tasks on the
+client's loop (peer A computes row 2 while peer B computes row 1), and is assembled as transformers assembles
+a left-padded batch: the input ids as given, then each row's new tokens, rows that ended early padded with
+``pad_token_id``. Greedy rows equal each prompt generated alone and transformers' padded batch; sampled rows
+use one generator each, seeded from torch's global one (reproducible, but not transformers' batched random
+stream). Right padding (transformers warns, then continues from the pad column) continues each row from its
+last real token, keeps the same layout (new tokens after the pads), and logs a warning.
+
+Threads: generate() may be called from several threads at once on one model; the calls run concurrently on
+the client's one event loop, share its links and failure history, and ``last_route`` is per thread.
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import logging
+import threading
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +66,17 @@ class AutoDistributedModelForCausalLM:
         self.head = head
         self.client = client
         self.generation_config = generation_config
-        self.last_route: Any = None
+        self._local = threading.local()  # per calling thread: last_route
+
+    @property
+    def last_route(self) -> Any:
+        """The route of the last session opened by a call from this thread (for a padded batch, its first
+        row's), after any failover; None before the first. Per thread, so concurrent callers each see their own."""
+        return getattr(self._local, "route", None)
+
+    @last_route.setter
+    def last_route(self, route: Any) -> None:
+        self._local.route = route
 
     @classmethod
     def from_pretrained(
@@ -103,11 +130,15 @@ class AutoDistributedModelForCausalLM:
         streamer: Any = None,
         **kwargs: Any,
     ) -> torch.LongTensor:
+        """Prompt + new tokens, as transformers' ``generate()`` returns them (see the module docstring).
+
+        ``attention_mask`` with zeros (a padded batch): each row runs as its own session with only its real
+        tokens, all rows at once; the result has transformers' layout for a left-padded batch. Safe to call
+        from several threads at once on one model: the calls run concurrently on the client's event loop.
+        """
         unknown = set(kwargs) - set(GENERATE_KWARGS)
         if unknown:
             raise TypeError(f"generate() does not support {', '.join(sorted(unknown))} yet")
-        if attention_mask is not None and not bool(attention_mask.all()):
-            raise NotImplementedError("padded batches (attention_mask with zeros) are not supported yet")
         prompt_len = input_ids.shape[1]
         gc = prepare_generation_config(self.generation_config, generation_config, kwargs, prompt_len,
                                        getattr(self.config, "max_position_embeddings", None))
@@ -115,45 +146,90 @@ class AutoDistributedModelForCausalLM:
         processors = logits_processors(gc)
         eos = eos_tensor(gc.eos_token_id)
         pad = gc.pad_token_id if gc.pad_token_id is not None else (int(eos[0]) if eos is not None else 0)
+        side = padding_side(input_ids, attention_mask)
+        if side == "right":
+            log.warning("right padding detected (attention_mask ends in zeros): each row is continued from its last "
+                        "real token, and its new tokens follow the pads in the output; transformers would continue "
+                        "from the pad column instead. Pad on the left for transformers' results.")
+        micro = 0 if streamer is not None else self.client.config.micro_batch_rows  # a streamer sees one session
+        groups = split_batch(input_ids, attention_mask, micro)
+        if streamer is not None and len(groups) > 1:
+            raise ValueError("a streamer needs one prompt or a batch of equal-length prompts (no padding): rows "
+                             "of a padded batch are generated independently")
+        # several sessions sample independently: each from its own generator, seeded here from torch's global
+        # one, so a seeded call gives the same tokens however the sessions interleave. One session samples
+        # from the global generator itself, exactly as transformers does.
+        generators = [None] if len(groups) == 1 else [
+            torch.Generator().manual_seed(int(torch.randint(2**62, (1,)))) if gc.do_sample else None
+            for _ in groups]
         if streamer is not None:
             streamer.put(input_ids.cpu())
         try:
             # the whole loop runs on the client's event loop: one thread handoff per call, not per token
-            return self.client.run(self._generate(input_ids, gc, processors, eos, pad, max_new, streamer))
+            out, route = self.client.run(self._generate(
+                input_ids, groups, generators, gc, processors, eos, pad, max_new, streamer))
         finally:
             if streamer is not None:
                 streamer.end()
+        self.last_route = route
+        return out
 
     async def _generate(
-        self, ids: torch.LongTensor, gc: GenerationConfig, processors: LogitsProcessorList,
-        eos: torch.Tensor | None, pad: int, max_new: int, streamer: Any,
-    ) -> torch.LongTensor:
-        unfinished = torch.ones(ids.shape[0], dtype=torch.bool)
-        session = await self.client.open_session(ids.shape[1] + max_new, ids.shape[0])
-        self.last_route = session.route
+        self, input_ids: torch.LongTensor, groups: list[RowGroup], generators: list[torch.Generator | None],
+        gc: GenerationConfig, processors: LogitsProcessorList, eos: torch.Tensor | None, pad: int, max_new: int,
+        streamer: Any,
+    ) -> tuple[torch.LongTensor, Any]:
+        """Every group's session at once (at most ``max_row_sessions`` at a time), assembled as transformers'
+        batch: the input ids as given, then each row's new tokens, rows that ended early padded with ``pad``."""
+        slots = asyncio.Semaphore(max(1, self.client.config.max_row_sessions))
+
+        async def one(group: RowGroup, generator: torch.Generator | None) -> tuple[torch.Tensor, Any]:
+            async with slots:
+                return await self._generate_group(group, input_ids[list(group.rows)], generator, gc, processors,
+                                                  eos, pad, max_new, streamer)
+
+        results = await gather_or_cancel([one(g, gen) for g, gen in zip(groups, generators, strict=True)])
+        width = max(new.shape[1] for new, _ in results)
+        new_all = torch.full((input_ids.shape[0], width), pad, dtype=input_ids.dtype)
+        for group, (new, _) in zip(groups, results, strict=True):
+            new_all[list(group.rows), :new.shape[1]] = new
+        return torch.cat([input_ids, new_all], dim=1), results[0][1]
+
+    async def _generate_group(
+        self, group: RowGroup, seq: torch.LongTensor, generator: torch.Generator | None, gc: GenerationConfig,
+        processors: LogitsProcessorList, eos: torch.Tensor | None, pad: int, max_new: int, streamer: Any,
+    ) -> tuple[torch.Tensor, Any]:
+        """One session's token loop. ``group.prompt`` [b, n] goes through the swarm; ``seq`` [b, T] (the rows
+        as given, pads included) plus the new tokens is what the logits processors see, as in transformers.
+        Returns the new tokens [b, k] (k <= max_new: fewer when every row ended) and the final route."""
+        prompt = group.prompt
+        unfinished = torch.ones(prompt.shape[0], dtype=torch.bool)
+        new: list[torch.Tensor] = []
+        session = await self.client.open_session(prompt.shape[1] + max_new, prompt.shape[0])
         try:
-            hidden = await session.step(self.head.embed(ids))  # hidden: [B, T, H]
+            hidden = await session.step(self.head.embed(prompt))  # hidden: [b, n, H]
             for i in range(max_new):
-                logits = self.head.logits(hidden[:, -1:])[:, -1]  # logits: [B, V] float32
-                scores = processors(ids, logits)
+                logits = self.head.logits(hidden[:, -1:])[:, -1]  # logits: [b, V] float32
+                scores = processors(seq, logits)
                 if gc.do_sample:
-                    next_tokens = torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1).squeeze(1)
+                    probs = torch.softmax(scores, dim=-1)
+                    next_tokens = torch.multinomial(probs, num_samples=1, generator=generator).squeeze(1)
                 else:
                     next_tokens = torch.argmax(scores, dim=-1)
                 if eos is not None:
                     next_tokens = torch.where(unfinished, next_tokens, torch.full_like(next_tokens, pad))
-                ids = torch.cat([ids, next_tokens[:, None]], dim=-1)
+                seq = torch.cat([seq, next_tokens[:, None]], dim=-1)
+                new.append(next_tokens)
                 if streamer is not None:
                     streamer.put(next_tokens.cpu())
                 if eos is not None:
                     unfinished &= ~torch.isin(next_tokens, eos)
                 if not bool(unfinished.any()) or i == max_new - 1:
                     break
-                hidden = await session.step(self.head.embed(next_tokens[:, None], ids.shape[1] - 1))
+                hidden = await session.step(self.head.embed(next_tokens[:, None], session.position))
         finally:
-            self.last_route = session.route  # after any failover
             await session.close()
-        return ids
+        return torch.stack(new, dim=1), session.route
 
     def close(self) -> None:
         self.client.close()
@@ -235,3 +311,57 @@ def eos_tensor(eos: int | list[int] | None) -> torch.Tensor | None:
     if eos is None:
         return None
     return torch.tensor([eos] if isinstance(eos, int) else list(eos), dtype=torch.long)
+
+
+@dataclass(frozen=True)
+class RowGroup:
+    """Rows of a batch generated in one session: ``rows`` index the batch, ``prompt`` [len(rows), n] is what
+    goes through the swarm (a padded row's real tokens only)."""
+
+    rows: tuple[int, ...]
+    prompt: torch.Tensor
+
+
+def padding_side(input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> str:
+    """"none" (no zeros in the mask), "left" (every row: zeros, then ones) or "right" (zeros after a one:
+    right padding, or holes)."""
+    if attention_mask is None:
+        return "none"
+    if attention_mask.shape != input_ids.shape:
+        raise ValueError(f"attention_mask has shape {list(attention_mask.shape)}, input_ids {list(input_ids.shape)}")
+    mask = attention_mask.bool()
+    if bool(mask.all()):
+        return "none"
+    return "left" if bool((mask[:, 1:] >= mask[:, :-1]).all()) else "right"
+
+
+def split_batch(input_ids: torch.Tensor, attention_mask: torch.Tensor | None, micro_batch_rows: int = 0,
+                ) -> list[RowGroup]:
+    """How a batch is generated: a padded batch (zeros in ``attention_mask``) as one group per row holding
+    only its real tokens, so rows of different lengths never carry pads through the swarm; an equal-length
+    batch as one group, or groups of at most ``micro_batch_rows`` rows when that is set (> 0)."""
+    batch = input_ids.shape[0]
+    if padding_side(input_ids, attention_mask) != "none":
+        assert attention_mask is not None
+        groups = []
+        for i in range(batch):
+            real = input_ids[i][attention_mask[i].bool()]
+            if real.numel() == 0:
+                raise ValueError(f"row {i} of attention_mask is all zeros: nothing to generate from")
+            groups.append(RowGroup((i,), real[None, :]))
+        return groups
+    size = micro_batch_rows if 0 < micro_batch_rows < batch else batch
+    return [RowGroup(tuple(range(a, min(a + size, batch))), input_ids[a:a + size]) for a in range(0, batch, size)]
+
+
+async def gather_or_cancel(coros: Sequence[Any]) -> list[Any]:
+    """Results of all ``coros`` run as tasks at once; when one raises, the others are cancelled (their
+    sessions close on the way out) and its error is raised."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise

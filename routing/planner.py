@@ -1,17 +1,42 @@
 """Route planning: the cheapest chain of live peers that covers every layer of a model.
 
-A pure function from a snapshot of peer records to a typed plan. The cost of a route is the expected time
-per decode token (DESIGN.md section 4): for each hop, the peer's compute time for its span
-(1 / measured tokens-per-second) plus the latency of the link into it. The search is a shortest path over
-layer boundaries (Dijkstra's order is not needed: every edge goes forward, so one pass over the boundaries
-in increasing order is exact).
+A pure function from a snapshot (peer records, the client's measured round trips, its own open sessions, an
+optional random generator) to a typed plan. The cost of a route is the expected time per decode token
+(DESIGN.md section 4), summed over its hops, plus the leg back to the client:
 
-A hop currently runs a peer's whole span, so hops chain where one span ends exactly where the next starts.
+    hop time = (1 + load) / throughput + latency of the link into the hop
+    return   = latency of the link from the last hop back to the client
+
+- ``throughput`` is the peer's measured tokens/s through its whole span at batch 1. ``load`` is its open
+  sessions (the larger of what its record says and what this client knows it has opened there since): a peer
+  runs one step at a time, so with ``load`` other sessions stepping, a token of ours waits behind about
+  ``load`` other steps. It is an upper bound (idle sessions cost nothing), which is the safe side: a loaded
+  peer loses to an idle replica of nearly the same speed, and a much faster loaded peer still wins.
+- Link latency is one way, half a round trip: into the first hop and back from the last, the round trip the
+  client measured to that address (an EWMA kept by its PeerLink); between two peers, the round trip the
+  upstream peer published for the downstream one, else the client's round trip to the downstream one (a
+  proxy: a peer slow to reach from the client is usually slow to reach from other peers too), else
+  ``DEFAULT_LINK_LATENCY_S``.
+- A peer whose record says it has less free KV cache than the session needs (max_length x batch tokens) gets
+  ``NO_ROOM_PENALTY_S`` per token: it is used only when no peer with room serves those layers (records are a
+  few seconds old; the peer's answer to ``open`` decides). The penalty steers the choice only: the route's
+  ``est_time_s`` (which sets step deadlines) leaves it out.
+
+Ties: with a random generator, the route is drawn among the routes whose cost is within ``tolerance`` of the
+cheapest (a forward walk that, at each boundary, picks uniformly among the hops that can still finish within
+that budget), so clients that read the same records at the same time spread over equal replicas instead of
+all picking the same one. Without one, the cheapest route is returned (ties by peer id), deterministically.
+
+The search is exact for these costs: a backward pass computes, for each peer, the cheapest way from its
+span's end to the model's end given that it is the previous hop (link costs depend on the previous peer), and
+a forward walk follows it. A hop currently runs a peer's whole span, so hops chain where one span ends
+exactly where the next starts.
 """
 
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -20,6 +45,9 @@ from swarm.records import PeerRecord, PeerState
 
 DEFAULT_LINK_LATENCY_S = 0.005  # assumed one-way latency of a link nobody has measured yet
 MIN_THROUGHPUT = 1e-3  # tokens/s; floor so a peer reporting 0 is very expensive, not a division by zero
+NO_ROOM_PENALTY_S = 10.0  # per token, for a hop whose record says the session's KV does not fit
+TIE_TOLERANCE = 0.05  # routes within 5% of the cheapest are equals (throughput figures are that noisy)
+_EPS = 1e-9  # relative slack for float sums compared against a budget
 
 
 @dataclass(frozen=True)
@@ -35,7 +63,7 @@ class Hop:
 @dataclass(frozen=True)
 class Route:
     hops: tuple[Hop, ...]
-    est_time_s: float  # expected seconds per decode token
+    est_time_s: float  # expected seconds per decode token (penalties left out)
 
     @property
     def peer_ids(self) -> tuple[str, ...]:
@@ -45,19 +73,48 @@ class Route:
         return " -> ".join(f"{h.addr}[{h.start}:{h.end}]" for h in self.hops)
 
 
+@dataclass(frozen=True)
+class CostInputs:
+    """What the client knows beyond the records: round trips it measured (address -> seconds), sessions it
+    has open (peer id -> count), and the KV tokens the session needs on each hop."""
+
+    rtt_s: Mapping[str, float]
+    own_load: Mapping[str, int]
+    need_tokens: int = 0
+
+
 def usable(record: PeerRecord, avoid: Collection[str]) -> bool:
     """A peer the client may send new work to."""
     return record.state == PeerState.ONLINE and record.peer_id not in avoid and bool(record.addrs)
 
 
-def hop_cost(record: PeerRecord, prev: PeerRecord | None, latency: Mapping[str, float]) -> float:
-    """Expected seconds one decode token spends in this hop, the link into it included."""
-    compute = 1.0 / max(record.throughput, MIN_THROUGHPUT)
+def compute_s(record: PeerRecord, own_load: Mapping[str, int]) -> float:
+    """Expected seconds one decode token spends computing in this peer, queued behind its other sessions."""
+    load = max(record.load, own_load.get(record.peer_id, 0), 0)
+    return (1 + load) / max(record.throughput, MIN_THROUGHPUT)
+
+
+def link_s(record: PeerRecord, prev: PeerRecord | None, rtt_s: Mapping[str, float]) -> float:
+    """One-way latency of the link into this hop (from the client when ``prev`` is None)."""
     if prev is not None and record.peer_id in prev.rtts:
-        link = prev.rtts[record.peer_id] / 2
-    else:
-        link = latency.get(record.peer_id, DEFAULT_LINK_LATENCY_S)
-    return compute + link
+        return prev.rtts[record.peer_id] / 2
+    measured = rtt_s.get(record.addrs[0])
+    return measured / 2 if measured is not None else DEFAULT_LINK_LATENCY_S
+
+
+def return_s(record: PeerRecord, rtt_s: Mapping[str, float]) -> float:
+    """One-way latency of the result's way back from the last hop to the client."""
+    measured = rtt_s.get(record.addrs[0])
+    return measured / 2 if measured is not None else DEFAULT_LINK_LATENCY_S
+
+
+def hop_time_s(record: PeerRecord, prev: PeerRecord | None, inputs: CostInputs) -> float:
+    """Expected seconds one decode token spends in this hop, the link into it included."""
+    return compute_s(record, inputs.own_load) + link_s(record, prev, inputs.rtt_s)
+
+
+def penalty_s(record: PeerRecord, need_tokens: int) -> float:
+    return NO_ROOM_PENALTY_S if record.free_cache_tokens < need_tokens else 0.0
 
 
 def missing_layers(spans: Sequence[tuple[int, int]], start: int, end: int) -> list[tuple[int, int]]:
@@ -81,32 +138,44 @@ def plan_route(
     start: int = 0,
     end: int | None = None,
     avoid: Collection[str] = frozenset(),
-    latency: Mapping[str, float] | None = None,
+    rtt_s: Mapping[str, float] | None = None,
+    own_load: Mapping[str, int] | None = None,
+    need_tokens: int = 0,
+    rng: random.Random | None = None,
+    tolerance: float = TIE_TOLERANCE,
     model: str = "",
 ) -> Route:
-    """The cheapest chain of usable peers that runs layers [start, end) (default: all of them).
+    """The cheapest chain of usable peers that runs layers [start, end) (default: all of them); with ``rng``,
+    one drawn among the chains within ``tolerance`` of the cheapest.
 
+    ``rtt_s``: round trips the client measured, by address; ``own_load``: sessions this client has open, by
+    peer id; ``need_tokens``: the KV tokens the session needs on each hop (max_length x batch).
     Raises MissingLayersError naming the layers no usable peer serves, or RoutingError when every layer
     is served but no chain of whole spans fits together.
     """
     end = num_layers if end is None else end
-    latency = latency or {}
-    live = [r for r in records if usable(r, avoid) and start <= r.start and r.end <= end]
-    # best[b]: (cost, hops) of the cheapest chain covering [start, b); processed in increasing b.
-    best: dict[int, tuple[float, tuple[PeerRecord, ...]]] = {start: (0.0, ())}
-    for boundary in range(start, end):
-        if boundary not in best:
-            continue
-        cost_here, chain = best[boundary]
-        prev = chain[-1] if chain else None
-        for rec in sorted((r for r in live if r.start == boundary), key=lambda r: r.peer_id):
-            cost = cost_here + hop_cost(rec, prev, latency)
-            if cost < best.get(rec.end, (math.inf, ()))[0]:
-                best[rec.end] = (cost, (*chain, rec))
-    if end in best and best[end][1]:
-        cost, chain = best[end]
-        hops = tuple(Hop(r.peer_id, r.addrs[0], r.start, r.end) for r in chain)
-        return Route(hops=hops, est_time_s=cost)
+    inputs = CostInputs(rtt_s or {}, own_load or {}, need_tokens)
+    live = sorted((r for r in records if usable(r, avoid) and start <= r.start and r.end <= end),
+                  key=lambda r: (r.start, r.end, r.peer_id))
+    by_start: dict[int, list[PeerRecord]] = {}
+    for rec in live:
+        by_start.setdefault(rec.start, []).append(rec)
+
+    def edge(prev: PeerRecord | None, rec: PeerRecord) -> float:
+        return hop_time_s(rec, prev, inputs) + penalty_s(rec, need_tokens)
+
+    # togo[peer]: the cheapest cost from the end of its span to the client, given that it is the previous hop
+    togo: dict[str, float] = {}
+    for rec in sorted(live, key=lambda r: -r.start):
+        if rec.end == end:
+            togo[rec.peer_id] = return_s(rec, inputs.rtt_s)
+        else:
+            togo[rec.peer_id] = min((edge(rec, nxt) + togo[nxt.peer_id] for nxt in by_start.get(rec.end, ())),
+                                    default=math.inf)
+    first = [(edge(None, r) + togo[r.peer_id], r) for r in by_start.get(start, ())]
+    best = min((c for c, _ in first), default=math.inf)
+    if math.isfinite(best):
+        return _walk(by_start, togo, edge, inputs, start, end, best, rng, tolerance)
     gaps = missing_layers([(r.start, r.end) for r in live], start, end)
     if gaps:
         raise MissingLayersError(gaps, model=model)
@@ -115,3 +184,26 @@ def plan_route(
         f"(spans: {sorted((r.start, r.end) for r in live)})"
     )
 
+
+def _walk(by_start, togo, edge, inputs: CostInputs, start: int, end: int, best: float,
+          rng: random.Random | None, tolerance: float) -> Route:
+    """Follow the costs forward from ``start``: the cheapest hop at each boundary, or with ``rng`` a uniform
+    pick among the hops that still finish within (1 + tolerance) x the cheapest route's cost."""
+    budget = best * (1 + (max(tolerance, 0.0) if rng is not None else 0.0)) * (1 + _EPS) + _EPS
+    chain: list[PeerRecord] = []
+    spent, est, prev, boundary = 0.0, 0.0, None, start
+    while boundary < end:
+        options = [(spent + edge(prev, r) + togo[r.peer_id], r) for r in by_start.get(boundary, ())
+                   if math.isfinite(togo[r.peer_id])]
+        fitting = [r for total, r in options if total <= budget]
+        if rng is not None and len(fitting) > 1:
+            rec = rng.choice(fitting)
+        else:
+            rec = min(options, key=lambda o: o[0])[1]  # stable: options are in peer-id order
+        spent += edge(prev, rec)
+        est += hop_time_s(rec, prev, inputs)
+        chain.append(rec)
+        prev, boundary = rec, rec.end
+    est += return_s(chain[-1], inputs.rtt_s)
+    hops = tuple(Hop(r.peer_id, r.addrs[0], r.start, r.end) for r in chain)
+    return Route(hops=hops, est_time_s=est)

@@ -23,17 +23,25 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from routing.failover import (
+    BUSY_CODES,
     HOP_FAILURE_CODES,
     FailureKind,
     HopFailure,
-    avoided,
+    blamed,
     classify_error,
     hop_index,
     step_deadline_s,
 )
 from routing.link import PeerLink
 from routing.planner import Hop, Route
-from swarm.errors import HopFailedError, MolinkError, SessionError, TransportError, error_from_wire
+from swarm.errors import (
+    HopFailedError,
+    MolinkError,
+    RemoteError,
+    SessionError,
+    TransportError,
+    error_from_wire,
+)
 from swarm.wire import Frame, tensor_from_wire, tensor_to_wire
 
 if TYPE_CHECKING:
@@ -67,28 +75,37 @@ class InferenceSession:
     # ---- open / close ---------------------------------------------------------------------------------
 
     async def open(self) -> None:
-        """Open the session on every hop; HopFailedError names the first hop that could not take it (its
-        record may be stale), after the hops that did take it have been closed again."""
+        """Open the session on every hop; HopFailedError names the hops that could not take it (a dead peer
+        whose record is stale, a full peer answering busy), after the hops that did take it have been closed
+        again."""
+        self.client.sessions.add(self)  # counted as this client's load on its hops from now on
+        links: list[PeerLink] = []
         for i, hop in enumerate(self.hops):
             try:
-                self.links.append(await self.client.link(hop.addr))
+                links.append(await self.client.link(hop.addr))
             except MolinkError as e:
+                self.client.sessions.discard(self)
                 raise hop_failed(HopFailure(i, FailureKind.CLOSED, str(e))) from e
-        results = await asyncio.gather(*self._open_requests(self.hops, self.links, None), return_exceptions=True)
-        failed = [(i, r) for i, r in enumerate(results) if isinstance(r, BaseException)]
+        self.links = links
         self.closed = False
-        if failed:
+        try:
+            await self._open_hops(self.hops, self.links, None)
+        except HopFailedError:  # closed again where it had opened
+            self.closed = True
+            self.client.sessions.discard(self)
+            raise
+        except BaseException:
             await self.close()
-            i, error = failed[0]
-            if isinstance(error, MolinkError):
-                raise hop_failed(HopFailure(i, FailureKind.ERROR, str(error))) from error
-            raise error
+            raise
         log.debug("session %s open on %s", self.session_id, self.route.describe())
 
-    def _open_requests(self, hops: list[Hop], links: list[PeerLink], next_after: str | None) -> list[Any]:
+    async def _open_hops(self, hops: list[Hop], links: list[PeerLink], next_after: str | None) -> None:
+        """Open the session on ``hops`` together. When some cannot take it, close it again on those that did
+        and raise HopFailedError listing every hop that failed (indices into ``hops``), a real failure first:
+        BUSY for a full peer, ERROR for any other answer (a draining peer too: it is leaving, avoid it)."""
         for link in links:
             link.inboxes[self.session_id] = self._inbox
-        return [
+        requests = [
             link.request({
                 "type": "open", "session": self.session_id, "start": hop.start, "end": hop.end,
                 "max_length": self.max_length, "batch": self.batch,
@@ -96,11 +113,27 @@ class InferenceSession:
             }, self.config.request_timeout_s)
             for i, (hop, link) in enumerate(zip(hops, links, strict=True))
         ]
-
-    async def _open_on(self, hops: list[Hop], links: list[PeerLink], next_after: str | None) -> None:
-        await asyncio.gather(*self._open_requests(hops, links, next_after))
+        results = await asyncio.gather(*requests, return_exceptions=True)
+        errors = [(i, r) for i, r in enumerate(results) if isinstance(r, BaseException)]
+        if not errors:
+            return
+        opened = [link for link, r in zip(links, results, strict=True) if not isinstance(r, BaseException)]
+        await asyncio.gather(*(self._close_on(link) for link in opened))
+        for link in links:
+            link.inboxes.pop(self.session_id, None)
+        unexpected = [e for _, e in errors if not isinstance(e, MolinkError)]
+        if unexpected:
+            raise unexpected[0]
+        failures = sorted(
+            (HopFailure(i, FailureKind.BUSY if isinstance(e, RemoteError) and e.code in BUSY_CODES
+                        else FailureKind.ERROR, str(e)) for i, e in errors),
+            key=lambda f: (f.kind is FailureKind.BUSY, f.hop_index))
+        first = failures[0]
+        raise HopFailedError(f"hop {first.hop_index} {first.kind.value}: {first.detail}", first,
+                             tuple(failures)) from errors[0][1]
 
     async def close(self) -> None:
+        self.client.sessions.discard(self)
         if self.closed:
             return
         self.closed = True
@@ -242,26 +275,38 @@ class InferenceSession:
     async def _recover(self, failure: HopFailure) -> None:
         k = failure.hop_index
         failed, failed_link = self.hops[k], self.links[k]
-        now = self.client.clock()
-        if failure.kind is not FailureKind.DRAINING:
-            self.client.failures = self.client.failures.record(failed.peer_id, now)
+        if blamed(failure.kind):  # a draining or full peer did nothing wrong: no back-off
+            self.client.failures = self.client.failures.record(failed.peer_id, self.client.clock())
         log.warning("hop %d (%s, layers %d:%d) failed: %s %s; re-routing", k, failed.addr, failed.start,
                     failed.end, failure.kind.value, failure.detail)
-        avoid = avoided(self.client.failures, now, self.config.backoff) | {failed.peer_id}
+        next_after = self.hops[k + 1].addr if k + 1 < len(self.hops) else None
+
+        async def open_replacement(route: Route) -> list[PeerLink]:
+            links: list[PeerLink] = []
+            for i, hop in enumerate(route.hops):
+                try:
+                    links.append(await self.client.link(hop.addr))
+                except MolinkError as e:
+                    raise hop_failed(HopFailure(i, FailureKind.CLOSED, str(e))) from e
+            await self._open_hops(list(route.hops), links, next_after)
+            return links
+
         try:
-            replacement = await self.client.replacement_route(failed.start, failed.end, avoid)
+            replacement, new_links = await self.client.open_route(
+                open_replacement, start=failed.start, end=failed.end, avoid={failed.peer_id},
+                need_tokens=self.max_length * self.batch, replacement=True, max_failures=0)
+        except HopFailedError as e:  # the replacement could not take the session (now in back-off)
+            raise hop_failed(HopFailure(k, failure.kind, f"replacement failed: {e}")) from e
         except MolinkError:
-            await self.close()  # no way out: free the session's memory on every other hop
+            await self.close()  # no way out (layers missing, or every replica busy): free the session everywhere
             raise
         new_hops = list(replacement.hops)
-        next_after = self.hops[k + 1].addr if k + 1 < len(self.hops) else None
         try:
-            new_links = [await self.client.link(h.addr) for h in new_hops]
-            await self._open_on(new_hops, new_links, next_after)
             await self._rebuild(k, new_hops[0], new_links[0], next_after)
-        except MolinkError as e:  # the replacement (or the upstream hop asked to replay) failed in turn
+        except MolinkError as e:  # the upstream hop asked to replay failed, or the replacement did
             for hop in new_hops:  # its record may be stale (a dead peer's record lives until it expires)
                 self.client.failures = self.client.failures.record(hop.peer_id, self.client.clock())
+            await asyncio.gather(*(self._close_on(link) for link in new_links))
             raise hop_failed(HopFailure(k, FailureKind.ERROR, f"replacement failed: {e}")) from e
         self.hops[k:k + 1] = new_hops
         self.links[k:k + 1] = new_links

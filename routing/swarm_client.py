@@ -1,8 +1,9 @@
 """The client's view of the swarm (SwarmCore) and its event-loop thread (SwarmClient).
 
-SwarmCore is the async part: DHT reads, route planning, one PeerLink per peer, the failure history shared
-by the client's sessions. Discovery, the connector and the clock are injected, so the sim tier runs real
-sessions over an in-memory network. SwarmClient adds what the synchronous public API needs: the client's
+SwarmCore is the async part: DHT reads, route planning, one PeerLink per peer (with its measured round trip),
+the failure history and the open sessions shared by the client's sessions (the planner counts them as this
+client's load). Discovery, the connector, the clock, the sleep of busy waits and the random generator are
+injected, so the sim tier runs real sessions over an in-memory network on a fake clock. SwarmClient adds what the synchronous public API needs: the client's
 one asyncio loop in a background thread, with every public call handing a coroutine to it.
 """
 
@@ -10,17 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import threading
 import time
-from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
+from collections import Counter
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
 from routing.config import ClientConfig
-from routing.failover import FailureHistory, avoided
+from routing.failover import FailureHistory, FailureKind, HopFailure, avoided, busy_pause_s
 from routing.link import PeerLink
 from routing.planner import Route, plan_route
 from routing.session import InferenceSession
-from swarm.errors import HopFailedError, RoutingError
+from swarm.errors import HopFailedError, RoutingError, SwarmBusyError
 from swarm.records import PeerRecord
 from swarm.transport import open_channel
 
@@ -33,18 +36,32 @@ Connector = Callable[[str], Awaitable[Any]]  # address -> a connected Channel
 
 class SwarmCore:
     def __init__(self, model_key: str, num_layers: int, discovery: Any, config: ClientConfig | None = None,
-                 *, connect: Connector | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+                 *, connect: Connector | None = None, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 rng: random.Random | None = None) -> None:
         self.model_key = model_key
         self.num_layers = num_layers
         self.discovery = discovery
         self.config = config or ClientConfig()
         self.clock = clock
+        self.sleep = sleep  # waits for busy peers go through it (the sim tier advances a fake clock)
+        self.rng = rng or random.Random()  # draws among near-equal routes and jitters busy waits
         self._connect = connect or (lambda addr: open_channel(addr, timeout=self.config.connect_timeout_s))
         self._links: dict[str, PeerLink] = {}
+        self._connecting: dict[str, asyncio.Future[PeerLink]] = {}
+        self._reading: asyncio.Future[list[PeerRecord]] | None = None
         self.failures = FailureHistory()  # shared by this client's sessions: a dead peer is avoided by all
         self.known: list[PeerRecord] = []  # the last records read from the DHT
+        self.sessions: set[InferenceSession] = set()  # open (or opening) sessions: this client's own load
 
     async def records(self) -> list[PeerRecord]:
+        """The model's live records from the DHT. Callers that ask while a read is in flight share it, so
+        sessions opened together (the rows of a padded batch) cost one DHT lookup, not one each."""
+        if self._reading is None or self._reading.done():
+            self._reading = asyncio.ensure_future(self._read_records())
+        return await asyncio.shield(self._reading)
+
+    async def _read_records(self) -> list[PeerRecord]:
         found = await self.discovery.read(self.model_key)
         if not found:  # maybe cut off (a restarted bootstrap, a lost link): redial the initial peers, read again
             await self.discovery.rejoin()
@@ -52,55 +69,150 @@ class SwarmCore:
         self.known = found
         return self.known
 
-    async def replacement_route(self, start: int, end: int, avoid: Collection[str]) -> Route:
+    def rtts(self) -> dict[str, float]:
+        """Round trips measured so far, by peer address (links that have had an answer)."""
+        return {addr: link.rtt_s for addr, link in self._links.items() if link.rtt_s is not None}
+
+    def own_load(self) -> Counter[str]:
+        """Sessions this client has open (or is opening) on each peer, by peer id."""
+        return Counter(hop.peer_id for session in self.sessions for hop in session.hops)
+
+    def plan_from(self, records: Sequence[PeerRecord], start: int = 0, end: int | None = None,
+                  avoid: Collection[str] = (), need_tokens: int = 0) -> Route:
+        """plan_route over ``records`` with what this client knows: measured round trips, its own sessions,
+        its random generator for near-equal routes."""
+        return plan_route(records, self.num_layers, start=start, end=end, avoid=avoid, rtt_s=self.rtts(),
+                          own_load=self.own_load(), need_tokens=need_tokens, rng=self.rng,
+                          tolerance=self.config.route_tolerance, model=self.model_key)
+
+    async def replacement_route(self, start: int, end: int, avoid: Collection[str], need_tokens: int = 0) -> Route:
         """A route for layers [start, end) during failover: planned from the records already known when
         they suffice (a DHT read can stall while a node of the DHT hangs), else from fresh reads."""
         try:
-            return plan_route(self.known, self.num_layers, start=start, end=end, avoid=avoid, model=self.model_key)
+            return self.plan_from(self.known, start, end, avoid, need_tokens)
         except RoutingError:
-            return await self.wait_route(start, end, avoid)
+            return await self.wait_route(start, end, avoid, need_tokens=need_tokens)
 
-    async def plan(self, start: int = 0, end: int | None = None, avoid: Collection[str] = ()) -> Route:
-        return plan_route(await self.records(), self.num_layers, start=start, end=end, avoid=avoid,
-                          model=self.model_key)
+    async def plan(self, start: int = 0, end: int | None = None, avoid: Collection[str] = (),
+                   need_tokens: int = 0) -> Route:
+        return self.plan_from(await self.records(), start, end, avoid, need_tokens)
 
     async def wait_route(self, start: int = 0, end: int | None = None, avoid: Collection[str] = (),
-                         timeout_s: float | None = None) -> Route:
+                         timeout_s: float | None = None, need_tokens: int = 0) -> Route:
         """Plan a route for layers [start, end), re-reading the DHT until one exists or the deadline passes
         (then raise why not)."""
         deadline = time.monotonic() + (self.config.route_wait_s if timeout_s is None else timeout_s)
         while True:
             try:
-                return await self.plan(start, end, avoid)
+                return await self.plan(start, end, avoid, need_tokens)
             except RoutingError:
                 if time.monotonic() >= deadline:
                     raise
             await asyncio.sleep(0.2)
 
     async def link(self, addr: str) -> PeerLink:
+        """The one connection to ``addr``; sessions that ask at the same time share one connect."""
         link = self._links.get(addr)
-        if link is None or link.closed:
-            link = PeerLink(await self._connect(addr), addr)
-            self._links[addr] = link
+        if link is not None and not link.closed:
+            return link
+        pending = self._connecting.get(addr)
+        if pending is None:
+            pending = asyncio.ensure_future(self._new_link(addr))
+            self._connecting[addr] = pending
+            pending.add_done_callback(lambda _: self._connecting.pop(addr, None))
+        return await asyncio.shield(pending)
+
+    async def _new_link(self, addr: str) -> PeerLink:
+        link = PeerLink(await self._connect(addr), addr, clock=self.clock)
+        self._links[addr] = link
         return link
 
-    async def open_session(self, max_length: int, batch: int = 1) -> InferenceSession:
-        """A session on the cheapest live route; a hop that cannot take it (a dead peer whose record has
-        not expired yet, a full peer) is put in back-off and the route planned again."""
-        failures = 0
+    async def open_route(self, opener: Callable[[Route], Awaitable[T]], *, start: int = 0, end: int | None = None,
+                         avoid: Collection[str] = (), need_tokens: int = 0, replacement: bool = False,
+                         max_failures: int | None = None) -> tuple[Route, T]:
+        """Plan a route for layers [start, end) and open it with ``opener``, which raises HopFailedError
+        naming the hops that could not take it.
+
+        A hop that answers busy (full) is planned around for this call only, never put in back-off. When
+        every route needs one of the busy peers, wait (``busy_pause_s``, doubling up to ``busy_max_pause_s``,
+        jittered) and ask them again, ``busy_wait_s`` in total; then raise SwarmBusyError naming them. A hop
+        that fails otherwise (a dead peer with a stale record) is put in back-off and planned around; after
+        ``max_failures`` such rounds (default ``max_recoveries``) its HopFailedError is raised.
+        ``replacement``: plan from the records already known first (failover).
+        """
+        end = self.num_layers if end is None else end
+        limit = self.config.max_recoveries if max_failures is None else max_failures
+        busy: dict[str, str] = {}     # peer id -> address: refused this round, planned around until the next pause
+        refused: dict[str, str] = {}  # every peer that answered busy during this call, for the error
+        failures, pauses, waited = 0, 0, 0.0
         while True:
-            route = await self.wait_route(avoid=avoided(self.failures, self.clock(), self.config.backoff))
-            session = InferenceSession(self, route, max_length=max_length, batch=batch)
+            now_avoid = avoided(self.failures, self.clock(), self.config.backoff) | set(avoid)
+            route = await self._route_for_open(start, end, now_avoid, busy, need_tokens, replacement)
+            if route is None:  # the layers are served, but only through peers that just said busy
+                pause = busy_pause_s(pauses, waited, first_s=self.config.busy_pause_s,
+                                     max_s=self.config.busy_max_pause_s, total_s=self.config.busy_wait_s,
+                                     jitter=self.rng.random())
+                if pause is None:
+                    raise SwarmBusyError(refused, waited, (start, end))
+                log.info("every route for layers %d:%d needs a busy peer (%s): asking again in %.2f s",
+                         start, end, ", ".join(sorted(busy.values())), pause)
+                await self.sleep(pause)
+                waited += pause
+                pauses += 1
+                busy.clear()
+                continue
             try:
-                await session.open()
-                return session
+                return route, await opener(route)
             except HopFailedError as e:
-                failures += 1
-                if failures > self.config.max_recoveries:
-                    raise
-                hop = route.hops[e.failure.hop_index]
-                log.warning("could not open a session on %s: %s; planning around it", hop.addr, e)
-                self.failures = self.failures.record(hop.peer_id, self.clock())
+                hops = [(f, route.hops[f.hop_index]) for f in e.failures if isinstance(f, HopFailure)]
+                for failure, hop in hops:
+                    if failure.kind is FailureKind.BUSY:
+                        busy[hop.peer_id] = refused[hop.peer_id] = hop.addr
+                    else:
+                        self.failures = self.failures.record(hop.peer_id, self.clock())
+                if not hops or any(f.kind is not FailureKind.BUSY for f, _ in hops):
+                    failures += 1
+                    if failures > limit:
+                        raise
+                    log.warning("could not open a session on %s: %s; planning around it", route.describe(), e)
+                else:
+                    log.info("busy: %s; planning around it", ", ".join(h.addr for _, h in hops))
+
+    async def _route_for_open(self, start: int, end: int, avoid: frozenset[str], busy: Mapping[str, str],
+                              need_tokens: int, replacement: bool) -> Route | None:
+        """A route avoiding ``avoid`` and the ``busy`` peers; None when only the busy peers' routes exist.
+        With no busy peers (or layers missing whatever they say) this is the usual planning, which waits up
+        to ``route_wait_s`` for the swarm to cover the layers."""
+        if busy:
+            try:
+                return self.plan_from(self.known, start, end, avoid | busy.keys(), need_tokens)
+            except RoutingError:
+                pass
+            if not replacement:
+                try:
+                    return await self.plan(start, end, avoid | busy.keys(), need_tokens)
+                except RoutingError:
+                    pass
+            try:
+                self.plan_from(self.known, start, end, avoid, need_tokens)
+                return None
+            except RoutingError:
+                pass  # layers missing whatever the busy peers do: wait for the swarm as always
+        if replacement:
+            return await self.replacement_route(start, end, avoid, need_tokens)
+        return await self.wait_route(start, end, avoid, need_tokens=need_tokens)
+
+    async def open_session(self, max_length: int, batch: int = 1) -> InferenceSession:
+        """A session on the cheapest live route (see ``open_route``: a dead hop is put in back-off and the
+        route planned again; a busy one is planned around, or waited for)."""
+
+        async def opener(route: Route) -> InferenceSession:
+            session = InferenceSession(self, route, max_length=max_length, batch=batch)
+            await session.open()
+            return session
+
+        _, session = await self.open_route(opener, need_tokens=max_length * batch)
+        return session
 
     async def aclose(self) -> None:
         for link in self._links.values():

@@ -17,7 +17,9 @@ Every error that crosses a module boundary is one of these, so callers can catch
     ├── RemoteError                 a peer answered a request with an error (``code``, ``message``)
     │   └── UnknownSessionError     the peer has no such session (expired or never opened)
     ├── RoutingError                the client cannot build a route
-    │   └── MissingLayersError      no live peer serves some layers (``missing``: list of (start, end))
+    │   ├── MissingLayersError      no live peer serves some layers (``missing``: list of (start, end))
+    │   └── SwarmBusyError          every route goes through peers that answered ``busy`` (full) for as long
+    │                               as the client waited (``busy``: peer id -> address)
     └── SessionError                an inference session used wrongly (closed, over its max length)
 
 Error codes on the wire are the ``code`` strings below; ``error_from_wire`` maps them back to classes.
@@ -74,11 +76,13 @@ class PeerUnreachableError(TransportError):
 
 
 class HopFailedError(TransportError):
-    """A hop of an inference session's route failed; ``failure`` is routing.failover.HopFailure."""
+    """A hop of an inference session's route failed; ``failure`` is routing.failover.HopFailure, and
+    ``failures`` every hop that failed at once (opening a session asks every hop together)."""
 
-    def __init__(self, message: str, failure: object = None) -> None:
+    def __init__(self, message: str, failure: object = None, failures: tuple[object, ...] = ()) -> None:
         super().__init__(message)
         self.failure = failure
+        self.failures = failures or ((failure,) if failure is not None else ())
 
 
 class RemoteError(MolinkError):
@@ -107,6 +111,19 @@ class MissingLayersError(RoutingError):
         where = f" of {model}" if model else ""
         super().__init__(f"no live peer serves layers {ranges}{where}")
         self.missing = list(missing)
+
+
+class SwarmBusyError(RoutingError):
+    """Peers that could serve the session are alive but full (they answered ``busy``), and none freed up
+    while the client waited. Not a failure of theirs: try again later, or add peers."""
+
+    def __init__(self, busy: dict[str, str], waited_s: float, layers: tuple[int, int] | None = None) -> None:
+        where = f" for layers {layers[0]}..{layers[1] - 1}" if layers else ""
+        names = ", ".join(f"{addr} ({peer_id[:8]})" for peer_id, addr in sorted(busy.items(), key=lambda kv: kv[1]))
+        super().__init__(f"the swarm is busy{where}: {names} answered busy, and no route freed up in "
+                         f"{waited_s:.1f} s of waiting")
+        self.busy = dict(busy)
+        self.waited_s = waited_s
 
 
 class SessionError(MolinkError):

@@ -12,6 +12,8 @@ from routing.failover import (
     HopFailure,
     avoided,
     backoff_s,
+    blamed,
+    busy_pause_s,
     classify_error,
     step_deadline_s,
 )
@@ -31,6 +33,9 @@ HOPS = [Hop("pa", "10.0.0.1:1", 0, 4), Hop("pb", "10.0.0.2:1", 4, 8), Hop("pc", 
         # a pusher that cannot reach its next hop blames that next hop, not itself
         ("10.0.0.1:1", {"code": "next_hop_failed", "hop": "10.0.0.2:1"}, HopFailure(1, FailureKind.ERROR)),
         ("10.0.0.2:1", {"code": "draining"}, HopFailure(1, FailureKind.DRAINING)),
+        # a full peer is busy, not failed (today's peers also say no_memory)
+        ("10.0.0.2:1", {"code": "busy"}, HopFailure(1, FailureKind.BUSY)),
+        ("10.0.0.3:1", {"code": "no_memory"}, HopFailure(2, FailureKind.BUSY)),
         # the client's own mistakes are not hop failures
         ("10.0.0.1:1", {"code": "bad_shape"}, None),
         ("10.0.0.1:1", {"code": "too_long"}, None),
@@ -61,6 +66,28 @@ def test_avoided_over_a_fake_timeline():
     assert avoided(history, 20.5) == {"pa", "pb"}
     assert avoided(history, 21.5) == {"pa"}
     assert avoided(history, 22.0) == frozenset()
+
+
+def test_only_real_failures_are_blamed():
+    """ERROR, CLOSED, TIMEOUT and VANISHED put a peer in back-off; DRAINING and BUSY do not."""
+    assert {k for k in FailureKind if blamed(k)} == {
+        FailureKind.ERROR, FailureKind.CLOSED, FailureKind.TIMEOUT, FailureKind.VANISHED}
+
+
+@pytest.mark.parametrize(
+    ("attempt", "waited", "jitter", "expected"),
+    [
+        (0, 0.0, 0.0, 0.1),     # the first pause, jitter at its low end: half of first_s
+        (0, 0.0, 0.999, 0.1999),
+        (2, 0.7, 1.0, 0.8),     # doubling: 0.2 x 2^2
+        (6, 3.0, 1.0, 2.0),     # capped at max_s...
+        (6, 9.5, 1.0, 0.5),     # ...and the last pause ends the wait exactly at total_s
+        (7, 10.0, 0.5, None),   # the wait is over
+    ],
+)
+def test_busy_pause_doubles_with_jitter_and_ends_at_the_total(attempt, waited, jitter, expected):
+    got = busy_pause_s(attempt, waited, first_s=0.2, max_s=2.0, total_s=10.0, jitter=jitter)
+    assert got == (None if expected is None else pytest.approx(expected, abs=1e-4))
 
 
 def test_history_is_immutable():

@@ -183,3 +183,138 @@ def test_sampling_uses_transformers_global_defaults(swarm_and_local) -> None:
     torch.manual_seed(11)
     expected = local_generate(local, ids, do_sample=True, max_new_tokens=12)
     assert got.tolist() == expected.tolist()
+
+
+# ---- batches of prompts of different lengths, and many callers at once ----------------------------------------
+
+PAD = 0
+LENGTHS = (5, 9, 13)
+
+
+def left_padded(prompts: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask) [B, max length] with PAD on the left, as a tokenizer with
+    padding_side="left" makes them."""
+    width = max(p.shape[1] for p in prompts)
+    ids = torch.full((len(prompts), width), PAD, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, p in enumerate(prompts):
+        ids[i, width - p.shape[1]:] = p[0]
+        mask[i, width - p.shape[1]:] = 1
+    return ids, mask
+
+
+def test_left_padded_batch_equals_each_prompt_alone_and_transformers(swarm_and_local) -> None:
+    """Prompts of 5, 9 and 13 tokens, left-padded into one batch: each row's new tokens equal that prompt
+    generated alone, the output has transformers' layout (input ids with pads, then the new tokens), and it
+    equals local transformers' padded-batch generate(); with an EOS that ends one row early, that row is padded
+    with pad_token_id and the result still equals transformers'."""
+    model, local = swarm_and_local
+    prompts = [prompt(n, seed=20 + n) for n in LENGTHS]
+    ids, mask = left_padded(prompts)
+    kw = dict(max_new_tokens=8, do_sample=False, pad_token_id=PAD)
+    got = model.generate(ids, attention_mask=mask, **kw)
+    assert got.shape == (3, 13 + 8)
+    assert got[:, :13].tolist() == ids.tolist()
+    for i, p in enumerate(prompts):
+        alone = model.generate(p, **kw)
+        assert got[i, 13:].tolist() == alone[0, p.shape[1]:].tolist(), f"row {i}"
+    with torch.no_grad():
+        expected = local.generate(ids, attention_mask=mask, **kw)
+    assert got.tolist() == expected.tolist()
+
+    eos = int(got[1, 13 + 2])  # row 1 ends at its third new token
+    stopped = model.generate(ids, attention_mask=mask, eos_token_id=eos, **kw)
+    with torch.no_grad():
+        assert stopped.tolist() == local.generate(ids, attention_mask=mask, eos_token_id=eos, **kw).tolist()
+    assert stopped[1, 13 + 3:].eq(PAD).all() and int(stopped[1, 13 + 2]) == eos
+
+
+def test_right_padding_continues_each_row_from_its_last_real_token(swarm_and_local, caplog) -> None:
+    """Right padding (transformers warns and continues from the pad column): each row is continued from its
+    own last real token, its new tokens follow the input as given, and a warning says so."""
+    model, _ = swarm_and_local
+    prompts = [prompt(n, seed=30 + n) for n in (6, 10)]
+    ids = torch.full((2, 10), PAD, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, p in enumerate(prompts):
+        ids[i, :p.shape[1]], mask[i, :p.shape[1]] = p[0], 1
+    kw = dict(max_new_tokens=5, do_sample=False, pad_token_id=PAD)
+    with caplog.at_level("WARNING", logger="molink.client"):
+        got = model.generate(ids, attention_mask=mask, **kw)
+    assert "right padding detected" in caplog.text
+    assert got[:, :10].tolist() == ids.tolist()
+    for i, p in enumerate(prompts):
+        assert got[i, 10:].tolist() == model.generate(p, **kw)[0, p.shape[1]:].tolist()
+
+
+def test_seeded_sampling_of_a_padded_batch_is_reproducible(swarm_and_local) -> None:
+    """Rows sample from generators seeded from torch's global one: the same seed gives the same tokens."""
+    model, _ = swarm_and_local
+    ids, mask = left_padded([prompt(n, seed=40 + n) for n in LENGTHS])
+    kw = dict(max_new_tokens=6, do_sample=True, pad_token_id=PAD)
+    torch.manual_seed(5)
+    first = model.generate(ids, attention_mask=mask, **kw)
+    torch.manual_seed(5)
+    assert model.generate(ids, attention_mask=mask, **kw).tolist() == first.tolist()
+
+
+def test_a_streamer_with_a_padded_batch_is_refused(swarm_and_local) -> None:
+    """Rows of a padded batch advance independently, so there is no per-step batch to stream."""
+    model, _ = swarm_and_local
+    ids, mask = left_padded([prompt(n, seed=50 + n) for n in (4, 7)])
+
+    class Sink:
+        def put(self, value: Any) -> None: ...
+        def end(self) -> None: ...
+
+    with pytest.raises(ValueError, match="streamer"):
+        model.generate(ids, attention_mask=mask, max_new_tokens=3, pad_token_id=PAD, streamer=Sink())
+
+
+def test_micro_batches_give_the_batch_session_result(swarm_and_local) -> None:
+    """micro_batch_rows=2 runs a batch of 5 equal-length prompts as 3 concurrent sessions: greedy output equals
+    the one-session batch's."""
+    import dataclasses
+
+    model, _ = swarm_and_local
+    ids = torch.cat([prompt(8, seed=60 + i) for i in range(5)])
+    kw = dict(max_new_tokens=6, do_sample=False)
+    whole = model.generate(ids, **kw)
+    config = model.client.config
+    model.client.config = dataclasses.replace(config, micro_batch_rows=2)
+    try:
+        assert model.generate(ids, **kw).tolist() == whole.tolist()
+    finally:
+        model.client.config = config
+
+
+def test_threads_calling_generate_on_one_model_get_their_own_outputs(swarm_and_local) -> None:
+    """4 threads call generate() on one model at the same moment (one of them with a padded batch): each gets
+    what it gets alone, and each thread's last_route is its own call's."""
+    model, _ = swarm_and_local
+    kw = dict(max_new_tokens=10, do_sample=False, pad_token_id=PAD)
+    calls: list[tuple[torch.Tensor, torch.Tensor | None]] = [(prompt(n, seed=70 + n), None) for n in (6, 11, 15)]
+    calls.append(left_padded([prompt(n, seed=80 + n) for n in (4, 12)]))
+    alone = [model.generate(ids, attention_mask=mask, **kw) for ids, mask in calls]
+    barrier = threading.Barrier(len(calls))
+    results: dict[int, Any] = {}
+
+    def worker(i: int) -> None:
+        ids, mask = calls[i]
+        barrier.wait()
+        try:
+            results[i] = (model.generate(ids, attention_mask=mask, **kw), model.last_route)
+        except BaseException as e:  # reported below
+            results[i] = e
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(calls))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    for i, want in enumerate(alone):
+        assert not isinstance(results[i], BaseException), results[i]
+        out, route = results[i]
+        assert out.tolist() == want.tolist(), f"call {i}"
+        assert route is not None and [(h.start, h.end) for h in route.hops] == [(0, 1), (1, 4)]
+    assert model.last_route is not None  # this thread's own calls above

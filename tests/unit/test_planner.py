@@ -70,3 +70,83 @@ def test_missing_layers_pure():
     assert missing_layers([(0, 2), (1, 3)], 0, 5) == [(3, 5)]
     assert missing_layers([], 2, 4) == [(2, 4)]
     assert missing_layers([(0, 4)], 0, 4) == []
+
+
+def test_load_moves_the_choice_to_an_idle_replica():
+    """A replica with open sessions costs (1 + load) / throughput: a busier, slightly faster peer loses to an
+    idle one, a much faster busy one still wins."""
+    busy, idle, tail = rec(0, 4, tput=120.0, load=3), rec(0, 4, tput=100.0), rec(4, 8)
+    assert plan_route([busy, idle, tail], 8).hops[0].peer_id == idle.peer_id
+    fast_busy = rec(0, 4, tput=1000.0, load=3)
+    assert plan_route([fast_busy, idle, tail], 8).hops[0].peer_id == fast_busy.peer_id
+
+
+def test_own_sessions_count_as_load_until_the_record_says_more():
+    """Sessions this client opened since the record was announced count: max(record load, own load)."""
+    a, b, tail = rec(0, 4), rec(0, 4), rec(4, 8)
+    first = plan_route([a, b, tail], 8).hops[0].peer_id
+    other = b.peer_id if first == a.peer_id else a.peer_id
+    assert plan_route([a, b, tail], 8, own_load={first: 2}).hops[0].peer_id == other
+
+
+def test_measured_latency_changes_the_choice():
+    """The client's measured round trip to a peer's address replaces the default latency: a faster replica
+    that is 200 ms away loses to a slower one on the local network, and the route's estimate includes it."""
+    far = rec(0, 8, tput=500.0, addrs=("10.0.0.1:1",))
+    near = rec(0, 8, tput=100.0, addrs=("10.0.0.2:1",))
+    assert plan_route([far, near], 8).peer_ids == (far.peer_id,)  # unmeasured: the default for both
+    rtt = {"10.0.0.1:1": 0.2, "10.0.0.2:1": 0.001}
+    route = plan_route([far, near], 8, rtt_s=rtt)
+    assert route.peer_ids == (near.peer_id,)
+    assert route.est_time_s == pytest.approx(1 / 100 + 0.001)  # in and back out: one round trip
+
+
+def test_peer_published_rtt_is_used_between_hops():
+    """Between two peers, the upstream peer's published round trip to the downstream one decides."""
+    b_slow, b_fast = rec(4, 8, tput=100.0), rec(4, 8, tput=100.0)
+    a = rec(0, 4, rtts={b_slow.peer_id: 0.5, b_fast.peer_id: 0.002})
+    assert plan_route([a, b_slow, b_fast], 8).hops[1].peer_id == b_fast.peer_id
+
+
+def test_peers_without_room_for_the_session_are_a_last_resort():
+    """A record with fewer free KV tokens than the session needs is avoided while a replica has room, used
+    when none has, and its penalty is left out of the estimate (deadlines are not inflated)."""
+    full, roomy, tail = rec(0, 4, tput=1000.0, free_cache_tokens=100), rec(0, 4, tput=10.0), rec(4, 8)
+    assert plan_route([full, roomy, tail], 8, need_tokens=512).hops[0].peer_id == roomy.peer_id
+    assert plan_route([full, roomy, tail], 8, need_tokens=64).hops[0].peer_id == full.peer_id
+    route = plan_route([full, tail], 8, need_tokens=512)
+    assert route.hops[0].peer_id == full.peer_id and route.est_time_s < 1.0
+
+
+def test_equal_replicas_are_spread_with_a_random_generator():
+    """Of 2 equal replicas, 200 plans with a seeded generator use each at least 30% of the time; without a
+    generator the plan is deterministic."""
+    import random
+
+    a, b, tail = rec(0, 4), rec(0, 4), rec(4, 8)
+    rng = random.Random(7)
+    picks = [plan_route([a, b, tail], 8, rng=rng).hops[0].peer_id for _ in range(200)]
+    assert picks.count(a.peer_id) >= 60 and picks.count(b.peer_id) >= 60
+    assert len({plan_route([a, b, tail], 8).hops[0].peer_id for _ in range(20)}) == 1
+
+
+def test_random_choice_stays_within_the_tolerance():
+    """A replica 50% slower is never drawn; one 2% slower is drawn sometimes (tolerance 5%)."""
+    import random
+
+    fast, close, slow, tail = rec(0, 4, tput=100.0), rec(0, 4, tput=98.0), rec(0, 4, tput=50.0), rec(4, 8)
+    rng = random.Random(3)
+    picks = {plan_route([fast, close, slow, tail], 8, rng=rng).hops[0].peer_id for _ in range(100)}
+    assert picks == {fast.peer_id, close.peer_id}
+
+
+def test_random_choice_spreads_over_whole_routes_of_equal_cost():
+    """Two replicas of each half: all four equal two-hop routes are drawn, each a valid chain."""
+    import random
+
+    a1, a2 = rec(0, 4, tput=200.0), rec(4, 8, tput=200.0)
+    b1, b2 = rec(0, 4, tput=200.0), rec(4, 8, tput=200.0)
+    rng = random.Random(5)
+    routes = {plan_route([a1, a2, b1, b2], 8, rng=rng).peer_ids for _ in range(100)}
+    assert len(routes) == 4
+    assert all(r[0] in (a1.peer_id, b1.peer_id) and r[1] in (a2.peer_id, b2.peer_id) for r in routes)
