@@ -19,6 +19,8 @@ class ClientConfig:
     connect_timeout_s: float = 10.0
     route_wait_s: float = 30.0           # how long to wait for the swarm to cover every layer before failing
     dht_listen: str = "127.0.0.1:0"      # the client's own DHT node (client mode: it stores nothing)
+    peer_dtype: str | None = None        # route through peers of this dtype when they cover the model (None:
+                                         # any); from_pretrained sets the client's own dtype
     max_length: int = 2048               # default session length when generate() cannot tell
     busy_wait_s: float = 30.0            # how long to keep asking when every route needs a full ("busy") peer,
                                          # in total, before SwarmBusyError

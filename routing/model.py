@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import logging
 import threading
 import warnings
@@ -97,6 +98,9 @@ class AutoDistributedModelForCausalLM:
 
         ckpt = resolve_model(model, cache_dir=Path(cache_dir) if cache_dir else None)
         head = ClientHead.load(ckpt, dtype=dtype)
+        config = config or ClientConfig()
+        if config.peer_dtype is None:  # keep to the client's precision where the swarm allows
+            config = dataclasses.replace(config, peer_dtype=str(dtype).removeprefix("torch."))
         client = SwarmClient(ckpt.model_key, ckpt.num_layers, initial_peers, config)
         return cls(ckpt, head, client, load_generation_config(ckpt))
 

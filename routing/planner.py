@@ -117,6 +117,21 @@ def penalty_s(record: PeerRecord, need_tokens: int) -> float:
     return NO_ROOM_PENALTY_S if record.free_cache_tokens < need_tokens else 0.0
 
 
+def prefer_dtype(records: Sequence[PeerRecord], dtype: str | None, num_layers: int) -> list[PeerRecord]:
+    """The records of peers computing in ``dtype`` when those alone cover every layer, else all of them.
+
+    Peers of one checkpoint share its model key whatever --dtype they run, so a route could mix float32 and
+    bfloat16 hops; a client keeps to its own precision (its outputs then match local transformers in it) as
+    long as the swarm allows, and falls back to any precision rather than to no route.
+    """
+    if dtype is None:
+        return list(records)
+    same = [r for r in records if r.dtype == dtype and r.state == PeerState.ONLINE]
+    if same and not missing_layers([(r.start, r.end) for r in same], 0, num_layers):
+        return same
+    return list(records)
+
+
 def missing_layers(spans: Sequence[tuple[int, int]], start: int, end: int) -> list[tuple[int, int]]:
     """Maximal ranges [a, b) inside [start, end) that none of the spans covers."""
     covered = {i for a, b in spans for i in range(max(a, start), min(b, end))}

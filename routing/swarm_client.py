@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from routing.config import ClientConfig
 from routing.failover import FailureHistory, FailureKind, HopFailure, avoided, busy_pause_s
 from routing.link import PeerLink
-from routing.planner import Route, plan_route
+from routing.planner import Route, plan_route, prefer_dtype
 from routing.session import InferenceSession
 from swarm.errors import HopFailedError, RoutingError, SwarmBusyError
 from swarm.records import PeerRecord
@@ -66,7 +66,7 @@ class SwarmCore:
         if not found:  # maybe cut off (a restarted bootstrap, a lost link): redial the initial peers, read again
             await self.discovery.rejoin()
             found = await self.discovery.read(self.model_key)
-        self.known = found
+        self.known = prefer_dtype(found, self.config.peer_dtype, self.num_layers)
         return self.known
 
     def rtts(self) -> dict[str, float]:

@@ -35,7 +35,8 @@ ROWS = sorted(ZOO)
 
 
 def _dtype_copy(path: Path, dtype: str) -> Path:
-    """The same checkpoint under another directory name (files linked), so its DHT key differs per dtype."""
+    """The same checkpoint under another directory name (files linked): the same model key, served by peers
+    of another dtype; clients keep to peers of their own dtype (routing.planner.prefer_dtype)."""
     copy = path.with_name(f"{path.name}-{dtype}")
     copy.mkdir()
     for file in path.iterdir():

@@ -150,3 +150,16 @@ def test_random_choice_spreads_over_whole_routes_of_equal_cost():
     routes = {plan_route([a1, a2, b1, b2], 8, rng=rng).peer_ids for _ in range(100)}
     assert len(routes) == 4
     assert all(r[0] in (a1.peer_id, b1.peer_id) and r[1] in (a2.peer_id, b2.peer_id) for r in routes)
+
+
+def test_a_client_keeps_to_peers_of_its_own_dtype_while_they_cover_the_model():
+    """float32 peers covering 0:4 are chosen over bfloat16 ones; if float32 leaves a gap, every peer counts."""
+    from routing.planner import prefer_dtype
+    from tests.factories import make_peer_record
+
+    f32 = [make_peer_record(start=0, end=2, dtype="float32"), make_peer_record(start=2, end=4, dtype="float32")]
+    bf16 = [make_peer_record(start=0, end=4, dtype="bfloat16")]
+    assert prefer_dtype([*f32, *bf16], "float32", 4) == f32
+    assert prefer_dtype([*f32, *bf16], "bfloat16", 4) == bf16
+    assert prefer_dtype([f32[0], *bf16], "float32", 4) == [f32[0], *bf16]
+    assert prefer_dtype([*f32, *bf16], None, 4) == [*f32, *bf16]
