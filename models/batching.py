@@ -16,13 +16,14 @@ shift by the row's padding leaves unchanged, and padding columns are False in th
 gets no attention weight. A sliding layer's padding columns left of a short row's real keys lie either on
 the 2D mask's padding or outside every query's window. So each row sees exactly its own keys, as alone.
 
-The batched cache records the keys and values each layer hands to ``update`` (the T new columns, whatever
-the window keeps), and each session's cache is then extended with its rows through its own layers'
-``update``: afterwards it is what ``SpanModel.forward`` alone would have left (same lengths, same sliding
-trimming, values equal to float rounding).
+The batched cache's buffers leave T free columns after the past: each layer's new keys and values are
+written there (no second copy of the past, as DynamicLayer's concatenation would make) and recorded, and
+each session's cache is then extended with its rows through its own layers' ``update``: afterwards it is
+what ``SpanModel.forward`` alone would have left (same lengths, same sliding trimming, values equal to float
+rounding). A pass that fails leaves every session's cache untouched.
 
-Cost: the merge copies every session's cache once per call (sum of past lengths x KV size) and holds that
-copy for the pass; the write-back is the same concatenation forward() alone does.
+Cost: the merge copies every session's cache once per call (sum of past lengths x KV size, padded to the
+longest past) and holds that copy for the pass; the write-back is the concatenation forward() alone does.
 """
 
 from __future__ import annotations
@@ -59,35 +60,57 @@ def batchable(adapter: Adapter, config: PretrainedConfig) -> bool:
 
 
 class _RecordingCache(DynamicCache):
-    """The batched cache of one pass: remembers the new keys/values each layer adds (layer -> (k, v))."""
+    """The batched cache of one pass. Each merged layer's past sits in a buffer with ``steps`` free columns at
+    the end: ``update`` writes the new keys/values there and returns the whole buffer (what DynamicLayer's
+    concatenation returns, without copying the past again), and remembers them (layer -> (k, v)) for the
+    write-back. Layers with no past (every session empty) update as DynamicCache does."""
 
-    def __init__(self, config: PretrainedConfig) -> None:
+    def __init__(self, config: PretrainedConfig, steps: int) -> None:
         super().__init__(config=config)
+        self.steps = steps
+        self.buffers: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # layer -> [B, heads, past + T, D] x 2
         self.added: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def update(
         self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args: Any, **kwargs: Any
     ) -> tuple[torch.Tensor, torch.Tensor]:
         self.added[layer_idx] = (key_states, value_states)  # [B, kv heads, T, head dim]
-        return super().update(key_states, value_states, layer_idx, *args, **kwargs)
+        if layer_idx not in self.buffers:
+            return super().update(key_states, value_states, layer_idx, *args, **kwargs)
+        keys, values = self.buffers[layer_idx]
+        keys[:, :, -self.steps :] = key_states
+        values[:, :, -self.steps :] = value_states
+        layer = self.layers[layer_idx]  # left as its own update would leave it (nothing reads it in this pass)
+        if isinstance(layer, DynamicSlidingWindowLayer):
+            layer.cumulative_length += self.steps
+            keep = layer.sliding_window - 1
+            layer.keys, layer.values = keys[:, :, -keep:], values[:, :, -keep:]
+        else:
+            layer.keys, layer.values = keys, values
+        return keys, values
 
 
-def _left_padded(parts: list[torch.Tensor | None], sizes: list[int], width: int) -> torch.Tensor:
-    """Per-row [b_i, heads, L_i, D] tensors (None: empty) -> [sum b_i, heads, width, D], right-aligned, 0 left."""
+def _left_padded(parts: list[torch.Tensor | None], sizes: list[int], width: int, steps: int) -> torch.Tensor:
+    """Per-row [b_i, heads, L_i, D] tensors (None: empty) -> [sum b_i, heads, width + steps, D]: each row's
+    L_i columns end at ``width``, zeros left of them, the last ``steps`` columns left for ``update``."""
     ref = next(p for p in parts if p is not None and p.shape[-2] > 0)
-    out = ref.new_zeros((sum(sizes), ref.shape[1], width, ref.shape[3]))
+    out = ref.new_empty((sum(sizes), ref.shape[1], width + steps, ref.shape[3]))
     row = 0
     for part, size in zip(parts, sizes, strict=True):
         length = 0 if part is None else part.shape[-2]
+        if length < width:
+            out[row : row + size, :, : width - length] = 0  # padding: masked, but never garbage
         if length:
-            out[row : row + size, :, width - length :] = part
+            out[row : row + size, :, width - length : width] = part
         row += size
     return out
 
 
-def _merge(config: PretrainedConfig, caches: list[Any], sizes: list[int], pasts: list[int]) -> _RecordingCache:
+def _merge(
+    config: PretrainedConfig, caches: list[Any], sizes: list[int], pasts: list[int], steps: int
+) -> _RecordingCache:
     """One cache holding every row's past, left-padded per layer to that layer kind's longest past."""
-    merged = _RecordingCache(config)
+    merged = _RecordingCache(config, steps)
     longest = max(pasts)
     if longest == 0:
         return merged  # nothing cached anywhere: layers initialize on the first update, as alone
@@ -101,9 +124,10 @@ def _merge(config: PretrainedConfig, caches: list[Any], sizes: list[int], pasts:
         width = min(longest, layer.sliding_window - 1) if sliding else longest
         if any(k is not None and k.shape[-2] > width for k in keys):
             raise ValueError(f"layer {index} holds more keys than its past ({width}): not a session cache of this span")
-        merged_keys = _left_padded(keys, sizes, width)
-        layer.lazy_initialization(merged_keys, merged_keys)  # device, dtype, window tensor
-        layer.keys, layer.values = merged_keys, _left_padded(values, sizes, width)
+        buffers = _left_padded(keys, sizes, width, steps), _left_padded(values, sizes, width, steps)
+        merged.buffers[index] = buffers
+        layer.lazy_initialization(*buffers)  # device, dtype, window tensor
+        layer.keys, layer.values = buffers[0][:, :, :width], buffers[1][:, :, :width]  # the past: mask sizes
         if sliding:
             layer.cumulative_length = longest  # masks: kv_offset = Pmax - window + 1, as the longest row alone
     return merged
@@ -129,7 +153,7 @@ def run_batch(base: nn.Module, config: PretrainedConfig, rows: Sequence[tuple[to
         position_ids[row : row + size] = torch.arange(past, past + step, device=device)
         row += size
     with torch.inference_mode():
-        merged = _merge(config, caches, sizes, pasts)
+        merged = _merge(config, caches, sizes, pasts, step)
         out = base(
             inputs_embeds=torch.cat(hiddens),
             attention_mask=attention_mask,
