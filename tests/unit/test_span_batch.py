@@ -191,3 +191,16 @@ def test_hybrids_and_denied_families_are_not_batchable(spans: _Spans) -> None:
     assert "deepseek_v3" in batching.DENY
     deepseek, _ = spans["deepseek_v3"]
     assert not deepseek.batchable
+
+
+def test_a_failed_pass_leaves_every_cache_as_it_was(spans: _Spans) -> None:
+    """When the batched pass raises inside the model (here: one row in float64 against float32 weights), no
+    session's cache has changed."""
+    span, head = spans["gemma2"]
+    caches = _prefilled(span, head, (4, 20), (1, 1))
+    before = copy.deepcopy(caches)
+    rows = [(_hidden(head, 1, 1, 4, seed=1), caches[0]), (torch.zeros(1, 1, span.hidden_size, dtype=torch.float64), caches[1])]
+    with pytest.raises(RuntimeError):
+        span.forward_batch(rows)
+    for got, want in zip(caches, before, strict=True):
+        _assert_same_cache(got, want)
