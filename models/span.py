@@ -9,12 +9,14 @@ keeps split execution equal to unsplit generate() to float32 rounding.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 from transformers import DynamicCache, PretrainedConfig
 
+from models import batching
 from models.adapters import Adapter, get_adapter
 from models.checkpoint import (
     check_float_weights,
@@ -101,6 +103,7 @@ class SpanModel:
         self.hidden_size = int(self.config.hidden_size)
         self.dtype = dtype
         self.model_key = model_key
+        self._batchable: bool | None = None  # decided on first use (builds an empty cache to look at it)
 
     @classmethod
     def load(
@@ -156,6 +159,26 @@ class SpanModel:
         return out.last_hidden_state  # [B, T, H]
 
     __call__ = forward
+
+    @property
+    def batchable(self) -> bool:
+        """Whether ``forward_batch`` may run several sessions at once: plain DynamicCache sessions (not the
+        hybrids' caches) of full and sliding attention layers, and a family not in ``batching.DENY``."""
+        if self._batchable is None:
+            self._batchable = batching.batchable(get_adapter(self.config), self.config)
+        return self._batchable
+
+    def forward_batch(self, rows: Sequence[tuple[torch.Tensor, Any]]) -> list[torch.Tensor]:
+        """rows: (hidden [b_i, T, H], that session's cache) with the same T for every row (ValueError
+        otherwise), sessions at any positions. Runs them as ONE forward pass (models/batching.py) and extends
+        each cache as ``forward(hidden, cache)`` alone would. Returns each row's output [b_i, T, H]."""
+        if not rows:
+            return []
+        if not self.batchable:
+            raise ValueError(f"{self.config.model_type} spans cannot batch sessions (see SpanModel.batchable)")
+        if len(rows) == 1:
+            return [self.forward(*rows[0])]  # nothing to pad: the plain pass, no copy of the cache
+        return batching.run_batch(self.base, self.config, rows)
 
     def weight_bytes(self) -> int:
         return module_bytes(self.base)
