@@ -31,7 +31,10 @@ from typing import Any
 
 import torch
 
+from peer.admission import Busy, KVBudget, Reservation, admit, free_tokens
 from peer.config import PeerConfig
+from peer.engine import Engine
+from peer.scheduler import Budget
 from peer.sessions import Session, StepAction, check_replay, check_step, expired
 from swarm.addresses import advertised_hosts
 from swarm.errors import FrameTooLargeError, ProtocolError, TransportError
@@ -63,6 +66,7 @@ class PeerServer:
         listener: socket.socket | None = None,  # the data port, bound before the span was loaded
         num_layers: int = 0,            # the whole model's layer count, published for listings
         model_name: str = "",           # what the operator called the model, published as a hint
+        kv_budget: KVBudget | None = None,  # memory for sessions; None -> config.kv_reserve_tokens, counted in tokens
     ) -> None:
         self.config = config
         self.span = span
@@ -89,12 +93,18 @@ class PeerServer:
         self._idle = asyncio.Event()  # set whenever no session is open (draining waits on it)
         self._idle.set()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="molink-compute")
+        self.kv_budget = kv_budget or KVBudget(total_bytes=config.kv_reserve_tokens, kv_bytes_per_token=1,
+                                               history_bytes_per_token=0)
+        self._reservations: dict[str, Reservation] = {}
+        self.engine = Engine(span, budget=Budget(max_rows=config.max_batch), inline_tokens=config.inline_step_tokens,
+                             run_compute=self._run_compute)
 
     # ---- lifecycle -------------------------------------------------------------------------------------
 
     async def start(self) -> str:
         """Measure throughput, open the data port; returns the address to publish."""
         self.throughput = await self._run_compute(measure_throughput, self.span)
+        self._spawn(self.engine.run())
         host, port = parse_addr(self.config.listen)
         self._server = await start_server(self._handle, host, port, limits=self.limits, sock=self._listener)
         bound = self._server.sockets[0].getsockname()
@@ -143,9 +153,9 @@ class PeerServer:
             log.warning("drain timeout (%.0f s): leaving with %d sessions open", timeout_s, len(self.sessions))
 
     def free_cache_tokens(self) -> int:
-        """KV tokens not promised to an open session (each holds max_length x batch)."""
-        used = sum(s.max_length * s.batch for s in self.sessions.values())
-        return max(self.config.kv_reserve_tokens - used, 0)
+        """KV tokens not promised to an open session (each reserves max_length x batch, and its replay
+        history when it pushes to a next hop)."""
+        return free_tokens(self.kv_budget, list(self._reservations.values()))
 
     def record(self, state: PeerState | None = None) -> PeerRecord:
         rec = PeerRecord(
@@ -159,6 +169,7 @@ class PeerServer:
             net_throughput=100.0,
             free_cache_tokens=self.free_cache_tokens(),
             load=len(self.sessions),
+            queue=self.engine.queue_depth,
             dtype=str(self.span.dtype).removeprefix("torch."),
             version=self.version,
             rtts={},
@@ -280,11 +291,11 @@ class PeerServer:
             raise ProtocolError(f"session {sid} is already open", code="session_exists")
         if len(self.sessions) >= self.config.max_sessions:
             raise ProtocolError(f"peer is full ({self.config.max_sessions} sessions)", code="busy")
-        free = self.free_cache_tokens()  # no need to build and sign a record for it
-        if max_length * batch > free:
-            raise ProtocolError(
-                f"session needs {max_length * batch} KV tokens, {free} are free", code="no_memory"
-            )
+        granted = admit(self.kv_budget, list(self._reservations.values()), sid, max_length, batch,
+                        next_addr is not None)
+        if isinstance(granted, Busy):  # not a failure: the client tries another peer or waits
+            raise ProtocolError(f"peer is busy: {granted.reason}", code="busy")
+        self._reservations[sid] = granted
         self.sessions[sid] = Session(
             session_id=sid, start=start, end=end, max_length=max_length, batch=batch,
             cache=self.span.new_cache(), client=channel, next_addr=next_addr, last_used=self.clock(),
@@ -377,11 +388,7 @@ class PeerServer:
             check_replay(session, step, position, hidden.shape[1])
         elif check_step(session, step, position, hidden.shape[1]) is StepAction.REPLAY and session.last_output:
             return session.last_output[2]
-        hidden = hidden.to(self.span.dtype)
-        if hidden.shape[0] * hidden.shape[1] <= self.config.inline_step_tokens:
-            out = self.span.forward(hidden, session.cache)  # a decode step: cheaper than a thread handoff
-        else:
-            out = await self._run_compute(self.span.forward, hidden, session.cache)
+        out = await self.engine.submit(session.session_id, hidden, session.cache)
         session.position += hidden.shape[1]
         session.next_step = step + 1
         session.last_output = None if replay else (step, position, out)
@@ -455,6 +462,7 @@ class PeerServer:
     def _drop(self, sid: str) -> None:
         self.sessions.pop(sid, None)
         self._locks.pop(sid, None)
+        self._reservations.pop(sid, None)  # its memory is free again
         if not self.sessions:
             self._idle.set()
 

@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 PeerId = NewType("PeerId", str)
 
-RECORD_VERSION = 2  # 2: num_layers and model_name
+RECORD_VERSION = 3  # 2: num_layers and model_name; 3: queue
 _SIGNING_DOMAIN = b"molink-peer-record"  # a signature over a record can never be mistaken for another message
 
 # bounds on untrusted records: enough for any real peer, small enough that a lookup stays cheap
@@ -71,6 +71,7 @@ class PeerRecord:
     rtts: Mapping[str, float] = field(default_factory=dict)  # peer_id -> seconds
     num_layers: int = 0  # the whole model's layer count (0: not said), so listings can show coverage
     model_name: str = ""  # what the peer's operator called the model (alias, repo id, folder): a hint only
+    queue: int = 0  # steps waiting for or in a forward pass when the record was made
     public_key: bytes = b""  # raw Ed25519 public key, 32 bytes
     signature: bytes = b""  # Ed25519 signature over signing_payload(), 64 bytes
 
@@ -93,6 +94,7 @@ class PeerRecord:
             sorted([str(k), float(v)] for k, v in self.rtts.items()),
             self.num_layers,
             self.model_name,
+            self.queue,
             bytes(self.public_key),
         ]
         return _SIGNING_DOMAIN + msgpack.packb(fields, use_bin_type=True)
@@ -116,6 +118,7 @@ class PeerRecord:
             "rtts": {str(k): float(v) for k, v in self.rtts.items()},
             "num_layers": self.num_layers,
             "model_name": self.model_name,
+            "queue": self.queue,
             "public_key": bytes(self.public_key),
             "signature": bytes(self.signature),
         }
@@ -215,6 +218,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "rtts": (dict,),
     "num_layers": (int,),
     "model_name": (str,),
+    "queue": (int,),
     "public_key": (bytes,),
     "signature": (bytes,),
 }
@@ -276,7 +280,7 @@ def record_from_wire(value: Any) -> PeerRecord:
     if len(rtts) > MAX_RTTS:
         raise _invalid("bad rtts", f"{len(rtts)} entries, at most {MAX_RTTS}")
     rtts = {_check_str("rtt peer id", k): _check_number("rtt", v) for k, v in rtts.items()}
-    for name in ("free_cache_tokens", "load"):
+    for name in ("free_cache_tokens", "load", "queue"):
         if value[name] < 0:
             raise _invalid("bad number", f"{name} must be >= 0")
     if value["num_layers"] != 0 and not end <= value["num_layers"] <= MAX_LAYER:
@@ -302,6 +306,7 @@ def record_from_wire(value: Any) -> PeerRecord:
         rtts=rtts,
         num_layers=value["num_layers"],
         model_name=value["model_name"],
+        queue=value["queue"],
         public_key=public_key,
         signature=signature,
     )

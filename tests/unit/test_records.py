@@ -65,6 +65,7 @@ def test_identity_peer_id_is_sha256_prefix_of_public_key():
         ("dtype", "bfloat16"),
         ("num_layers", 30),
         ("model_name", "someone-else"),
+        ("queue", 3),
         ("version", "9.9"),
         ("rtts", {"x": 0.5}),
     ],
@@ -173,6 +174,7 @@ def test_field_of_the_wrong_type_is_refused(name, value):
         ({"throughput": float("inf")}, "throughput"),
         ({"net_throughput": -1.0}, "net_throughput"),
         ({"load": -1}, "load"),
+        ({"queue": -1}, "queue"),
     ],
 )
 def test_values_out_of_bounds_are_refused_even_when_signed(overrides, match):
@@ -184,8 +186,8 @@ def test_values_out_of_bounds_are_refused_even_when_signed(overrides, match):
 def test_unknown_state_version_mismatch_and_extra_fields_are_refused():
     for change, match in [
         ({"state": "sleeping"}, "state"),
-        ({"record_version": 1}, "version"),
-        ({"record_version": 3}, "version"),
+        ({"record_version": 2}, "version"),
+        ({"record_version": 4}, "version"),
         ({"x": 1}, "unexpected"),
     ]:
         wire = {**make_peer_record().to_wire(), **change}

@@ -1,0 +1,137 @@
+"""The peer's engine: every session's steps go into one queue, and forward passes serve many at once.
+
+``submit()`` queues a step (a session's hidden states and its cache) and waits for its output. One task,
+``run()``, takes a snapshot of the queue, asks the pure ``peer.scheduler.schedule()`` what the next forward
+pass serves, runs that pass and hands each finished step its output. A pass holds steps of the same token
+count (decode steps of many sessions together, or one chunk of a long prefill), so a long prompt never holds
+the decode steps of other sessions back by more than one chunk.
+
+Passes run on the compute thread, off the event loop, so pings, opens and pushes are answered meanwhile;
+only a single tiny step (at most ``inline_tokens`` rows x tokens: a lone decode step) runs inline, because
+handing it to a thread costs more than computing it. Inputs are moved to the span's device and dtype before
+a pass and outputs come back to the CPU for the wire, so a CUDA peer gets CPU tensors in and out.
+
+The engine owns no session state beyond its queue: the caller (PeerServer) holds each session's lock while
+its step is queued, so a cache is never touched by two passes at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from peer.scheduler import Budget, Plan, QueuedStep, schedule
+
+log = logging.getLogger("molink.peer")
+
+
+@dataclass
+class _Request:
+    """A queued step: its input, the session's cache, what has been computed so far, and who waits."""
+
+    req_id: int
+    session_id: str
+    hidden: torch.Tensor  # [b, T, H] on the span's device, in its dtype
+    cache: Any
+    future: asyncio.Future[torch.Tensor]
+    done: int = 0
+    parts: list[torch.Tensor] = field(default_factory=list)
+
+    def snapshot(self) -> QueuedStep:
+        return QueuedStep(req_id=self.req_id, session_id=self.session_id, rows=self.hidden.shape[0],
+                          tokens_left=self.hidden.shape[1] - self.done, done=self.done)
+
+
+class Engine:
+    """A queue of steps and the loop that serves it in batched forward passes (see the module docstring)."""
+
+    def __init__(self, span: Any, *, budget: Budget = Budget(), inline_tokens: int = 8,
+                 run_compute: Callable[..., Any] | None = None, executor: Executor | None = None) -> None:
+        self.span = span
+        self.budget = budget
+        self.inline_tokens = inline_tokens
+        self._executor = executor
+        self._run_compute = run_compute
+        self._queue: dict[int, _Request] = {}
+        self._ids = itertools.count()
+        self._wake = asyncio.Event()
+        self._last_was_prefill = False
+        self.passes = 0  # forward passes run (for tests and metrics)
+        self.batched_rows = 0  # steps that shared a pass with another step
+
+    @property
+    def queue_depth(self) -> int:
+        """Steps waiting or in progress."""
+        return len(self._queue)
+
+    async def submit(self, session_id: str, hidden: torch.Tensor, cache: Any) -> torch.Tensor:
+        """Queue one step of a session (hidden: [b, T, H]) and wait for its output [b, T, H] on the CPU."""
+        device = getattr(self.span, "device", hidden.device)
+        x = hidden.to(device=device, dtype=self.span.dtype)
+        request = _Request(next(self._ids), session_id, x, cache, asyncio.get_running_loop().create_future())
+        self._queue[request.req_id] = request
+        self._wake.set()
+        return await request.future
+
+    async def run(self) -> None:
+        """Serve the queue until cancelled."""
+        while True:
+            await self._wake.wait()
+            plan = schedule([r.snapshot() for r in self._queue.values()], self.budget, self._last_was_prefill)
+            if plan is None:
+                self._wake.clear()
+                continue
+            await self._run_plan(plan)
+
+    async def _run_plan(self, plan: Plan) -> None:
+        requests = [self._queue[s.req_id] for s in plan.slices]
+        rows = [(r.hidden[:, s.offset:s.offset + s.tokens], r.cache) for r, s in zip(requests, plan.slices, strict=True)]
+        self._last_was_prefill = plan.prefill
+        self.passes += 1
+        if len(rows) > 1:
+            self.batched_rows += len(rows)
+        try:
+            if len(rows) == 1 and rows[0][0].shape[0] * rows[0][0].shape[1] <= self.inline_tokens:
+                outputs = self._compute(rows)  # a lone decode step: cheaper than a thread handoff
+            else:
+                outputs = await self._off_loop(self._compute, rows)
+        except Exception as exc:  # noqa: BLE001 - a failed pass fails its steps; the engine goes on serving
+            log.exception("forward pass over %d step(s) failed", len(rows))
+            for r in requests:
+                self._finish(r, error=exc)
+            return
+        for r, s, out in zip(requests, plan.slices, outputs, strict=True):
+            r.parts.append(out)
+            r.done = s.offset + s.tokens
+            if r.done >= r.hidden.shape[1]:
+                self._finish(r, result=r.parts[0] if len(r.parts) == 1 else torch.cat(r.parts, dim=1))
+
+    def _compute(self, rows: list[tuple[torch.Tensor, Any]]) -> list[torch.Tensor]:
+        if len(rows) == 1:
+            outputs = [self.span.forward(*rows[0])]
+        elif getattr(self.span, "batchable", False):
+            outputs = self.span.forward_batch(rows)
+        else:  # a family whose caches cannot be padded into one batch: one pass per step, still one handoff
+            outputs = [self.span.forward(hidden, cache) for hidden, cache in rows]
+        return [out.to("cpu") for out in outputs]
+
+    async def _off_loop(self, fn: Callable[..., Any], *args: Any) -> Any:
+        if self._run_compute is not None:
+            return await self._run_compute(fn, *args)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def _finish(self, request: _Request, *, result: torch.Tensor | None = None, error: BaseException | None = None) -> None:
+        self._queue.pop(request.req_id, None)
+        if request.future.done():  # the waiter was cancelled (its session closed): nothing to hand over
+            return
+        if error is not None:
+            request.future.set_exception(error)
+        else:
+            request.future.set_result(result)
