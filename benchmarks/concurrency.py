@@ -87,22 +87,22 @@ def bench_molink(path: Path, counts: list[int]) -> dict[str, object]:
     gen = torch.Generator().manual_seed(0)
     prompts = [torch.randint(3, VOCAB, (1, 16), generator=gen) for _ in range(max(counts))]
     results: dict[str, object] = {}
-    with LocalSwarm(str(path), ["0:8", "8:16"], peer_args=["--threads", "1"], env={"HF_HUB_OFFLINE": "1"}) as swarm:
-        with AutoDistributedModelForCausalLM.from_pretrained(
-            str(path), initial_peers=[swarm.address], config=ClientConfig(route_wait_s=60)
-        ) as model:
-            model.generate(prompts[0], max_new_tokens=2, do_sample=False)  # warm-up: connections, allocator
-            solo = run_clients(model, prompts[:1])["outputs"][0]
-            solos = {0: solo}
-            for n in counts:
-                got = run_clients(model, prompts[:n])
-                for i in range(n):  # each prompt's solo output, computed once
-                    if i not in solos:
-                        solos[i] = run_clients(model, prompts[i:i + 1])["outputs"][0]
-                got["outputs_match_solo"] = all(got["outputs"][i] == solos[i] for i in range(n))
-                del got["outputs"]
-                results[str(n)] = got
-                print(f"molink {n} client(s): {got['aggregate_decode_tok_s']} tok/s", file=sys.stderr, flush=True)
+    swarm = LocalSwarm(str(path), ["0:8", "8:16"], peer_args=["--threads", "1"], env={"HF_HUB_OFFLINE": "1"})
+    with swarm, AutoDistributedModelForCausalLM.from_pretrained(
+        str(path), initial_peers=[swarm.address], config=ClientConfig(route_wait_s=60)
+    ) as model:
+        model.generate(prompts[0], max_new_tokens=2, do_sample=False)  # warm-up: connections, allocator
+        solo = run_clients(model, prompts[:1])["outputs"][0]
+        solos = {0: solo}
+        for n in counts:
+            got = run_clients(model, prompts[:n])
+            for i in range(n):  # each prompt's solo output, computed once
+                if i not in solos:
+                    solos[i] = run_clients(model, prompts[i:i + 1])["outputs"][0]
+            got["outputs_match_solo"] = all(got["outputs"][i] == solos[i] for i in range(n))
+            del got["outputs"]
+            results[str(n)] = got
+            print(f"molink {n} client(s): {got['aggregate_decode_tok_s']} tok/s", file=sys.stderr, flush=True)
     return results
 
 

@@ -14,9 +14,18 @@ from typing import Any
 
 import torch
 
-from peer.config import PeerConfig
 from peer.admission import KVBudget, kv_budget_bytes
-from peer.memory import GB, check_fits, element_size, free_memory, kv_bytes_per_token, layer_sizes, span_plan
+from peer.config import PeerConfig
+from peer.memory import (
+    GB,
+    MemoryPlan,
+    check_fits,
+    element_size,
+    free_memory,
+    kv_bytes_per_token,
+    layer_sizes,
+    span_plan,
+)
 from peer.placement import choose_span, layers_that_fit, parse_layers
 from peer.server import PeerServer
 from swarm.addresses import bind_listener, check_port_free
@@ -59,21 +68,28 @@ async def choose_layers(config: PeerConfig, ckpt: Any, discovery: Any, dtype: to
     return choose_span(total, n, records)
 
 
-def check_memory(config: PeerConfig, ckpt: Any, start: int, end: int, dtype: torch.dtype) -> KVBudget:
+def max_memory_bytes(config: PeerConfig) -> float | None:
+    return config.max_memory_gb * GB if config.max_memory_gb is not None else None
+
+
+def check_memory(config: PeerConfig, ckpt: Any, start: int, end: int, dtype: torch.dtype) -> MemoryPlan:
     """Refuse a span whose weights and KV reserve exceed --max-memory or the device's free memory, before
-    a single weight is read; else the memory its sessions may take (KV caches and replay history)."""
-    per_layer_token = kv_bytes_per_token(ckpt.config, dtype)
-    plan = span_plan(layer_sizes(ckpt.config, dtype), start, end, per_layer_token, config.kv_reserve_tokens)
-    max_memory = config.max_memory_gb * GB if config.max_memory_gb is not None else None
-    free = free_memory(config.device)
-    check_fits(plan, max_memory_bytes=max_memory, free_bytes=free, device=config.device)
+    a single weight is read."""
+    plan = span_plan(layer_sizes(ckpt.config, dtype), start, end, kv_bytes_per_token(ckpt.config, dtype),
+                     config.kv_reserve_tokens)
+    check_fits(plan, max_memory_bytes=max_memory_bytes(config), free_bytes=free_memory(config.device),
+               device=config.device)
     log.info("memory: %s", plan.describe())
-    per_token = per_layer_token * (end - start)
-    return KVBudget(
-        total_bytes=kv_budget_bytes(max_memory, free, plan.weight_bytes, config.kv_reserve_tokens, per_token),
-        kv_bytes_per_token=per_token,
-        history_bytes_per_token=int(ckpt.config.hidden_size) * element_size(dtype),
-    )
+    return plan
+
+
+def session_budget(config: PeerConfig, ckpt: Any, plan: MemoryPlan, dtype: torch.dtype) -> KVBudget:
+    """What the span's sessions may take (KV caches and replay history), measured once the weights are in."""
+    per_token = kv_bytes_per_token(ckpt.config, dtype) * (plan.end - plan.start)
+    total = kv_budget_bytes(max_memory_bytes(config), free_memory(config.device), plan.weight_bytes,
+                            config.kv_reserve_tokens, per_token)
+    return KVBudget(total_bytes=total, kv_bytes_per_token=per_token,
+                    history_bytes_per_token=int(ckpt.config.hidden_size) * element_size(dtype))
 
 
 def default_dht_listen(listen: str) -> str:
@@ -113,7 +129,7 @@ async def run_peer(config: PeerConfig, *, ready: Any = None, version: str = "0")
         )
         try:
             start, end = await choose_layers(config, ckpt, discovery, dtype)
-            kv_budget = check_memory(config, ckpt, start, end, dtype)
+            plan = check_memory(config, ckpt, start, end, dtype)
             log.info("model %s (%s, %d layers): serving layers %d:%d", ckpt.model_key, ckpt.display_name,
                      ckpt.num_layers, start, end)
             loop = asyncio.get_running_loop()
@@ -121,6 +137,7 @@ async def run_peer(config: PeerConfig, *, ready: Any = None, version: str = "0")
                 None,
                 lambda: SpanModel.load(ckpt, start, end, dtype=dtype, device=config.device, progress=config.progress),
             )
+            kv_budget = session_budget(config, ckpt, plan, dtype)
             server = PeerServer(config=config, span=span, identity=identity, model_key=ckpt.model_key,
                                 discovery=discovery, version=version, listener=listener,
                                 num_layers=ckpt.num_layers, model_name=ckpt.display_name, kv_budget=kv_budget)
