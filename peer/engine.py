@@ -63,6 +63,7 @@ class Engine:
         self._ids = itertools.count()
         self._wake = asyncio.Event()
         self._last_was_prefill = False
+        self._task: asyncio.Task[None] | None = None
         self.passes = 0  # forward passes run (for tests and metrics)
         self.batched_rows = 0  # steps that shared a pass with another step
 
@@ -78,10 +79,17 @@ class Engine:
         request = _Request(next(self._ids), session_id, x, cache, asyncio.get_running_loop().create_future())
         self._queue[request.req_id] = request
         self._wake.set()
+        if self._task is None or self._task.done():  # the loop starts with the first step and runs until close()
+            self._task = asyncio.ensure_future(self.run())
         return await request.future
 
+    def close(self) -> None:
+        """Stop serving; steps still queued are abandoned (their sessions are being dropped too)."""
+        if self._task is not None:
+            self._task.cancel()
+
     async def run(self) -> None:
-        """Serve the queue until cancelled."""
+        """Serve the queue until cancelled (``submit`` starts it)."""
         while True:
             await self._wake.wait()
             plan = schedule([r.snapshot() for r in self._queue.values()], self.budget, self._last_was_prefill)

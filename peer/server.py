@@ -104,7 +104,6 @@ class PeerServer:
     async def start(self) -> str:
         """Measure throughput, open the data port; returns the address to publish."""
         self.throughput = await self._run_compute(measure_throughput, self.span)
-        self._spawn(self.engine.run())
         host, port = parse_addr(self.config.listen)
         self._server = await start_server(self._handle, host, port, limits=self.limits, sock=self._listener)
         bound = self._server.sockets[0].getsockname()
@@ -128,6 +127,7 @@ class PeerServer:
                 log.warning("could not withdraw the DHT record: %s", e)
         if self._server is not None:
             self._server.close()
+        self.engine.close()
         for task in list(self._tasks):
             task.cancel()
         for ch in list(self._pushes.values()):
@@ -259,6 +259,10 @@ class PeerServer:
             "start": self.span.start,
             "end": self.span.end,
             "load": len(self.sessions),
+            "free_cache_tokens": self.free_cache_tokens(),
+            "queue": self.engine.queue_depth,
+            "passes": self.engine.passes,              # forward passes run so far
+            "batched_steps": self.engine.batched_rows,  # steps that shared a pass with another step
         }
 
     # ---- requests ----------------------------------------------------------------------------------------

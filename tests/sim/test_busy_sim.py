@@ -21,12 +21,13 @@ def make_full(server, how: str) -> None:
     """The peer refuses new sessions: at its session limit (busy) or out of KV cache (no_memory)."""
     if how == "busy":
         server.config = dataclasses.replace(server.config, max_sessions=0)
-    else:
-        server.config = dataclasses.replace(server.config, kv_reserve_tokens=1)
+    else:  # its session memory (counted in tokens in the sim) holds one token
+        server.kv_budget = dataclasses.replace(server.kv_budget, total_bytes=1)
 
 
 def make_free(server) -> None:
-    server.config = dataclasses.replace(server.config, max_sessions=64, kv_reserve_tokens=16384)
+    server.config = dataclasses.replace(server.config, max_sessions=64)
+    server.kv_budget = dataclasses.replace(server.kv_budget, total_bytes=16384)
 
 
 class FakeSleep:
