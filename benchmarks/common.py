@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import os
 import platform
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -28,3 +29,16 @@ def publish(name: str, fields: dict[str, Any]) -> dict[str, Any]:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{name}-{result['date'][:10]}.json").write_text(text + "\n")
     return result
+
+
+DEFAULT_MODELS_DIR = os.path.join(tempfile.gettempdir(), "molink_bench_models")
+
+
+def models_root(models_dir: str) -> Path:
+    """The folder generated benchmark checkpoints live in (created); quiets the swarm's logs to warnings."""
+    from swarm.logging_setup import setup_logging
+
+    setup_logging("WARNING")
+    root = Path(models_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    return root

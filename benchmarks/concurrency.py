@@ -5,9 +5,9 @@ on loopback (layers 0:8 and 8:16, one torch thread each). For each number of cli
 generate() at once on one model object: a 16-token prompt (random ids, seeded) and 64 greedy new tokens each.
 Reported per N: aggregate decode tokens/s (N x 64 over the time from the first client's first token to the
 last client's last token), each client's p50/p95 time per token, and whether every output equals that
-prompt's solo output. With --petals, the same run also starts the Petals baseline
-(``../shared/baselines/petals/bench.sh medium`` with PETALS_CONCURRENCY=N) on the same checkpoint shape and
-reports the ratios; the swarms run one after the other, never at once. Prints one JSON object and writes
+prompt's solo output. With --petals, the same run also runs the Petals baseline's own benchmark script
+(where a checkout keeps it beside the project; medium size, PETALS_CONCURRENCY=N) on the same checkpoint
+shape and reports the ratios; the swarms run one after the other, never at once. Prints one JSON object and writes
 benchmarks/results/concurrency-<date>.json with the machine's facts. Compare ratios within one run only.
 
     .venv/bin/python benchmarks/concurrency.py [--clients 1 4 8 16] [--petals]
@@ -21,7 +21,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -31,7 +30,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import publish  # noqa: E402
+from benchmarks.common import DEFAULT_MODELS_DIR, models_root, publish  # noqa: E402
 from benchmarks.decode import VOCAB, make_model  # noqa: E402
 from swarm.demo import TimingStreamer  # noqa: E402
 
@@ -124,14 +123,10 @@ def bench_petals(counts: list[int]) -> dict[str, object]:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--clients", nargs="+", type=int, default=[1, 4, 8, 16])
-    p.add_argument("--petals", action="store_true", help="also run the Petals baseline (needs ../shared)")
-    p.add_argument("--models-dir", default=os.path.join(tempfile.gettempdir(), "molink_bench_models"))
+    p.add_argument("--petals", action="store_true", help="also run the Petals baseline (where its scripts are kept beside the project)")
+    p.add_argument("--models-dir", default=DEFAULT_MODELS_DIR)
     args = p.parse_args()
-    from swarm.logging_setup import setup_logging
-
-    setup_logging("WARNING")
-    root = Path(args.models_dir)
-    root.mkdir(parents=True, exist_ok=True)
+    root = models_root(args.models_dir)
     path = make_model("medium", root)
     molink = bench_molink(path, args.clients)
     fields: dict[str, object] = {"model": "medium", "peers": 2, "link": "loopback", "new_tokens": NEW_TOKENS,

@@ -13,10 +13,8 @@ benchmarks/results/decode-<date>.json with the machine's facts. Compare ratios w
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
@@ -24,7 +22,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import publish  # noqa: E402
+from benchmarks.common import DEFAULT_MODELS_DIR, models_root, publish  # noqa: E402
 from swarm.demo import TimingStreamer  # noqa: E402
 
 SIZES = {
@@ -118,15 +116,11 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", nargs="+", default=["tiny", "medium"], choices=list(SIZES))
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--models-dir", default=os.path.join(tempfile.gettempdir(), "molink_bench_models"))
+    p.add_argument("--models-dir", default=DEFAULT_MODELS_DIR)
     p.add_argument("--threads", type=int, default=1, help="torch threads for the local reference (peers use 1)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    from swarm.logging_setup import setup_logging
-
-    setup_logging("WARNING")
-    root = Path(args.models_dir)
-    root.mkdir(parents=True, exist_ok=True)
+    root = models_root(args.models_dir)
     publish("decode", {"peers": 2, "link": "loopback",
                        "results": [bench_size(size, root, args.repeats) for size in args.sizes]})
     return 0

@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import publish  # noqa: E402
+from benchmarks.common import DEFAULT_MODELS_DIR, models_root, publish  # noqa: E402
 from benchmarks.decode import make_model, prompts  # noqa: E402
 
 KILL_AT = 10
@@ -84,13 +84,9 @@ def run_case(how: str, path: Path, log_dir: Path) -> dict[str, object]:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--models-dir", default=os.path.join(tempfile.gettempdir(), "molink_bench_models"))
+    p.add_argument("--models-dir", default=DEFAULT_MODELS_DIR)
     args = p.parse_args()
-    from swarm.logging_setup import setup_logging
-
-    setup_logging("WARNING")
-    root = Path(args.models_dir)
-    root.mkdir(parents=True, exist_ok=True)
+    root = models_root(args.models_dir)
     path = make_model("tiny", root)
     log_dir = Path(tempfile.mkdtemp(prefix="molink-failover-"))
     runs = [run_case(how, path, log_dir) for _ in range(args.repeats) for how in ("kill -9", "SIGSTOP")]
