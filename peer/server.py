@@ -38,7 +38,7 @@ from peer.scheduler import Budget
 from peer.sessions import Session, StepAction, check_replay, check_step, expired
 from swarm.addresses import advertised_hosts
 from swarm.errors import FrameTooLargeError, ProtocolError, TransportError
-from swarm.records import MAX_STR, Identity, PeerRecord, PeerState
+from swarm.records import MAX_ADDRS, MAX_STR, Identity, PeerRecord, PeerState
 from swarm.transport import Channel, format_addr, open_channel, parse_addr, start_server
 from swarm.wire import Frame, Limits, header_field, tensor_from_wire, tensor_to_wire
 
@@ -110,7 +110,8 @@ class PeerServer:
         if self.config.announce_addr:
             self.addrs = (self.config.announce_addr,)
         else:
-            self.addrs = tuple(format_addr(h, bound[1]) for h in advertised_hosts(host))
+            # a record holds at most MAX_ADDRS addresses: the preferred ones come first
+            self.addrs = tuple(format_addr(h, bound[1]) for h in advertised_hosts(host))[:MAX_ADDRS]
         self.state = PeerState.ONLINE
         return self.addr
 
@@ -184,8 +185,9 @@ class PeerServer:
             self.expire_sessions()
             if self.discovery is not None:
                 try:
-                    await self.check_dht_neighbours()
-                    await self.discovery.announce(self.record(), ttl=self.config.ttl_s)
+                    # together: redialling a bootstrap that is down can take seconds, the record must not wait
+                    await asyncio.gather(self.check_dht_neighbours(),
+                                         self.discovery.announce(self.record(), ttl=self.config.ttl_s))
                 except Exception as e:  # a DHT hiccup must not stop serving; the next beat retries
                     log.warning("announce failed (will retry in %.0f s): %s", self.config.announce_interval_s, e)
             await asyncio.sleep(self.config.announce_interval_s)
