@@ -45,7 +45,7 @@ case "$cmd" in
         setup
         need_ip
         "$VENV/bin/ruff" check .
-        echo "lines of code: $(cat swarm/*.py peer/*.py routing/*.py models/*.py models/adapters/*.py | wc -l)"
+        echo "lines of code: $(cat swarm/*.py swarm/net/*.py peer/*.py routing/*.py models/*.py models/adapters/*.py | wc -l)"
         exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider "$@"
         ;;
     *)

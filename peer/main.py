@@ -28,10 +28,10 @@ from peer.memory import (
 )
 from peer.placement import choose_span, layers_that_fit, parse_layers
 from peer.server import PeerServer
-from swarm.addresses import bind_listener, check_port_free
 from swarm.errors import ConfigError, SpanError, TransportError
-from swarm.records import Identity
-from swarm.transport import format_addr, parse_addr
+from swarm.net.addresses import bind_listener, check_port_free
+from swarm.net.records import Identity
+from swarm.net.transport import format_addr, parse_addr
 
 log = logging.getLogger("molink.peer")
 
@@ -107,7 +107,7 @@ async def run_peer(config: PeerConfig, *, ready: Any = None, version: str = "0")
     """
     from models.source import resolve_model
     from models.span import SpanModel
-    from swarm.dht import HivemindDiscovery
+    from swarm.net.dht import HivemindDiscovery
 
     if config.threads:
         torch.set_num_threads(config.threads)

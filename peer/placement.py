@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from swarm.errors import SpanError
-from swarm.records import PeerRecord, PeerState
+from swarm.net.records import PeerRecord, PeerState
 
 SERVING_STATES = (PeerState.ONLINE, PeerState.JOINING)
 

@@ -36,11 +36,11 @@ from peer.config import PeerConfig
 from peer.engine import Engine
 from peer.scheduler import Budget
 from peer.sessions import Session, StepAction, check_replay, check_step, expired
-from swarm.addresses import advertised_hosts
 from swarm.errors import FrameTooLargeError, ProtocolError, TransportError
-from swarm.records import MAX_ADDRS, MAX_STR, Identity, PeerRecord, PeerState
-from swarm.transport import Channel, format_addr, open_channel, parse_addr, start_server
-from swarm.wire import Frame, Limits, header_field, tensor_from_wire, tensor_to_wire
+from swarm.net.addresses import advertised_hosts
+from swarm.net.records import MAX_ADDRS, MAX_STR, Identity, PeerRecord, PeerState
+from swarm.net.transport import Channel, format_addr, open_channel, parse_addr, start_server
+from swarm.net.wire import Frame, Limits, header_field, tensor_from_wire, tensor_to_wire
 
 log = logging.getLogger("molink.peer")
 
@@ -58,7 +58,7 @@ class PeerServer:
         span: Any,                      # models.span.SpanModel (duck-typed so tests can pass a fake)
         identity: Identity,
         model_key: str,
-        discovery: Any = None,          # swarm.dht.Discovery; None -> not announced (tests)
+        discovery: Any = None,          # swarm.net.dht.Discovery; None -> not announced (tests)
         clock: Callable[[], float] = time.monotonic,
         limits: Limits = Limits(),
         version: str = "0",

@@ -21,8 +21,8 @@ from collections.abc import Callable
 from typing import Any
 
 from swarm.errors import ProtocolError, TransportError, error_from_wire
-from swarm.transport import Channel
-from swarm.wire import Frame
+from swarm.net.transport import Channel
+from swarm.net.wire import Frame
 
 log = logging.getLogger("molink.client")
 

@@ -41,7 +41,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from swarm.errors import MissingLayersError, RoutingError
-from swarm.records import PeerRecord, PeerState
+from swarm.net.records import PeerRecord, PeerState
 
 DEFAULT_LINK_LATENCY_S = 0.005  # assumed one-way latency of a link nobody has measured yet
 MIN_THROUGHPUT = 1e-3  # tokens/s; floor so a peer reporting 0 is very expensive, not a division by zero

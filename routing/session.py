@@ -42,7 +42,7 @@ from swarm.errors import (
     TransportError,
     error_from_wire,
 )
-from swarm.wire import Frame, tensor_from_wire, tensor_to_wire
+from swarm.net.wire import Frame, tensor_from_wire, tensor_to_wire
 
 if TYPE_CHECKING:
     from routing.swarm_client import SwarmCore

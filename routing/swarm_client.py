@@ -24,8 +24,8 @@ from routing.link import PeerLink
 from routing.planner import Route, plan_route, prefer_dtype
 from routing.session import InferenceSession
 from swarm.errors import HopFailedError, RoutingError, SwarmBusyError
-from swarm.records import PeerRecord
-from swarm.transport import open_channel
+from swarm.net.records import PeerRecord
+from swarm.net.transport import open_channel
 
 log = logging.getLogger("molink.client")
 T = TypeVar("T")
@@ -226,7 +226,7 @@ class SwarmClient(SwarmCore):
 
     def __init__(self, model_key: str, num_layers: int, initial_peers: Sequence[str],
                  config: ClientConfig | None = None) -> None:
-        from swarm.dht import HivemindDiscovery
+        from swarm.net.dht import HivemindDiscovery
 
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="molink-client", daemon=True)

@@ -17,9 +17,9 @@ import signal
 import sys
 import tempfile
 
-from swarm.dht import HivemindDiscovery
 from swarm.errors import MolinkError
 from swarm.logging_setup import setup_logging
+from swarm.net.dht import HivemindDiscovery
 
 logger = logging.getLogger("swarm.bootstrap")
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from swarm.cli_args import add_initial_peers, check_initial_peers_given
 from swarm.errors import MolinkError, exit_code
-from swarm.records import PeerRecord
+from swarm.net.records import PeerRecord
 
 
 def coverage_report(records: Sequence[PeerRecord], num_layers: int) -> dict[str, Any]:
@@ -77,7 +77,7 @@ def render_models(models: Sequence[dict[str, Any]]) -> str:
 async def gather(initial_peers: Sequence[str], model_key: str | None) -> tuple[list[PeerRecord], list[PeerRecord]]:
     """(records of ``model_key``, records of every model); the second is read only when needed: no model
     was asked for, or the asked one has no peer (then the listing says what the swarm does serve)."""
-    from swarm.dht import HivemindDiscovery
+    from swarm.net.dht import HivemindDiscovery
 
     discovery = await HivemindDiscovery.create(list(initial_peers), client_mode=True)
     try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from swarm.records import Identity, PeerRecord, PeerState
+from swarm.net.records import Identity, PeerRecord, PeerState
 
 
 def make_peer_record(*, identity: Identity | None = None, sign: bool = True, **overrides: Any) -> PeerRecord:

@@ -14,8 +14,8 @@ import torch
 from routing.config import ClientConfig
 from swarm import AutoDistributedModelForCausalLM
 from swarm.errors import MissingLayersError
-from swarm.transport import open_channel
-from swarm.wire import MAGIC, PREFIX, Limits, read_frame, tensor_to_wire
+from swarm.net.transport import open_channel
+from swarm.net.wire import MAGIC, PREFIX, Limits, read_frame, tensor_to_wire
 from tests.integration.conftest import CHILD_ENV
 
 PEER = [sys.executable, "-m", "swarm.peer"]

@@ -17,7 +17,7 @@ import torch
 
 from routing.config import ClientConfig
 from swarm import AutoDistributedModelForCausalLM
-from swarm.transport import open_channel
+from swarm.net.transport import open_channel
 
 LENGTHS = [3, 5, 7, 9, 11, 13, 15, 17]
 NEW = 12

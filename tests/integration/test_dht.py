@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from swarm.dht import HivemindDiscovery, dht_key
 from swarm.errors import PeerUnreachableError
-from swarm.records import Identity
+from swarm.net.dht import HivemindDiscovery, dht_key
+from swarm.net.records import Identity
 from tests.factories import make_peer_record
 
 REPO = Path(__file__).resolve().parents[2]

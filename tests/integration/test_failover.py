@@ -17,7 +17,7 @@ from routing.config import ClientConfig
 from swarm import AutoDistributedModelForCausalLM
 from swarm.errors import MissingLayersError
 from swarm.launch import LocalSwarm, ManagedProcess
-from swarm.transport import open_channel
+from swarm.net.transport import open_channel
 from tests.integration.conftest import CHILD_ENV, PEER_ARGS
 
 SPANS = ["0:3", "0:3", "3:5", "3:5"]  # two replicas of each (uneven) half of a 5-layer model

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from swarm.errors import PeerUnreachableError, TransportError
-from swarm.transport import open_channel, start_server
-from swarm.wire import tensor_from_wire, tensor_to_wire
+from swarm.net.transport import open_channel, start_server
+from swarm.net.wire import tensor_from_wire, tensor_to_wire
 
 
 async def test_concurrent_sends_arrive_whole_and_a_handler_error_keeps_the_server_up():

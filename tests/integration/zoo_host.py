@@ -26,8 +26,8 @@ from peer.config import PeerConfig
 from peer.main import announce_first, torch_dtype, wait_for_signal
 from peer.placement import parse_layers
 from peer.server import PeerServer
-from swarm.dht import HivemindDiscovery
-from swarm.records import Identity
+from swarm.net.dht import HivemindDiscovery
+from swarm.net.records import Identity
 
 
 def parse_entry(entry: str) -> tuple[str, str]:

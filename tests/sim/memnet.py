@@ -19,8 +19,8 @@ import torch
 from peer.config import PeerConfig
 from peer.server import PeerServer
 from swarm.errors import PeerUnreachableError, TransportError
-from swarm.records import Identity, PeerRecord, PeerState
-from swarm.wire import Frame
+from swarm.net.records import Identity, PeerRecord, PeerState
+from swarm.net.wire import Frame
 
 HIDDEN = 4
 

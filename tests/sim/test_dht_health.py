@@ -6,7 +6,7 @@ import logging
 
 from peer.config import PeerConfig
 from peer.server import PeerServer
-from swarm.records import Identity
+from swarm.net.records import Identity
 from tests.sim.memnet import FakeDiscovery, FakeSpan
 
 

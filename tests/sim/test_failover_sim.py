@@ -238,7 +238,7 @@ async def test_idle_session_expires_and_frees_its_memory():
 async def test_a_hop_that_cannot_take_a_new_session_is_routed_around(how):
     """b0 is dead with a stale record, or alive but refusing new sessions: opening a session puts it in
     back-off and uses b1+b2; the hops that had accepted the failed attempt hold no leftover session."""
-    from swarm.records import PeerState
+    from swarm.net.records import PeerState
 
     baseline, _, _, _, _ = await run(None)
     async with sim_swarm() as sim:

@@ -9,7 +9,7 @@ import pytest
 
 from routing.link import PeerLink, ewma
 from swarm.errors import RemoteError
-from swarm.wire import Frame
+from swarm.net.wire import Frame
 
 
 class ScriptedChannel:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from swarm.addresses import bind_listener, check_port_free, default_route_interface, publish_hosts
-from swarm.dht import order_swarm_addrs
 from swarm.errors import ConfigError
+from swarm.net.addresses import bind_listener, check_port_free, default_route_interface, publish_hosts
+from swarm.net.dht import order_swarm_addrs
 
 IFACES = {
     "lo": ["127.0.0.1", "::1"],

@@ -6,7 +6,7 @@ import pytest
 
 from peer.placement import choose_span, coverage, layers_that_fit, parse_layers
 from swarm.errors import SpanError
-from swarm.records import PeerState
+from swarm.net.records import PeerState
 from tests.factories import make_peer_record
 
 

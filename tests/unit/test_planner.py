@@ -6,7 +6,7 @@ import pytest
 
 from routing.planner import missing_layers, plan_route
 from swarm.errors import MissingLayersError, RoutingError
-from swarm.records import PeerState
+from swarm.net.records import PeerState
 from tests.factories import make_peer_record
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from hivemind.dht.validation import DHTRecord
 from hivemind.utils.serializer import MSGPackSerializer
 
-from swarm.dht import MolinkRecordValidator
+from swarm.net.dht import MolinkRecordValidator
 from tests.factories import make_peer_record
 
 

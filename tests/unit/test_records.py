@@ -1,4 +1,4 @@
-"""Unit tests of peer records (swarm.records): signing, validation of untrusted values, identities on disk."""
+"""Unit tests of peer records (swarm.net.records): signing, validation of untrusted values, identities on disk."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import msgpack
 import pytest
 
 from swarm.errors import ConfigError, RecordError
-from swarm.records import (
+from swarm.net.records import (
     RECORD_VERSION,
     Identity,
     PeerState,
@@ -212,7 +212,7 @@ def test_records_from_dht_keeps_good_and_drops_bad_entries(caplog):
         "garbage": b"\x00\x01",
         "none": None,
     }
-    with caplog.at_level(logging.DEBUG, logger="swarm.records"):
+    with caplog.at_level(logging.DEBUG, logger="swarm.net.records"):
         kept = records_from_dht(entries)
     assert sorted(kept, key=lambda r: r.start) == [good_a, good_b]
     dropped = [r for r in caplog.records if "dropped DHT record" in r.getMessage()]
@@ -222,7 +222,7 @@ def test_records_from_dht_keeps_good_and_drops_bad_entries(caplog):
 def test_records_from_dht_warns_once_per_reason(caplog):
     """The same kind of breakage logs one warning, later ones go to debug."""
     bad = {**make_peer_record().to_wire(), "start": 7, "end": 2}
-    with caplog.at_level(logging.DEBUG, logger="swarm.records"):
+    with caplog.at_level(logging.DEBUG, logger="swarm.net.records"):
         records_from_dht({bad["peer_id"]: bad})
         records_from_dht({bad["peer_id"]: bad})
     levels = [r.levelno for r in caplog.records if "bad span" in r.getMessage()]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from swarm.records import PeerState
+from swarm.net.records import PeerState
 from swarm.status import coverage_report, render_table
 from tests.factories import make_peer_record
 

@@ -1,4 +1,4 @@
-"""Unit tests of the frame codec and the tensor codec (swarm.wire); streams are fed bytes, no sockets."""
+"""Unit tests of the frame codec and the tensor codec (swarm.net.wire); streams are fed bytes, no sockets."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from swarm.errors import FrameTooLargeError, ProtocolError, TransportError
-from swarm.wire import (
+from swarm.net.wire import (
     MAGIC,
     PREFIX,
     Frame,

@@ -1,4 +1,4 @@
-"""Persistent TCP connections that carry molink frames (see swarm.wire).
+"""Persistent TCP connections that carry molink frames (see swarm.net.wire).
 
 Activations go over plain asyncio TCP streams, not through the libp2p daemon the DHT uses: one
 connection per pair of peers stays open for the whole session, TCP_NODELAY is set so a decode step
@@ -15,8 +15,8 @@ import logging
 import socket
 from collections.abc import Awaitable, Callable
 
-from swarm.errors import ConfigError, MolinkError, PeerUnreachableError, TransportError
-from swarm.wire import Frame, Limits, encode_frame, read_frame
+from swarm.net.errors import ConfigError, MolinkError, PeerUnreachableError, TransportError
+from swarm.net.wire import Frame, Limits, encode_frame, read_frame
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ import msgpack
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from swarm.errors import ConfigError, RecordError
+from swarm.net.errors import ConfigError, RecordError
 
 logger = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import msgpack
 import torch
 
-from swarm.errors import FrameTooLargeError, ProtocolError, TransportError
+from swarm.net.errors import FrameTooLargeError, ProtocolError, TransportError
 
 MAGIC = b"MLK1"
 PREFIX = struct.Struct(">4sII")  # magic, header_len, body_len

@@ -40,10 +40,10 @@ from hivemind.utils.multiaddr import Multiaddr
 from hivemind.utils.serializer import MSGPackSerializer
 from hivemind.utils.timed_storage import ValueWithExpiration, get_dht_time
 
-from swarm.addresses import advertised_hosts, check_port_free, is_loopback, is_wildcard
-from swarm.errors import ConfigError, PeerUnreachableError, RecordError, TransportError
-from swarm.records import Identity, PeerRecord, PeerState, record_from_wire, records_from_dht
-from swarm.transport import parse_addr
+from swarm.net.addresses import advertised_hosts, check_port_free, is_loopback, is_wildcard
+from swarm.net.errors import ConfigError, PeerUnreachableError, RecordError, TransportError
+from swarm.net.records import Identity, PeerRecord, PeerState, record_from_wire, records_from_dht
+from swarm.net.transport import parse_addr
 
 logger = logging.getLogger(__name__)
 

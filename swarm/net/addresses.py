@@ -18,7 +18,7 @@ import socket
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from swarm.errors import ConfigError
+from swarm.net.errors import ConfigError
 
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 
