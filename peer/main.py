@@ -45,13 +45,11 @@ def torch_dtype(name: str) -> torch.dtype:
         raise ConfigError(f"--dtype must be one of {', '.join(DTYPES)}, not {name!r}") from None
 
 
-def layer_bytes(config: Any, dtype: torch.dtype) -> int:
-    """Bytes of the largest decoder layer's weights: layers differ in size where some are MoE and some dense
-    (DeepSeek, Qwen-MoE) or hybrid."""
-    return max(layer_sizes(config, dtype))
-
-
-async def choose_layers(config: PeerConfig, ckpt: Any, discovery: Any, dtype: torch.dtype) -> tuple[int, int]:
+async def choose_layers(
+    config: PeerConfig, ckpt: Any, discovery: Any, sizes: list[int], dtype: torch.dtype
+) -> tuple[int, int]:
+    """The span to serve: --layers, else --num-layers (or what fits --max-memory, else all) where the swarm is
+    weakest. ``sizes``: each layer's weight bytes (peer.memory.layer_sizes)."""
     total = ckpt.num_layers
     if config.layers is not None:
         return parse_layers(config.layers, total)
@@ -60,7 +58,8 @@ async def choose_layers(config: PeerConfig, ckpt: Any, discovery: Any, dtype: to
             raise SpanError(f"--num-layers {config.num_layers} is outside 1..{total}")
         n = config.num_layers
     elif config.max_memory_gb is not None:
-        per_layer = layer_bytes(ckpt.config, dtype) + config.kv_reserve_tokens * kv_bytes_per_token(ckpt.config, dtype)
+        # sized by the largest layer: layers differ where some are MoE and some dense (DeepSeek, Qwen-MoE)
+        per_layer = max(sizes) + config.kv_reserve_tokens * kv_bytes_per_token(ckpt.config, dtype)
         n = layers_that_fit(config.max_memory_gb * GB, per_layer * 1.0, 0.0, total)
     else:
         n = total
@@ -72,11 +71,12 @@ def max_memory_bytes(config: PeerConfig) -> float | None:
     return config.max_memory_gb * GB if config.max_memory_gb is not None else None
 
 
-def check_memory(config: PeerConfig, ckpt: Any, start: int, end: int, dtype: torch.dtype) -> MemoryPlan:
+def check_memory(
+    config: PeerConfig, ckpt: Any, start: int, end: int, sizes: list[int], dtype: torch.dtype
+) -> MemoryPlan:
     """Refuse a span whose weights and KV reserve exceed --max-memory or the device's free memory, before
     a single weight is read."""
-    plan = span_plan(layer_sizes(ckpt.config, dtype), start, end, kv_bytes_per_token(ckpt.config, dtype),
-                     config.kv_reserve_tokens)
+    plan = span_plan(sizes, start, end, kv_bytes_per_token(ckpt.config, dtype), config.kv_reserve_tokens)
     check_fits(plan, max_memory_bytes=max_memory_bytes(config), free_bytes=free_memory(config.device),
                device=config.device)
     log.info("memory: %s", plan.describe())
@@ -128,8 +128,9 @@ async def run_peer(config: PeerConfig, *, ready: Any = None, version: str = "0")
             config.initial_peers, listen=dht_listen, upnp=config.upnp, signer=identity
         )
         try:
-            start, end = await choose_layers(config, ckpt, discovery, dtype)
-            plan = check_memory(config, ckpt, start, end, dtype)
+            sizes = layer_sizes(ckpt.config, dtype)  # the model built once on the meta device
+            start, end = await choose_layers(config, ckpt, discovery, sizes, dtype)
+            plan = check_memory(config, ckpt, start, end, sizes, dtype)
             log.info("model %s (%s, %d layers): serving layers %d:%d", ckpt.model_key, ckpt.display_name,
                      ckpt.num_layers, start, end)
             loop = asyncio.get_running_loop()

@@ -81,11 +81,12 @@ def test_quantized_checkpoint_is_refused(tmp_path: Path) -> None:
 
 def test_placement_sizes_layers_by_the_largest_one(tmp_path: Path) -> None:
     """A peer plans memory with the largest layer's bytes: DeepSeek's MoE layers, not its dense first ones."""
-    from peer.main import layer_bytes
+    from peer.memory import layer_sizes
 
     ckpt = resolve_model(str(make_zoo_checkpoint(tmp_path, "deepseek_v3")))
     span = SpanModel.load(ckpt, 0, 5, progress=False)
     sizes = [sum(p.numel() * p.element_size() for p in layer.parameters()) for layer in span.base.layers]
     assert sizes[0] < sizes[-1]  # dense layer 0, MoE layer 4
-    assert layer_bytes(ckpt.config, torch.float32) == max(sizes)
-    assert layer_bytes(ckpt.config, torch.bfloat16) == max(sizes) // 2
+    assert layer_sizes(ckpt.config, torch.float32) == sizes  # placement takes max() of these
+    assert max(layer_sizes(ckpt.config, torch.float32)) == max(sizes)
+    assert max(layer_sizes(ckpt.config, torch.bfloat16)) == max(sizes) // 2
