@@ -1,6 +1,6 @@
 """Decode benchmark: local transformers vs a molink swarm (bootstrap + 2 peers on loopback).
 
-Two generated Llama sizes (the same shapes as the Petals baseline in ../shared/baselines/petals):
+Two generated Llama sizes (the same shapes as the Petals baseline the benchmarks are compared with):
 tiny (hidden 256 x 8 layers) and medium (hidden 1024 x 16 layers). For each: time to first token of a
 16-token prompt, greedy decode tokens/s over 64 tokens, the swarm's per-token overhead over local, and the
 time of a 512-token prompt's prefill + first token. Each figure is the median of --repeats runs,
