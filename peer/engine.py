@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 import logging
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -143,3 +144,14 @@ class Engine:
             request.future.set_exception(error)
         else:
             request.future.set_result(result)
+
+
+def measure_throughput(span: Any, steps: int = 3) -> float:
+    """Decode tokens per second through the whole span at batch 1 (one warm-up step, then ``steps``)."""
+    cache = span.new_cache()
+    x = torch.zeros(1, 1, span.hidden_size, dtype=span.dtype, device=getattr(span, "device", "cpu"))
+    span.forward(x, cache)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        span.forward(x, cache)
+    return steps / max(time.perf_counter() - t0, 1e-9)

@@ -1,22 +1,18 @@
-"""The peer's data server: sessions over our TCP framing, activations pushed to the next hop.
+"""The peer's data server: a thin shell that turns messages into engine work and answers.
 
-Message flow (DESIGN.md section 2): a client opens a session on every hop of its route over its own
-connection to that hop, then sends each step to the first hop only. A hop runs its span and pushes the
-output straight to the next hop; the last hop sends the result to the client over the connection the session
-was opened on. Errors about a session always go to that client connection, so the client learns which hop
-failed without any hop relaying for another.
+Message flow (``swarm/net/protocol.py`` defines every message and error code): a client opens a session on
+every hop of its route over its own connection to that hop, then sends each step to the first hop only. A hop
+queues the step in its engine (``peer/engine.py``: batched forward passes over many sessions), and pushes the
+output straight to the next hop (``peer/relay.py``); the last hop sends the Result to the client over the
+connection the session was opened on. Errors about a session always go to that client connection, so the
+client learns which hop failed without any hop relaying for another.
 
-Messages (header "type"; every request that expects a reply carries an integer "id"):
-    open   {id, session, start, end, max_length, batch, next}   -> ok {id} | error {id, code, message}
-    step   {session, step, position, tensor} + body             -> pushed on, or result {session, step, tensor}
-    close  {id, session}                                        -> ok {id} | error
-    ping   {id}                                                 -> pong {id, peer_id, model, start, end, load}
-    rebind {id, session, next, upto_step, replay_until}        -> ok {id}; pushes the stored outputs of steps
-           before upto_step to the new next hop as one replay step (failover: KV rebuild downstream)
-A step with "replay": true rebuilds a fresh session's cache; it is pushed on until the hop whose address is
-"replay_until" (which holds those positions already), or the route's end, and produces no result.
-A draining peer sends {type: draining, session} to each session's client, so clients move before it leaves.
-Anything malformed gets an error frame and the peer keeps serving; nothing from the network is unpickled.
+What a request may ask is decided by pure checks (``peer/sessions.py``: check_open, check_step,
+check_replay), memory by ``peer/admission.py``. A Rebind (failover) makes a hop push the stored outputs of
+earlier steps to its new next hop as one replay Step, which rebuilds that hop's cache and is pushed on until
+the hop that already holds those positions. A draining peer sends Draining to each session's client, so
+clients move before it leaves. Anything malformed gets an Error and the peer keeps serving; nothing from the
+network is unpickled.
 """
 
 from __future__ import annotations
@@ -33,19 +29,34 @@ import torch
 
 from peer.admission import Busy, KVBudget, Reservation, admit, free_tokens
 from peer.config import PeerConfig
-from peer.engine import Engine
+from peer.engine import Engine, measure_throughput
+from peer.relay import Relay
 from peer.scheduler import Budget
-from peer.sessions import Session, StepAction, check_replay, check_step, expired
+from peer.sessions import Session, StepAction, check_addr, check_open, check_replay, check_step, expired
 from swarm.errors import FrameTooLargeError, ProtocolError, TransportError
 from swarm.net.addresses import advertised_hosts
+from swarm.net.protocol import (
+    FATAL_CODES,
+    Close,
+    Code,
+    Draining,
+    Error,
+    Message,
+    Ok,
+    Open,
+    Ping,
+    Pong,
+    Rebind,
+    Replayed,
+    Result,
+    Step,
+    parse,
+)
 from swarm.net.records import MAX_ADDRS, MAX_STR, Identity, PeerRecord, PeerState
 from swarm.net.transport import Channel, format_addr, open_channel, parse_addr, start_server
-from swarm.net.wire import Frame, Limits, header_field, tensor_from_wire, tensor_to_wire
+from swarm.net.wire import Frame, Limits, tensor_from_wire, tensor_to_wire
 
 log = logging.getLogger("molink.peer")
-
-MAX_SESSION_ID = 128
-FATAL_CODES = ("bad_magic", "frame_too_large")  # after these the byte stream cannot be trusted
 
 
 class PeerServer:
@@ -76,7 +87,6 @@ class PeerServer:
         self.clock = clock
         self.limits = limits
         self.version = version
-        self._connect = connect or (lambda addr: open_channel(addr, limits=self.limits))
         self.sessions: dict[str, Session] = {}
         self.throughput = 0.0
         self.addrs: tuple[str, ...] = ()  # every published address of the data port, the preferred first
@@ -86,8 +96,6 @@ class PeerServer:
         self._dht_alone = False  # whether the last heartbeat found no other DHT node
         self.state = PeerState.JOINING
         self._locks: dict[str, asyncio.Lock] = {}
-        self._pushes: dict[str, Channel] = {}
-        self._push_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._server: asyncio.base_events.Server | None = None
         self._idle = asyncio.Event()  # set whenever no session is open (draining waits on it)
@@ -98,6 +106,8 @@ class PeerServer:
         self._reservations: dict[str, Reservation] = {}
         self.engine = Engine(span, budget=Budget(max_rows=config.max_batch), inline_tokens=config.inline_step_tokens,
                              run_compute=self._run_compute)
+        self.relay = Relay(connect or (lambda addr: open_channel(addr, limits=self.limits)),
+                           on_error=self._next_hop_refused, spawn=self._spawn)
 
     # ---- lifecycle -------------------------------------------------------------------------------------
 
@@ -131,8 +141,7 @@ class PeerServer:
         self.engine.close()
         for task in list(self._tasks):
             task.cancel()
-        for ch in list(self._pushes.values()):
-            await ch.close()
+        await self.relay.close()
         self.sessions.clear()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
@@ -146,7 +155,7 @@ class PeerServer:
             except Exception as e:  # clients still learn from the notices below
                 log.warning("could not announce draining: %s", e)
         for sid, session in list(self.sessions.items()):
-            await self._send_quietly(session.client, {"type": "draining", "session": sid})
+            await self._send_quietly(session.client, Draining(session=sid))
         try:
             await asyncio.wait_for(self._idle.wait(), timeout_s)
             log.info("drained: every session moved or closed")
@@ -219,7 +228,7 @@ class PeerServer:
                     frame = await channel.recv()
                 except (FrameTooLargeError, ProtocolError) as e:
                     log.warning("bad frame from %s: %s", channel.remote, e)
-                    await self._send_quietly(channel, error_header(e.code, str(e), self.identity.peer_id))
+                    await self._send_quietly(channel, self._error(e.code, str(e)))
                     if isinstance(e, FrameTooLargeError) or e.code in FATAL_CODES:
                         return
                     continue
@@ -234,233 +243,159 @@ class PeerServer:
                 self._drop(sid)
 
     async def _dispatch(self, channel: Channel, frame: Frame) -> None:
-        kind = frame.header.get("type")
-        req_id = frame.header.get("id")
+        raw_id = frame.header.get("id")
+        req_id = raw_id if type(raw_id) is int else None  # so a malformed request's error finds its waiter
         try:
-            if kind == "step":
-                self._spawn(self._on_step(channel, frame))
-            elif kind == "open":
-                await self._on_open(channel, frame.header)
-            elif kind == "close":
-                await self._on_close(channel, frame.header)
-            elif kind == "rebind":
-                await self._on_rebind(channel, frame.header)
-            elif kind == "ping":
-                await channel.send({"type": "pong", "id": req_id, **self.info()})
-            elif kind == "error":
-                log.warning("error frame from %s: %s", channel.remote, frame.header.get("message"))
-            else:
-                raise ProtocolError(f"unknown message type {kind!r}", code="unknown_type")
+            msg = parse(frame.header)
+            if isinstance(msg, Step):
+                self._spawn(self._on_step(channel, msg, frame.body))
+            elif isinstance(msg, Open):
+                await self._on_open(channel, msg)
+            elif isinstance(msg, Close):
+                await self._on_close(channel, msg)
+            elif isinstance(msg, Rebind):
+                await self._on_rebind(channel, msg)
+            elif isinstance(msg, Ping):
+                await channel.send(self.pong(msg.id).to_header())
+            elif isinstance(msg, Error):
+                log.warning("error from %s: %s: %s", channel.remote, msg.code, msg.message)
+            else:  # a reply or a notice: nothing a client sends a peer
+                raise ProtocolError(f"a peer does not take {msg.TYPE!r} messages", code=Code.UNKNOWN_TYPE)
         except ProtocolError as e:
-            await self._send_quietly(channel, error_header(e.code, str(e), self.identity.peer_id, id=req_id))
+            await self._send_quietly(channel, self._error(e.code, str(e), id=req_id))
 
-    def info(self) -> dict[str, Any]:
-        return {
-            "peer_id": self.identity.peer_id,
-            "model": self.model_key,
-            "start": self.span.start,
-            "end": self.span.end,
-            "load": len(self.sessions),
-            "free_cache_tokens": self.free_cache_tokens(),
-            "queue": self.engine.queue_depth,
-            "passes": self.engine.passes,              # forward passes run so far
-            "batched_steps": self.engine.batched_rows,  # steps that shared a pass with another step
-        }
+    def pong(self, req_id: int = 0) -> Pong:
+        """The answer to a Ping: who this peer is and how loaded it is now."""
+        return Pong(id=req_id, peer_id=self.identity.peer_id, model=self.model_key, start=self.span.start,
+                    end=self.span.end, load=len(self.sessions), free_cache_tokens=self.free_cache_tokens(),
+                    queue=self.engine.queue_depth, passes=self.engine.passes,
+                    batched_steps=self.engine.batched_rows)
 
     # ---- requests ----------------------------------------------------------------------------------------
 
-    async def _on_open(self, channel: Channel, h: dict[str, Any]) -> None:
-        req_id = header_field(h, "id", int)
-        sid = header_field(h, "session", str)
-        start = header_field(h, "start", int)
-        end = header_field(h, "end", int)
-        max_length = header_field(h, "max_length", int)
-        batch = header_field(h, "batch", int)
-        next_addr = header_field(h, "next", str, optional=True)
-        if not 0 < len(sid) <= MAX_SESSION_ID:
-            raise ProtocolError(f"session id must be 1..{MAX_SESSION_ID} characters", code="bad_message")
-        if (start, end) != (self.span.start, self.span.end):
-            raise ProtocolError(
-                f"this peer serves layers {self.span.start}:{self.span.end}, not {start}:{end}", code="bad_span"
-            )
-        if not 0 < max_length <= self.config.max_session_tokens:
-            raise ProtocolError(
-                f"max_length {max_length} outside 1..{self.config.max_session_tokens}", code="too_long"
-            )
-        if not 0 < batch <= self.config.max_batch:
-            raise ProtocolError(f"batch {batch} outside 1..{self.config.max_batch}", code="bad_batch")
-        if next_addr is not None:
-            parse_addr(next_addr)
-        if self.state is not PeerState.ONLINE:
-            raise ProtocolError(f"peer is {self.state.value}: not taking new sessions", code="draining")
-        if sid in self.sessions:
-            raise ProtocolError(f"session {sid} is already open", code="session_exists")
-        if len(self.sessions) >= self.config.max_sessions:
-            raise ProtocolError(f"peer is full ({self.config.max_sessions} sessions)", code="busy")
-        granted = admit(self.kv_budget, list(self._reservations.values()), sid, max_length, batch,
-                        next_addr is not None)
+    async def _on_open(self, channel: Channel, msg: Open) -> None:
+        check_open(msg, span=(self.span.start, self.span.end), config=self.config,
+                   accepting=None if self.state is PeerState.ONLINE else self.state.value,
+                   open_sessions=self.sessions, n_open=len(self.sessions))
+        granted = admit(self.kv_budget, list(self._reservations.values()), msg.session, msg.max_length, msg.batch,
+                        msg.next is not None)
         if isinstance(granted, Busy):  # not a failure: the client tries another peer or waits
-            raise ProtocolError(f"peer is busy: {granted.reason}", code="busy")
-        self._reservations[sid] = granted
-        self.sessions[sid] = Session(
-            session_id=sid, start=start, end=end, max_length=max_length, batch=batch,
-            cache=self.span.new_cache(), client=channel, next_addr=next_addr, last_used=self.clock(),
+            raise ProtocolError(f"peer is busy: {granted.reason}", code=Code.BUSY)
+        self._reservations[msg.session] = granted
+        self.sessions[msg.session] = Session(
+            session_id=msg.session, start=msg.start, end=msg.end, max_length=msg.max_length, batch=msg.batch,
+            cache=self.span.new_cache(), client=channel, next_addr=msg.next, last_used=self.clock(),
         )
-        self._locks[sid] = asyncio.Lock()
+        self._locks[msg.session] = asyncio.Lock()
         self._idle.clear()
-        log.info("session %s opened: batch %d, max_length %d, next %s", sid, batch, max_length, next_addr or "client")
-        await channel.send({"type": "ok", "id": req_id})
+        log.info("session %s opened: batch %d, max_length %d, next %s", msg.session, msg.batch, msg.max_length,
+                 msg.next or "client")
+        await channel.send(Ok(id=msg.id).to_header())
 
-    async def _on_close(self, channel: Channel, h: dict[str, Any]) -> None:
-        req_id = header_field(h, "id", int)
-        sid = header_field(h, "session", str)
-        if sid not in self.sessions:
-            raise ProtocolError(f"no session {sid} on this peer", code="unknown_session")
-        self._drop(sid)
-        await channel.send({"type": "ok", "id": req_id})
+    async def _on_close(self, channel: Channel, msg: Close) -> None:
+        if msg.session not in self.sessions:
+            raise ProtocolError(f"no session {msg.session} on this peer", code=Code.UNKNOWN_SESSION)
+        self._drop(msg.session)
+        await channel.send(Ok(id=msg.id).to_header())
 
-    async def _on_rebind(self, channel: Channel, h: dict[str, Any]) -> None:
-        req_id = header_field(h, "id", int)
-        sid = header_field(h, "session", str)
-        next_addr = header_field(h, "next", str)
-        upto_step = header_field(h, "upto_step", int)
-        replay_until = header_field(h, "replay_until", str, optional=True)
-        parse_addr(next_addr)
-        session = self.sessions.get(sid)
+    async def _on_rebind(self, channel: Channel, msg: Rebind) -> None:
+        check_addr(msg.next)
+        session = self.sessions.get(msg.session)
         if session is None:
-            raise ProtocolError(f"no session {sid} on this peer", code="unknown_session")
-        async with self._locks[sid]:
-            session.next_addr = next_addr
-            replay = session.replay_input(upto_step)
+            raise ProtocolError(f"no session {msg.session} on this peer", code=Code.UNKNOWN_SESSION)
+        async with self._locks[msg.session]:
+            session.next_addr = msg.next
+            replay = session.replay_input(msg.upto_step)
             if replay is not None:
-                log.info("session %s: replaying %d positions to %s", sid, replay.shape[1], next_addr)
+                log.info("session %s: replaying %d positions to %s", msg.session, replay.shape[1], msg.next)
                 meta, body = tensor_to_wire(replay)
                 try:
-                    push = await self._push_channel(next_addr)
-                    await push.send({"type": "step", "session": sid, "step": upto_step - 1, "position": 0,
-                                     "tensor": meta, "replay": True, "replay_until": replay_until}, body)
+                    await self.relay.push(msg.next, Step(session=msg.session, step=msg.upto_step - 1, position=0,
+                                                         tensor=meta, replay=True, replay_until=msg.replay_until),
+                                          body)
                 except TransportError as e:  # the replacement is unreachable: the client picks another
-                    raise ProtocolError(f"next hop {next_addr} failed: {e}", code="next_hop_failed") from e
-        await channel.send({"type": "ok", "id": req_id})
+                    raise ProtocolError(f"next hop {msg.next} failed: {e}", code=Code.NEXT_HOP_FAILED) from e
+        await channel.send(Ok(id=msg.id).to_header())
 
-    async def _on_step(self, channel: Channel, frame: Frame) -> None:
-        h = frame.header
-        try:
-            sid = header_field(h, "session", str)
-            step = header_field(h, "step", int)
-            position = header_field(h, "position", int)
-        except ProtocolError as e:
-            await self._send_quietly(channel, error_header(e.code, str(e), self.identity.peer_id))
-            return
+    async def _on_step(self, channel: Channel, msg: Step, body: bytes) -> None:
+        sid, step = msg.session, msg.step
         session = self.sessions.get(sid)
         if session is None:
-            await self._send_quietly(channel, error_header(
-                "unknown_session", f"no session {sid} on this peer", self.identity.peer_id, session=sid, step=step))
+            await self._send_quietly(channel, self._error(
+                Code.UNKNOWN_SESSION, f"no session {sid} on this peer", session=sid, step=step))
             return
         async with self._locks[sid]:
             try:
-                out = await self._apply_step(session, step, position, h, frame.body)
+                out = await self._apply_step(session, msg, body)
             except ProtocolError as e:
                 log.info("session %s step %d refused: %s", sid, step, e)
-                await self._send_quietly(session.client, error_header(
-                    e.code, str(e), self.identity.peer_id, session=sid, step=step))
+                await self._send_quietly(session.client, self._error(e.code, str(e), session=sid, step=step))
                 return
             except Exception as e:  # a failed forward leaves the cache half-written: the session is lost
                 log.exception("session %s step %d failed in compute", sid, step)
                 self._drop(sid)
-                await self._send_quietly(session.client, error_header(
-                    "compute_failed", f"{type(e).__name__}: {e}", self.identity.peer_id, session=sid, step=step))
+                await self._send_quietly(session.client, self._error(
+                    Code.COMPUTE_FAILED, f"{type(e).__name__}: {e}", session=sid, step=step))
                 return
             session.last_used = self.clock()
-            if h.get("replay") is True:
-                await self._forward_replay(session, step, out, h.get("replay_until"))
-            else:
-                await self._forward(session, step, position, out)
+            await self._pass_on(session, msg, out)
 
-    async def _apply_step(
-        self, session: Session, step: int, position: int, h: dict[str, Any], body: bytes
-    ) -> torch.Tensor:
-        hidden = tensor_from_wire(h.get("tensor"), body)  # hidden: [B, T, H]
+    async def _apply_step(self, session: Session, msg: Step, body: bytes) -> torch.Tensor:
+        hidden = tensor_from_wire(msg.tensor, body)  # hidden: [B, T, H]
         if hidden.ndim != 3 or hidden.shape[0] != session.batch or hidden.shape[2] != self.span.hidden_size:
             raise ProtocolError(
                 f"hidden states must be [batch={session.batch}, tokens, hidden={self.span.hidden_size}], "
                 f"got {list(hidden.shape)}",
-                code="bad_shape",
+                code=Code.BAD_SHAPE,
             )
         if hidden.shape[1] < 1:
-            raise ProtocolError("a step needs at least one token", code="bad_shape")
-        replay = h.get("replay") is True
-        if replay:
-            check_replay(session, step, position, hidden.shape[1])
-        elif check_step(session, step, position, hidden.shape[1]) is StepAction.REPLAY and session.last_output:
+            raise ProtocolError("a step needs at least one token", code=Code.BAD_SHAPE)
+        if msg.replay:
+            check_replay(session, msg.step, msg.position, hidden.shape[1])
+        elif check_step(session, msg.step, msg.position, hidden.shape[1]) is StepAction.REPLAY and session.last_output:
             return session.last_output[2]
         out = await self.engine.submit(session.session_id, hidden, session.cache)
         session.position += hidden.shape[1]
-        session.next_step = step + 1
-        session.last_output = None if replay else (step, position, out)
+        session.next_step = msg.step + 1
+        session.last_output = None if msg.replay else (msg.step, msg.position, out)
         if session.next_addr is not None:
-            session.history.append((step, out))
+            session.history.append((msg.step, out))
         return out
 
-    async def _forward(self, session: Session, step: int, position: int, out: torch.Tensor) -> None:
+    async def _pass_on(self, session: Session, msg: Step, out: torch.Tensor) -> None:
+        """Push a step's output to the next hop, or give the client its Result (last hop). A replay stops at
+        the hop that already holds these positions (``replay_until``) and tells the client it is done."""
+        sid = session.session_id
+        if msg.replay and session.next_addr in (None, msg.replay_until):
+            await self._send_quietly(session.client, Replayed(session=sid, step=msg.step, positions=session.position))
+            return
         meta, body = tensor_to_wire(out)
-        header = {"session": session.session_id, "step": step, "position": position, "tensor": meta}
         if session.next_addr is None:
-            await self._send_quietly(session.client, {"type": "result", **header}, body)
+            await self._send_quietly(session.client, Result(session=sid, step=msg.step, position=msg.position,
+                                                            tensor=meta), body)
             return
         try:
-            push = await self._push_channel(session.next_addr)
-            await push.send({"type": "step", **header}, body)
+            await self.relay.push(session.next_addr, Step(session=sid, step=msg.step, position=msg.position,
+                                                          tensor=meta, replay=msg.replay,
+                                                          replay_until=msg.replay_until), body)
         except TransportError as e:
-            log.warning("session %s: next hop %s failed: %s", session.session_id, session.next_addr, e)
-            await self._send_quietly(session.client, error_header(
-                "next_hop_failed", f"next hop {session.next_addr} failed: {e}", self.identity.peer_id,
-                session=session.session_id, step=step, hop=session.next_addr))
+            log.warning("session %s: next hop %s failed: %s", sid, session.next_addr, e)
+            await self._send_quietly(session.client, self._error(
+                Code.NEXT_HOP_FAILED, f"next hop {session.next_addr} failed: {e}", session=sid, step=msg.step,
+                hop=session.next_addr))
 
-    async def _forward_replay(self, session: Session, step: int, out: torch.Tensor, until: Any) -> None:
-        """Push a replay on, unless the next hop already holds these positions (or there is none)."""
-        if session.next_addr is None or session.next_addr == until:
-            await self._send_quietly(session.client, {"type": "replayed", "session": session.session_id,
-                                                      "step": step, "positions": session.position})
-            return
-        meta, body = tensor_to_wire(out)
-        try:
-            push = await self._push_channel(session.next_addr)
-            await push.send({"type": "step", "session": session.session_id, "step": step, "position": 0,
-                             "tensor": meta, "replay": True, "replay_until": until}, body)
-        except TransportError as e:
-            await self._send_quietly(session.client, error_header(
-                "next_hop_failed", f"next hop {session.next_addr} failed: {e}", self.identity.peer_id,
-                session=session.session_id, step=step, hop=session.next_addr))
+    async def _next_hop_refused(self, sid: str, step: int | None, addr: str, error: Error) -> None:
+        """The next hop refused a push (e.g. it lost the session): blame it, not this peer."""
+        session = self.sessions.get(sid)
+        if session is not None:
+            await self._send_quietly(session.client, self._error(
+                Code.NEXT_HOP_FAILED, f"{addr} answered {error.code}: {error.message}", session=sid, step=step,
+                hop=addr))
 
     # ---- helpers ------------------------------------------------------------------------------------------
 
-    async def _push_channel(self, addr: str) -> Channel:
-        async with self._push_lock:
-            ch = self._pushes.get(addr)
-            if ch is None or ch.closed:
-                ch = await self._connect(addr)
-                self._pushes[addr] = ch
-                self._spawn(self._read_push_replies(addr, ch))
-            return ch
-
-    async def _read_push_replies(self, addr: str, ch: Channel) -> None:
-        """Downstream peers answer pushes only with errors; hand each to the session's client."""
-        try:
-            while (frame := await ch.recv()) is not None:
-                sid = frame.header.get("session")
-                session = self.sessions.get(sid) if isinstance(sid, str) else None
-                if frame.header.get("type") == "error" and session is not None:
-                    # the next hop refused a push (e.g. it lost the session): blame it, not this peer
-                    await self._send_quietly(session.client, error_header(
-                        "next_hop_failed", f"{addr} answered {frame.header.get('code')}: "
-                        f"{frame.header.get('message')}", self.identity.peer_id,
-                        session=sid, step=frame.header.get("step"), hop=addr))
-        except (TransportError, ProtocolError) as e:
-            log.info("push connection to %s ended: %s", addr, e)
-        finally:
-            if self._pushes.get(addr) is ch:
-                del self._pushes[addr]
+    def _error(self, code: str, message: str, **about: Any) -> Error:
+        return Error(code=code, message=message, peer=self.identity.peer_id, **about)
 
     async def _run_compute(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -477,24 +412,8 @@ class PeerServer:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _send_quietly(self, channel: Channel, header: dict[str, Any], body: bytes | memoryview = b"") -> None:
+    async def _send_quietly(self, channel: Channel, msg: Message, body: bytes | memoryview = b"") -> None:
         try:
-            await channel.send(header, body)
+            await channel.send(msg.to_header(), body)
         except TransportError as e:  # the other side is gone; nothing left to tell it
-            log.debug("could not send %s to %s: %s", header.get("type"), channel.remote, e)
-
-
-def error_header(code: str, message: str, peer_id: str, **extra: Any) -> dict[str, Any]:
-    return {"type": "error", "code": code, "message": message, "peer": peer_id,
-            **{k: v for k, v in extra.items() if v is not None}}
-
-
-def measure_throughput(span: Any, steps: int = 3) -> float:
-    """Decode tokens per second through the whole span at batch 1 (one warm-up step, then ``steps``)."""
-    cache = span.new_cache()
-    x = torch.zeros(1, 1, span.hidden_size, dtype=span.dtype)
-    span.forward(x, cache)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        span.forward(x, cache)
-    return steps / max(time.perf_counter() - t0, 1e-9)
+            log.debug("could not send %s to %s: %s", msg.TYPE, channel.remote, e)

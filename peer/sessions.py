@@ -1,19 +1,26 @@
 """Inference sessions held by a peer: their KV caches, step bookkeeping and idle expiry.
 
-A step carries its index and the position of its first token. ``check_step`` is a pure decision over the
-session's state: apply the step, replay the stored output of a retried step (so a retry never doubles a
-position), or refuse it.
+``check_open`` decides whether a peer can open a session as asked (span, lengths, batch, its state and
+limits). A step carries its index and the position of its first token. ``check_step`` is a pure decision over
+the session's state: apply the step, replay the stored output of a retried step (so a retry never doubles a
+position), or refuse it. Each refusal is a ProtocolError with the wire code the client acts on.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Container
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from swarm.errors import ProtocolError
+from peer.config import PeerConfig
+from swarm.errors import ConfigError, ProtocolError
+from swarm.net.protocol import Code, Open
+from swarm.net.transport import parse_addr
+
+MAX_SESSION_ID = 128
 
 
 class StepAction(enum.Enum):
@@ -44,22 +51,53 @@ class Session:
         return torch.cat(parts, dim=1) if parts else None
 
 
+def check_open(msg: Open, *, span: tuple[int, int], config: PeerConfig, accepting: str | None,
+               open_sessions: Container[str], n_open: int) -> None:
+    """Refuse (ProtocolError) an Open this peer cannot serve. ``accepting`` is None when the peer takes new
+    sessions, else why not (its state); a full peer answers ``busy``, which the client plans around."""
+    if not 0 < len(msg.session) <= MAX_SESSION_ID:
+        raise ProtocolError(f"session id must be 1..{MAX_SESSION_ID} characters", code=Code.BAD_MESSAGE)
+    if (msg.start, msg.end) != span:
+        raise ProtocolError(f"this peer serves layers {span[0]}:{span[1]}, not {msg.start}:{msg.end}",
+                            code=Code.BAD_SPAN)
+    if not 0 < msg.max_length <= config.max_session_tokens:
+        raise ProtocolError(f"max_length {msg.max_length} outside 1..{config.max_session_tokens}", code=Code.TOO_LONG)
+    if not 0 < msg.batch <= config.max_batch:
+        raise ProtocolError(f"batch {msg.batch} outside 1..{config.max_batch}", code=Code.BAD_BATCH)
+    if msg.next is not None:
+        check_addr(msg.next)
+    if accepting is not None:
+        raise ProtocolError(f"peer is {accepting}: not taking new sessions", code=Code.DRAINING)
+    if msg.session in open_sessions:
+        raise ProtocolError(f"session {msg.session} is already open", code=Code.SESSION_EXISTS)
+    if n_open >= config.max_sessions:
+        raise ProtocolError(f"peer is full ({config.max_sessions} sessions)", code=Code.BUSY)
+
+
+def check_addr(addr: str) -> None:
+    """A next-hop address from the network must be HOST:PORT (ProtocolError, never a crash, otherwise)."""
+    try:
+        parse_addr(addr)
+    except ConfigError as e:
+        raise ProtocolError(f"next hop: {e}", code=Code.BAD_MESSAGE) from e
+
+
 def check_step(session: Session, step: int, position: int, length: int) -> StepAction:
     """Decide what to do with step ``step`` of ``length`` tokens starting at ``position``."""
     if session.last_output is not None and step == session.last_output[0] and position == session.last_output[1]:
         return StepAction.REPLAY
     if step != session.next_step:
-        raise ProtocolError(f"step {step} out of order: session expects step {session.next_step}", code="bad_step")
+        raise ProtocolError(f"step {step} out of order: session expects step {session.next_step}", code=Code.BAD_STEP)
     if position != session.position:
         raise ProtocolError(
             f"step {step} starts at position {position} but the session holds {session.position} tokens",
-            code="bad_position",
+            code=Code.BAD_POSITION,
         )
     if position + length > session.max_length:
         raise ProtocolError(
             f"step {step} would grow the session to {position + length} tokens, over its max_length "
             f"{session.max_length}",
-            code="too_long",
+            code=Code.TOO_LONG,
         )
     return StepAction.APPLY
 
@@ -67,11 +105,11 @@ def check_step(session: Session, step: int, position: int, length: int) -> StepA
 def check_replay(session: Session, step: int, position: int, length: int) -> None:
     """A replay rebuilds a fresh session's cache from position 0 in one step, ending at ``step``."""
     if session.position != 0 or session.next_step != 0:
-        raise ProtocolError("a replay must be the first step of a session", code="bad_replay")
+        raise ProtocolError("a replay must be the first step of a session", code=Code.BAD_REPLAY)
     if position != 0 or step < 0:
-        raise ProtocolError("a replay starts at position 0 with a step index >= 0", code="bad_replay")
+        raise ProtocolError("a replay starts at position 0 with a step index >= 0", code=Code.BAD_REPLAY)
     if length > session.max_length:
-        raise ProtocolError(f"replay of {length} tokens is over max_length {session.max_length}", code="too_long")
+        raise ProtocolError(f"replay of {length} tokens is over max_length {session.max_length}", code=Code.TOO_LONG)
 
 
 def expired(sessions: dict[str, Session], now: float, timeout_s: float) -> list[str]:

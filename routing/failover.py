@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from routing.planner import Hop
+from swarm.net.protocol import BUSY_CODES, HOP_FAILURE_CODES, Code, Error
 
 
 class FailureKind(enum.Enum):
@@ -36,12 +37,6 @@ class HopFailure:
     hop_index: int
     kind: FailureKind
     detail: str = ""
-
-
-# error codes that mean "this peer cannot take the session now" (full): plan around it, never blame it
-BUSY_CODES = frozenset({"busy", "no_memory"})
-# error codes that mean "this hop cannot continue the session": re-route around it
-HOP_FAILURE_CODES = frozenset({"compute_failed", "unknown_session", "next_hop_failed", "draining"}) | BUSY_CODES
 
 
 @dataclass(frozen=True)
@@ -80,25 +75,25 @@ def hop_index(hops: Sequence[Hop], addr: str | None = None, peer_id: str | None 
     return None
 
 
-def classify_error(hops: Sequence[Hop], from_addr: str, header: Mapping[str, object]) -> HopFailure | None:
-    """The hop failure an error frame reports, or None when the error is the client's own to raise.
+def classify_error(hops: Sequence[Hop], from_addr: str, error: Error) -> HopFailure | None:
+    """The hop failure an error message reports, or None when the error is the client's own to raise
+    (its code is not in ``swarm.net.protocol.HOP_FAILURE_CODES``).
 
-    ``next_hop_failed`` blames the hop named in "hop" (the pusher is fine); other hop-failure codes blame the
-    hop that sent the frame.
+    ``next_hop_failed`` blames the hop named in ``hop`` (the pusher is fine); other hop-failure codes blame the
+    hop that sent the message.
     """
-    code = str(header.get("code"))
-    if code not in HOP_FAILURE_CODES:
+    if error.code not in HOP_FAILURE_CODES:
         return None
-    blamed = header.get("hop") if code == "next_hop_failed" else from_addr
+    blamed = error.hop if error.code == Code.NEXT_HOP_FAILED else from_addr
     index = hop_index(hops, addr=str(blamed))
     if index is None:
         return None
-    return HopFailure(index, failure_kind(code), f"{code}: {header.get('message')}")
+    return HopFailure(index, failure_kind(error.code), f"{error.code}: {error.message}")
 
 
 def failure_kind(code: str) -> FailureKind:
     """The kind of hop failure an error code reports (ERROR for codes of no special meaning)."""
-    if code == "draining":
+    if code == Code.DRAINING:
         return FailureKind.DRAINING
     if code in BUSY_CODES:
         return FailureKind.BUSY

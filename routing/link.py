@@ -1,8 +1,9 @@
 """PeerLink: the client's one persistent connection to a peer, shared by all its sessions.
 
-Requests with an ``id`` get their reply through a future; frames about a session (results from the last
-hop, errors and draining notices from any hop) go to that session's inbox queue, tagged with this link's
-address so the session knows which hop spoke. A lost connection fails every waiter at once,
+Messages are the records of ``swarm/net/protocol.py``, parsed as they arrive (a frame that is not a valid
+message is logged and dropped). Requests get an ``id`` and their reply through a future; messages about a
+session (results from the last hop, errors and draining notices from any hop) go to that session's inbox
+queue as ``Received``, tagged with this link's address so the session knows which hop spoke. A lost connection fails every waiter at once,
 so a session learns within one event-loop turn that a hop is gone.
 
 Each link keeps an estimate of its round trip (``rtt_s``) from the timings of its small requests (ping, open,
@@ -14,25 +15,34 @@ link's latency.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
 
 from swarm.errors import ProtocolError, TransportError, error_from_wire
+from swarm.net.protocol import REQUESTS, Close, Error, Message, Open, Ping, parse
 from swarm.net.transport import Channel
-from swarm.net.wire import Frame
 
 log = logging.getLogger("molink.client")
 
-RTT_SAMPLED = frozenset({"ping", "open", "close"})  # replies that come at once; rebind waits on a push
+RTT_SAMPLED: tuple[type[Message], ...] = (Ping, Open, Close)  # answered at once; a rebind waits on a push
 RTT_ALPHA = 0.125  # weight of a new sample (RFC 6298's SRTT)
 
 
 def ewma(previous: float | None, sample: float, alpha: float = RTT_ALPHA) -> float:
     """The smoothed estimate after one more sample; the first sample is taken as it is."""
     return sample if previous is None else (1 - alpha) * previous + alpha * sample
+
+
+@dataclass(frozen=True)
+class Received:
+    """A message that came in on a link, with the frame's body (the tensor bytes of a Result)."""
+
+    msg: Message
+    body: bytes = b""
 
 
 class PeerLink:
@@ -42,35 +52,38 @@ class PeerLink:
         self.clock = clock
         self.rtt_s: float | None = None  # smoothed round trip of small requests; None until one was answered
         self._ids = itertools.count(1)
-        self._pending: dict[int, asyncio.Future[Frame]] = {}
-        self.inboxes: dict[str, asyncio.Queue[tuple[str, Frame | Exception]]] = {}
+        self._pending: dict[int, asyncio.Future[Received]] = {}
+        self.inboxes: dict[str, asyncio.Queue[tuple[str, Received | Exception]]] = {}
         self._reader = asyncio.ensure_future(self._read_forever())
 
     @property
     def closed(self) -> bool:
         return self.channel.closed or self._reader.done()
 
-    async def request(self, header: dict[str, Any], timeout: float) -> Frame:
-        """Send a request and wait for its ok/pong; an error reply raises RemoteError."""
+    async def request(self, msg: Message, timeout: float) -> Message:
+        """Send a request (Open, Close, Ping, Rebind) and wait for its Ok or Pong; an Error reply raises
+        RemoteError."""
+        if not isinstance(msg, REQUESTS):
+            raise TypeError(f"{msg.TYPE} is not a request")
         req_id = next(self._ids)
-        fut: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[Received] = asyncio.get_running_loop().create_future()
         self._pending[req_id] = fut
         sent_at = self.clock()
         try:
-            await self.channel.send({**header, "id": req_id})
-            frame = await asyncio.wait_for(fut, timeout)
+            await self.channel.send(dataclasses.replace(msg, id=req_id).to_header())
+            reply = (await asyncio.wait_for(fut, timeout)).msg
         except asyncio.TimeoutError:
-            raise TransportError(f"{self.addr} did not answer {header.get('type')} within {timeout:.0f} s") from None
+            raise TransportError(f"{self.addr} did not answer {msg.TYPE} within {timeout:.0f} s") from None
         finally:
             self._pending.pop(req_id, None)
-        if header.get("type") in RTT_SAMPLED:  # an error reply is a reply too
+        if isinstance(msg, RTT_SAMPLED):  # an error reply is a reply too
             self.rtt_s = ewma(self.rtt_s, max(self.clock() - sent_at, 0.0))
-        if frame.header.get("type") == "error":
-            raise error_from_wire(str(frame.header.get("code")), str(frame.header.get("message")), self.addr)
-        return frame
+        if isinstance(reply, Error):
+            raise error_from_wire(reply.code, reply.message, self.addr)
+        return reply
 
-    async def send(self, header: dict[str, Any], body: bytes | memoryview = b"") -> None:
-        await self.channel.send(header, body)
+    async def send(self, msg: Message, body: bytes | memoryview = b"") -> None:
+        await self.channel.send(msg.to_header(), body)
 
     async def close(self) -> None:
         self._reader.cancel()
@@ -80,7 +93,12 @@ class PeerLink:
         reason: Exception = TransportError(f"connection to {self.addr} closed")
         try:
             while (frame := await self.channel.recv()) is not None:
-                self._deliver(frame)
+                try:
+                    msg = parse(frame.header)
+                except ProtocolError as e:  # a newer peer's message, or a broken one: not ours to act on
+                    log.debug("unreadable message from %s: %s", self.addr, e)
+                    continue
+                self._deliver(Received(msg, frame.body))
         except (TransportError, ProtocolError) as e:
             reason = TransportError(f"connection to {self.addr} lost: {e}")
         finally:
@@ -91,16 +109,15 @@ class PeerLink:
                 inbox.put_nowait((self.addr, reason))
             await self.channel.close()
 
-    def _deliver(self, frame: Frame) -> None:
-        h = frame.header
-        req_id = h.get("id")
+    def _deliver(self, item: Received) -> None:
+        req_id = getattr(item.msg, "id", None)
         if isinstance(req_id, int) and req_id in self._pending:
             fut = self._pending[req_id]
             if not fut.done():
-                fut.set_result(frame)
+                fut.set_result(item)
             return
-        sid = h.get("session")
+        sid = getattr(item.msg, "session", None)
         if isinstance(sid, str) and sid in self.inboxes:
-            self.inboxes[sid].put_nowait((self.addr, frame))
+            self.inboxes[sid].put_nowait((self.addr, item))
             return
-        log.debug("unexpected frame from %s: %s", self.addr, {k: h[k] for k in h if k != "tensor"})
+        log.debug("unexpected %s from %s", item.msg.TYPE, self.addr)

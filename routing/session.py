@@ -23,8 +23,6 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from routing.failover import (
-    BUSY_CODES,
-    HOP_FAILURE_CODES,
     FailureKind,
     HopFailure,
     blamed,
@@ -32,7 +30,7 @@ from routing.failover import (
     hop_index,
     step_deadline_s,
 )
-from routing.link import PeerLink
+from routing.link import PeerLink, Received
 from routing.planner import Hop, Route
 from swarm.errors import (
     HopFailedError,
@@ -42,7 +40,8 @@ from swarm.errors import (
     TransportError,
     error_from_wire,
 )
-from swarm.net.wire import Frame, tensor_from_wire, tensor_to_wire
+from swarm.net.protocol import BUSY_CODES, Close, Draining, Error, Open, Ping, Rebind, Result, Step
+from swarm.net.wire import tensor_from_wire, tensor_to_wire
 
 if TYPE_CHECKING:
     from routing.swarm_client import SwarmCore
@@ -106,11 +105,10 @@ class InferenceSession:
         for link in links:
             link.inboxes[self.session_id] = self._inbox
         requests = [
-            link.request({
-                "type": "open", "session": self.session_id, "start": hop.start, "end": hop.end,
-                "max_length": self.max_length, "batch": self.batch,
-                "next": hops[i + 1].addr if i + 1 < len(hops) else next_after,
-            }, self.config.request_timeout_s)
+            link.request(Open(
+                session=self.session_id, start=hop.start, end=hop.end, max_length=self.max_length,
+                batch=self.batch, next=hops[i + 1].addr if i + 1 < len(hops) else next_after,
+            ), self.config.request_timeout_s)
             for i, (hop, link) in enumerate(zip(hops, links, strict=True))
         ]
         results = await asyncio.gather(*requests, return_exceptions=True)
@@ -144,7 +142,7 @@ class InferenceSession:
         if link.closed:
             return
         try:
-            await link.request({"type": "close", "session": self.session_id}, self.config.request_timeout_s)
+            await link.request(Close(session=self.session_id), self.config.request_timeout_s)
         except MolinkError as e:  # best effort: peers expire idle sessions anyway
             log.debug("close on %s failed: %s", link.addr, e)
 
@@ -190,8 +188,7 @@ class InferenceSession:
         meta, body = tensor_to_wire(hidden)
         try:
             await self.links[0].send(
-                {"type": "step", "session": self.session_id, "step": step, "position": self.position,
-                 "tensor": meta}, body)
+                Step(session=self.session_id, step=step, position=self.position, tensor=meta), body)
         except TransportError as e:
             raise hop_failed(HopFailure(0, FailureKind.CLOSED, str(e))) from e
         deadline = step_deadline_s(self.route_est_s(), hidden.shape[1], floor_s=self.config.min_step_timeout_s,
@@ -215,29 +212,28 @@ class InferenceSession:
             if result is not None:
                 return result
 
-    def _handle(self, step: int, addr: str, item: Frame | Exception) -> torch.Tensor | None:
+    def _handle(self, step: int, addr: str, item: Received | Exception) -> torch.Tensor | None:
         """A result for this step, None to keep waiting; raises HopFailed or the client's own error."""
         index = hop_index(self.hops, addr=addr)
         if isinstance(item, Exception):
             if index is None:
                 return None  # a link of a hop this session no longer uses
             raise hop_failed(HopFailure(index, FailureKind.CLOSED, str(item)))
-        h = item.header
-        kind = h.get("type")
-        if kind == "draining":
+        msg = item.msg
+        if isinstance(msg, Draining):
             self._moving.add(addr)
             return None
-        if h.get("step") != step:
-            return None  # a late frame of an earlier attempt or step
-        if kind == "error":
-            if h.get("code") in HOP_FAILURE_CODES:
-                failure = classify_error(self.hops, addr, h)
+        if getattr(msg, "step", None) != step:
+            return None  # a late message of an earlier attempt or step
+        if isinstance(msg, Error):
+            if msg.hop_failed:
+                failure = classify_error(self.hops, addr, msg)
                 if failure is None:
                     return None  # blames a hop this session no longer uses: news of a failure handled already
                 raise hop_failed(failure)
-            raise error_from_wire(str(h.get("code")), str(h.get("message")), str(h.get("hop") or addr))
-        if kind == "result" and index == len(self.hops) - 1:
-            return tensor_from_wire(h.get("tensor"), item.body)
+            raise error_from_wire(msg.code, msg.message, msg.hop or addr)
+        if isinstance(msg, Result) and index == len(self.hops) - 1:
+            return tensor_from_wire(msg.tensor, item.body)
         return None
 
     async def _probe(self) -> HopFailure | None:
@@ -247,7 +243,7 @@ class InferenceSession:
 
         async def ping(i: int) -> bool:
             try:
-                await self.links[i].request({"type": "ping"}, self.config.ping_timeout_s)
+                await self.links[i].request(Ping(), self.config.ping_timeout_s)
             except MolinkError:
                 return False
             return True
@@ -321,14 +317,12 @@ class InferenceSession:
             if self._inputs:
                 replay = torch.cat(self._inputs, dim=1)
                 meta, body = tensor_to_wire(replay)
-                await first_link.send({"type": "step", "session": self.session_id, "step": self.step_index - 1,
-                                       "position": 0, "tensor": meta, "replay": True,
-                                       "replay_until": next_after}, body)
+                await first_link.send(Step(session=self.session_id, step=self.step_index - 1, position=0,
+                                           tensor=meta, replay=True, replay_until=next_after), body)
             return
-        await self.links[k - 1].request({
-            "type": "rebind", "session": self.session_id, "next": first.addr, "upto_step": self.step_index,
-            "replay_until": next_after,
-        }, self.config.request_timeout_s)
+        await self.links[k - 1].request(Rebind(
+            session=self.session_id, next=first.addr, upto_step=self.step_index, replay_until=next_after,
+        ), self.config.request_timeout_s)
 
 
 class SyncSession:

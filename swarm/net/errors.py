@@ -22,10 +22,53 @@ Every error that crosses a module boundary is one of these, so callers can catch
     │                               as the client waited (``busy``: peer id -> address)
     └── SessionError                an inference session used wrongly (closed, over its max length)
 
-Error codes on the wire are the ``code`` strings below; ``error_from_wire`` maps them back to classes.
+Error codes on the wire are the members of ``Code`` (a ProtocolError's ``code``, an Error message's ``code``);
+``error_from_wire`` maps them back to classes.
 """
 
 from __future__ import annotations
+
+import enum
+
+
+class Code(enum.StrEnum):
+    """Every error code a peer sends (a StrEnum: members compare equal to their wire strings)."""
+
+    # the frame itself
+    BAD_MAGIC = "bad_magic"              # not our protocol: the connection is closed
+    BAD_PREFIX = "bad_prefix"
+    FRAME_TOO_LARGE = "frame_too_large"  # over the size limit: the connection is closed
+    BAD_HEADER = "bad_header"
+    BAD_MESSAGE = "bad_message"          # a field missing or of the wrong type
+    UNKNOWN_TYPE = "unknown_type"
+    # what a message asks
+    BAD_SPAN = "bad_span"
+    TOO_LONG = "too_long"
+    BAD_BATCH = "bad_batch"
+    BAD_SHAPE = "bad_shape"
+    BAD_DTYPE = "bad_dtype"
+    NON_FINITE = "non_finite"
+    BAD_STEP = "bad_step"
+    BAD_POSITION = "bad_position"
+    BAD_REPLAY = "bad_replay"
+    SESSION_EXISTS = "session_exists"
+    # the hop cannot go on with the session
+    UNKNOWN_SESSION = "unknown_session"
+    COMPUTE_FAILED = "compute_failed"
+    NEXT_HOP_FAILED = "next_hop_failed"  # blames the hop named in the error's "hop", not its sender
+    DRAINING = "draining"
+    BUSY = "busy"                        # alive but full: try another peer or wait
+    NO_MEMORY = "no_memory"              # older peers' word for busy
+
+    @property
+    def hop_failed(self) -> bool:
+        return self in HOP_FAILURE_CODES
+
+
+BUSY_CODES: frozenset[str] = frozenset({Code.BUSY, Code.NO_MEMORY})
+HOP_FAILURE_CODES: frozenset[str] = frozenset(
+    {Code.UNKNOWN_SESSION, Code.COMPUTE_FAILED, Code.NEXT_HOP_FAILED, Code.DRAINING}) | BUSY_CODES
+FATAL_CODES: frozenset[str] = frozenset({Code.BAD_MAGIC, Code.FRAME_TOO_LARGE})
 
 
 class MolinkError(Exception):
@@ -51,7 +94,7 @@ class SpanError(ConfigError):
 class ProtocolError(MolinkError):
     """A message that breaks the wire contract. ``code`` names the kind of breakage."""
 
-    def __init__(self, message: str, code: str = "bad_message") -> None:
+    def __init__(self, message: str, code: str = "bad_message") -> None:  # a Code (a str)
         super().__init__(message)
         self.code = code
 
@@ -60,7 +103,7 @@ class FrameTooLargeError(ProtocolError):
     """A frame whose declared size is over the limit; the stream cannot be trusted after it."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(message, code="frame_too_large")
+        super().__init__(message, code=Code.FRAME_TOO_LARGE)
 
 
 class RecordError(MolinkError):
@@ -130,7 +173,7 @@ class SessionError(MolinkError):
     """An inference session used out of its contract."""
 
 
-_REMOTE_CODES: dict[str, type[RemoteError]] = {"unknown_session": UnknownSessionError}
+_REMOTE_CODES: dict[str, type[RemoteError]] = {Code.UNKNOWN_SESSION: UnknownSessionError}
 
 
 def error_from_wire(code: str, message: str, peer: str | None = None) -> RemoteError:

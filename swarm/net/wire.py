@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import msgpack
 import torch
 
-from swarm.net.errors import FrameTooLargeError, ProtocolError, TransportError
+from swarm.net.errors import Code, FrameTooLargeError, ProtocolError, TransportError
 
 MAGIC = b"MLK1"
 PREFIX = struct.Struct(">4sII")  # magic, header_len, body_len
@@ -61,7 +61,7 @@ class Frame:
 def encode_frame(header: dict[str, Any], body: bytes | memoryview = b"") -> list[bytes | memoryview]:
     """Buffers to write in order for one frame; the body is passed through without a copy."""
     if not isinstance(header.get("type"), str):
-        raise ProtocolError('a frame header needs a str "type"', code="bad_message")
+        raise ProtocolError('a frame header needs a str "type"', code=Code.BAD_MESSAGE)
     raw_header = msgpack.packb(header, use_bin_type=True)
     body_len = body.nbytes if isinstance(body, memoryview) else len(body)
     prefix = PREFIX.pack(MAGIC, len(raw_header), body_len)
@@ -73,10 +73,10 @@ def encode_frame(header: dict[str, Any], body: bytes | memoryview = b"") -> list
 def decode_prefix(prefix: bytes, limits: Limits) -> tuple[int, int]:
     """(header_len, body_len) of a 12-byte prefix, refused when the magic is wrong or a part is over the limit."""
     if len(prefix) != PREFIX.size:
-        raise ProtocolError(f"frame prefix must be {PREFIX.size} bytes, got {len(prefix)}", code="bad_prefix")
+        raise ProtocolError(f"frame prefix must be {PREFIX.size} bytes, got {len(prefix)}", code=Code.BAD_PREFIX)
     magic, header_len, body_len = PREFIX.unpack(prefix)
     if magic != MAGIC:
-        raise ProtocolError(f"bad magic {magic!r}: not a molink stream", code="bad_magic")
+        raise ProtocolError(f"bad magic {magic!r}: not a molink stream", code=Code.BAD_MAGIC)
     if header_len > limits.max_header:
         raise FrameTooLargeError(
             f"frame header of {header_len} bytes is over the limit of {limits.max_header}"
@@ -92,13 +92,13 @@ def decode_header(raw: bytes) -> dict[str, Any]:
         header = msgpack.unpackb(raw, raw=False, strict_map_key=True)
     except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
         # ValueError covers msgpack's UnpackValueError and invalid UTF-8 in str fields
-        raise ProtocolError(f"frame header is not valid msgpack: {exc}", code="bad_header") from exc
+        raise ProtocolError(f"frame header is not valid msgpack: {exc}", code=Code.BAD_HEADER) from exc
     if not isinstance(header, dict):
-        raise ProtocolError(f"frame header must be a map, got {type(header).__name__}", code="bad_header")
+        raise ProtocolError(f"frame header must be a map, got {type(header).__name__}", code=Code.BAD_HEADER)
     if not all(isinstance(key, str) for key in header):
-        raise ProtocolError("frame header keys must be strings", code="bad_header")
+        raise ProtocolError("frame header keys must be strings", code=Code.BAD_HEADER)
     if not isinstance(header.get("type"), str):
-        raise ProtocolError('frame header lacks a str "type"', code="bad_header")
+        raise ProtocolError('frame header lacks a str "type"', code=Code.BAD_HEADER)
     return header
 
 
@@ -127,7 +127,7 @@ def tensor_to_wire(t: torch.Tensor) -> tuple[dict[str, Any], memoryview | bytes]
     """(meta, raw bytes) of a float32/float16/bfloat16 tensor, in C order, without numpy."""
     name = _DTYPE_NAMES.get(t.dtype)
     if name is None:
-        raise ProtocolError(f"dtype {t.dtype} cannot travel on the wire", code="bad_dtype")
+        raise ProtocolError(f"dtype {t.dtype} cannot travel on the wire", code=Code.BAD_DTYPE)
     flat = t.detach().to("cpu").contiguous().reshape(-1)
     meta = {"dtype": name, "shape": list(t.shape)}
     if flat.numel() == 0:
@@ -139,10 +139,10 @@ def tensor_to_wire(t: torch.Tensor) -> tuple[dict[str, Any], memoryview | bytes]
 def tensor_from_wire(meta: Any, body: bytes, *, max_elements: int | None = None) -> torch.Tensor:
     """A fresh writable tensor from wire meta and raw bytes, refused unless dtype, shape and values check out."""
     if not isinstance(meta, dict):
-        raise ProtocolError("tensor meta must be a map", code="bad_message")
+        raise ProtocolError("tensor meta must be a map", code=Code.BAD_MESSAGE)
     name = meta.get("dtype")
     if not isinstance(name, str) or name not in _WIRE_DTYPES:
-        raise ProtocolError(f"tensor dtype {name!r} is not one of {sorted(_WIRE_DTYPES)}", code="bad_dtype")
+        raise ProtocolError(f"tensor dtype {name!r} is not one of {sorted(_WIRE_DTYPES)}", code=Code.BAD_DTYPE)
     dtype = _WIRE_DTYPES[name]
     shape = meta.get("shape")
     if (
@@ -150,22 +150,22 @@ def tensor_from_wire(meta: Any, body: bytes, *, max_elements: int | None = None)
         or not 0 < len(shape) <= MAX_DIMS
         or not all(type(dim) is int and dim > 0 for dim in shape)
     ):
-        raise ProtocolError(f"tensor shape {shape!r} must be 1..{MAX_DIMS} positive ints", code="bad_shape")
+        raise ProtocolError(f"tensor shape {shape!r} must be 1..{MAX_DIMS} positive ints", code=Code.BAD_SHAPE)
     numel = math.prod(shape)
     if max_elements is not None and numel > max_elements:
         raise ProtocolError(
-            f"tensor of {numel} elements is over the limit of {max_elements}", code="bad_shape"
+            f"tensor of {numel} elements is over the limit of {max_elements}", code=Code.BAD_SHAPE
         )
     itemsize = dtype.itemsize
     if numel * itemsize != len(body):
         raise ProtocolError(
             f"tensor shape {shape} of {name} needs {numel * itemsize} bytes, body has {len(body)}",
-            code="bad_shape",
+            code=Code.BAD_SHAPE,
         )
     # bytearray copy: the result owns writable memory that outlives the frame buffer
     tensor = torch.frombuffer(bytearray(body), dtype=torch.uint8).view(dtype).reshape(shape)
     if not bool(torch.isfinite(tensor).all()):
-        raise ProtocolError("tensor holds NaN or Inf", code="non_finite")
+        raise ProtocolError("tensor holds NaN or Inf", code=Code.NON_FINITE)
     return tensor
 
 
@@ -179,7 +179,7 @@ def header_field(
     if name not in header or (optional and header[name] is None):
         if optional:
             return None
-        raise ProtocolError(f"message {header.get('type')!r} lacks field {name!r}", code="bad_message")
+        raise ProtocolError(f"message {header.get('type')!r} lacks field {name!r}", code=Code.BAD_MESSAGE)
     value = header[name]
     types = typ if isinstance(typ, tuple) else (typ,)
     is_bool_for_int = isinstance(value, bool) and bool not in types and int in types
@@ -187,6 +187,6 @@ def header_field(
         expected = " or ".join(t.__name__ for t in types)
         raise ProtocolError(
             f"field {name!r} of message {header.get('type')!r} must be {expected}, got {type(value).__name__}",
-            code="bad_message",
+            code=Code.BAD_MESSAGE,
         )
     return value

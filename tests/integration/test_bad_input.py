@@ -143,6 +143,17 @@ def test_garbage_and_malformed_messages_get_errors_and_the_peer_keeps_serving(ch
                            "batch": 1, "next": None})
             err = await asyncio.wait_for(ch.recv(), 10)
             assert err is not None and err.header["code"] == "bad_span" and err.header["id"] == 2
+            # a next hop that is no address, and a rebind to one: refused, the connection stays usable
+            await ch.send({"type": "open", "id": 3, "session": "s3", "start": 0, "end": 5, "max_length": 8,
+                           "batch": 1, "next": "no address at all"})
+            err = await asyncio.wait_for(ch.recv(), 10)
+            assert err is not None and err.header["code"] == "bad_message" and err.header["id"] == 3
+            await ch.send({"type": "rebind", "id": 4, "session": "s1", "next": "[::1", "upto_step": 0})
+            err = await asyncio.wait_for(ch.recv(), 10)
+            assert err is not None and err.header["code"] == "bad_message" and err.header["id"] == 4
+            await ch.send({"type": "result", "session": "s1", "step": 0, "position": 0, "tensor": meta})
+            err = await asyncio.wait_for(ch.recv(), 10)  # a reply sent to a peer is not a request it takes
+            assert err is not None and err.header["code"] == "unknown_type"
         finally:
             await ch.close()
 

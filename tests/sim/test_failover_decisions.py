@@ -19,6 +19,7 @@ from routing.failover import (
 )
 from routing.planner import Hop, plan_route
 from swarm.errors import MissingLayersError
+from swarm.net.protocol import Error
 from tests.factories import make_peer_record
 
 HOPS = [Hop("pa", "10.0.0.1:1", 0, 4), Hop("pb", "10.0.0.2:1", 4, 8), Hop("pc", "10.0.0.3:1", 8, 12)]
@@ -45,7 +46,7 @@ HOPS = [Hop("pa", "10.0.0.1:1", 0, 4), Hop("pb", "10.0.0.2:1", 4, 8), Hop("pc", 
     ],
 )
 def test_classify_error(from_addr, header, expected):
-    got = classify_error(HOPS, from_addr, header)
+    got = classify_error(HOPS, from_addr, Error(message="m", **header))
     if expected is None:
         assert got is None
     else:

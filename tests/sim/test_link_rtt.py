@@ -9,6 +9,7 @@ import pytest
 
 from routing.link import PeerLink, ewma
 from swarm.errors import RemoteError
+from swarm.net.protocol import Close, Error, Ok, Open, Ping, Rebind
 from swarm.net.wire import Frame
 
 
@@ -22,8 +23,8 @@ class ScriptedChannel:
 
     async def send(self, header, body=b"") -> None:
         self.clock[0] += self.delays.pop(0)
-        reply = {"type": "error", "code": self.code, "message": "full"} if self.code else {"type": "ok"}
-        self.replies.put_nowait(Frame({**reply, "id": header["id"]}, b""))
+        reply = Error(code=self.code, message="full", id=header["id"]) if self.code else Ok(id=header["id"])
+        self.replies.put_nowait(Frame(reply.to_header(), b""))
 
     async def recv(self) -> Frame | None:
         return await self.replies.get()
@@ -42,10 +43,10 @@ async def test_round_trips_of_small_requests_are_smoothed():
     clock = [100.0]
     link = PeerLink(ScriptedChannel(clock, [0.01, 0.01, 0.09]), "p:1", clock=lambda: clock[0])
     assert link.rtt_s is None
-    await link.request({"type": "ping"}, timeout=1)
-    await link.request({"type": "ping"}, timeout=1)
+    await link.request(Ping(), timeout=1)
+    await link.request(Ping(), timeout=1)
     assert link.rtt_s == pytest.approx(0.01)
-    await link.request({"type": "close", "session": "s"}, timeout=1)
+    await link.request(Close(session="s"), timeout=1)
     assert link.rtt_s == pytest.approx(0.02)
     await link.close()
 
@@ -55,9 +56,9 @@ async def test_an_error_answer_is_a_round_trip_too_and_rebind_is_not_sampled():
     clock = [0.0]
     link = PeerLink(ScriptedChannel(clock, [0.03, 5.0], code="busy"), "p:1", clock=lambda: clock[0])
     with pytest.raises(RemoteError):
-        await link.request({"type": "open"}, timeout=1)
+        await link.request(Open(session="s", start=0, end=1, max_length=4, batch=1), timeout=1)
     assert link.rtt_s == pytest.approx(0.03)
     with pytest.raises(RemoteError):
-        await link.request({"type": "rebind"}, timeout=1)
+        await link.request(Rebind(session="s", next="p:2", upto_step=1), timeout=1)
     assert link.rtt_s == pytest.approx(0.03)
     await link.close()

@@ -1,0 +1,220 @@
+"""The peer protocol: every message a client and a peer exchange, and every error code, defined once.
+
+Each message is a frozen record; ``to_header()`` gives the frame header (``"type"`` plus its fields, absent
+optional fields left out) and ``parse(header)`` gives the record back, checking every field's type, so no
+side reads or builds a header by hand. Tensors travel in the frame body; a message that carries one has a
+``tensor`` field with the wire meta of ``swarm/net/wire.py`` (checked when the body is decoded).
+
+Session flow (the peer's side is ``peer/server.py``, the client's ``routing/session.py``)::
+
+    client -> every hop   Open {id, session, start, end, max_length, batch, next}  -> Ok {id} | Error
+    client -> first hop   Step {session, step, position, tensor} + body
+    hop    -> next hop    Step (the same message, pushed on)
+    last   -> client      Result {session, step, position, tensor} + body
+    client -> a hop       Close {id, session} -> Ok | Error
+    client -> a hop       Ping {id} -> Pong {id, peer_id, model, start, end, load, free_cache_tokens, queue, ...}
+    client -> a hop       Rebind {id, session, next, upto_step, replay_until} -> Ok (failover: the hop pushes
+                          the outputs of steps before upto_step to its new next hop as one replay Step)
+    hop    -> client      Replayed {session, step, positions} (a replay reached the hop that had the positions)
+    hop    -> client      Draining {session} (the peer is leaving: move the session)
+    anyone -> anyone      Error {code, message, peer, id?, session?, step?, hop?}
+
+``Code`` lists the error codes (kept in ``swarm/net/errors.py``, below the wire, and re-exported here);
+``HOP_FAILURE_CODES`` are those that mean "this hop cannot go on with the
+session" (the client re-routes around it and replays), ``BUSY_CODES`` the subset that means "alive but full"
+(plan around it, never blame it), ``FATAL_CODES`` those after which the byte stream cannot be trusted (the
+connection is closed). Codes from a newer peer that this version does not know stay plain strings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from swarm.net.errors import BUSY_CODES, FATAL_CODES, HOP_FAILURE_CODES, Code, ProtocolError
+from swarm.net.wire import header_field
+
+
+
+
+def _kinds(annotation: Any) -> tuple[tuple[type, ...], bool]:
+    """(accepted types, optional) of a message field's annotation."""
+    if typing.get_origin(annotation) in (types.UnionType, typing.Union):  # X | None
+        args = typing.get_args(annotation)
+        kinds = tuple(a for a in args if a is not type(None))
+        return tuple(typing.get_origin(k) or k for k in kinds), type(None) in args
+    return (typing.get_origin(annotation) or annotation,), False  # dict[str, Any] -> dict
+
+
+class Message:
+    """Base of every message record: ``TYPE`` is its wire ``"type"``."""
+
+    TYPE: ClassVar[str]
+    _FIELDS: ClassVar[tuple[tuple[str, tuple[type, ...], bool, bool], ...]]  # name, types, optional, defaulted
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "TYPE" in cls.__dict__:
+            MESSAGES[cls.TYPE] = cls
+
+    @classmethod
+    def _fields(cls) -> tuple[tuple[str, tuple[type, ...], bool, bool], ...]:
+        if "_FIELDS" not in cls.__dict__:
+            hints = typing.get_type_hints(cls)
+            cls._FIELDS = tuple(
+                (f.name, *_kinds(hints[f.name]),
+                 f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING)
+                for f in dataclasses.fields(cls))  # type: ignore[arg-type]
+        return cls._FIELDS
+
+    def to_header(self) -> dict[str, Any]:
+        header: dict[str, Any] = {"type": self.TYPE}
+        for name, _, _, _ in self._fields():
+            value = getattr(self, name)
+            if value is not None:
+                header[name] = value
+        return header
+
+    @classmethod
+    def from_header(cls, header: dict[str, Any]) -> Any:
+        """The record a header carries; ProtocolError (bad_message) for a missing or mistyped field."""
+        values = {}
+        for name, kinds, optional, defaulted in cls._fields():
+            if name not in header and defaulted:
+                continue
+            values[name] = header_field(header, name, kinds, optional=optional)
+        return cls(**values)
+
+
+MESSAGES: dict[str, type[Message]] = {}
+
+
+def parse(header: dict[str, Any]) -> Message:
+    """The message record of a frame header; ProtocolError (unknown_type, bad_message) when it is not one."""
+    kind = header.get("type")
+    cls = MESSAGES.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise ProtocolError(f"unknown message type {kind!r}", code=Code.UNKNOWN_TYPE)
+    return cls.from_header(header)
+
+
+# ---- requests (a reply comes back with the same id) -----------------------------------------------------------
+
+@dataclass(frozen=True)
+class Open(Message):
+    TYPE: ClassVar[str] = "open"
+    session: str
+    start: int
+    end: int
+    max_length: int
+    batch: int
+    next: str | None = None  # the next hop's address; None: this hop is the last, it answers the client
+    id: int = 0
+
+
+@dataclass(frozen=True)
+class Close(Message):
+    TYPE: ClassVar[str] = "close"
+    session: str
+    id: int = 0
+
+
+@dataclass(frozen=True)
+class Ping(Message):
+    TYPE: ClassVar[str] = "ping"
+    id: int = 0
+
+
+@dataclass(frozen=True)
+class Rebind(Message):
+    TYPE: ClassVar[str] = "rebind"
+    session: str
+    next: str
+    upto_step: int
+    replay_until: str | None = None  # the replay stops at this hop (it holds the positions already)
+    id: int = 0
+
+
+REQUESTS: tuple[type[Message], ...] = (Open, Close, Ping, Rebind)
+
+
+# ---- replies ------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Ok(Message):
+    TYPE: ClassVar[str] = "ok"
+    id: int
+
+
+@dataclass(frozen=True)
+class Pong(Message):
+    TYPE: ClassVar[str] = "pong"
+    id: int
+    peer_id: str
+    model: str
+    start: int
+    end: int
+    load: int = 0               # sessions open
+    free_cache_tokens: int = 0  # KV tokens not promised to a session
+    queue: int = 0              # steps waiting or in progress
+    passes: int = 0             # forward passes run so far
+    batched_steps: int = 0      # steps that shared a pass with another
+
+
+@dataclass(frozen=True)
+class Error(Message):
+    TYPE: ClassVar[str] = "error"
+    code: str
+    message: str
+    peer: str = ""
+    id: int | None = None       # the request it answers
+    session: str | None = None  # the session it is about
+    step: int | None = None
+    hop: str | None = None      # next_hop_failed: the address of the hop that failed
+
+    @property
+    def hop_failed(self) -> bool:
+        return self.code in HOP_FAILURE_CODES
+
+
+__all__ = ["BUSY_CODES", "FATAL_CODES", "HOP_FAILURE_CODES", "MESSAGES", "REQUESTS", "Close", "Code", "Draining",
+           "Error", "Message", "Ok", "Open", "Ping", "Pong", "Rebind", "Replayed", "Result", "Step", "parse"]
+
+
+# ---- session traffic ----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Step(Message):
+    TYPE: ClassVar[str] = "step"
+    session: str
+    step: int
+    position: int
+    tensor: dict[str, Any]      # wire meta of the body's hidden states [batch, tokens, hidden]
+    replay: bool = False        # rebuilds a fresh session's cache; produces no result
+    replay_until: str | None = None
+
+
+@dataclass(frozen=True)
+class Result(Message):
+    TYPE: ClassVar[str] = "result"
+    session: str
+    step: int
+    position: int
+    tensor: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Replayed(Message):
+    TYPE: ClassVar[str] = "replayed"
+    session: str
+    step: int
+    positions: int
+
+
+@dataclass(frozen=True)
+class Draining(Message):
+    TYPE: ClassVar[str] = "draining"
+    session: str
