@@ -78,7 +78,7 @@ def run_clients(model, prompts: list[torch.Tensor]) -> dict[str, object]:
     }
 
 
-def bench_molink(path: Path, counts: list[int]) -> dict[str, object]:
+def bench_molink(path: Path, counts: list[int], peer_args: list[str]) -> dict[str, object]:
     from routing.config import ClientConfig
     from swarm import AutoDistributedModelForCausalLM
     from swarm.launch import LocalSwarm
@@ -86,7 +86,7 @@ def bench_molink(path: Path, counts: list[int]) -> dict[str, object]:
     gen = torch.Generator().manual_seed(0)
     prompts = [torch.randint(3, VOCAB, (1, 16), generator=gen) for _ in range(max(counts))]
     results: dict[str, object] = {}
-    swarm = LocalSwarm(str(path), ["0:8", "8:16"], peer_args=["--threads", "1"], env={"HF_HUB_OFFLINE": "1"})
+    swarm = LocalSwarm(str(path), ["0:8", "8:16"], peer_args=["--threads", "1", *peer_args], env={"HF_HUB_OFFLINE": "1"})
     with swarm, AutoDistributedModelForCausalLM.from_pretrained(
         str(path), initial_peers=[swarm.address], config=ClientConfig(route_wait_s=60)
     ) as model:
@@ -125,11 +125,13 @@ def main() -> int:
     p.add_argument("--clients", nargs="+", type=int, default=[1, 4, 8, 16])
     p.add_argument("--petals", action="store_true", help="also run the Petals baseline (where its scripts are kept beside the project)")
     p.add_argument("--models-dir", default=DEFAULT_MODELS_DIR)
+    p.add_argument("--peer-arg", action="append", default=[], metavar="FLAG",
+                   help="one more flag for both peers (repeatable), e.g. --peer-arg=--no-tune-linears")
     args = p.parse_args()
     root = models_root(args.models_dir)
     path = make_model("medium", root)
-    molink = bench_molink(path, args.clients)
-    fields: dict[str, object] = {"model": "medium", "peers": 2, "link": "loopback", "new_tokens": NEW_TOKENS,
+    molink = bench_molink(path, args.clients, args.peer_arg)
+    fields: dict[str, object] = {"model": "medium", "peers": 2, "peer_args": args.peer_arg, "link": "loopback", "new_tokens": NEW_TOKENS,
                                  "molink": molink}
     one = molink[str(args.clients[0])]["aggregate_decode_tok_s"]
     fields["molink_over_own_first"] = {n: round(r["aggregate_decode_tok_s"] / one, 2) for n, r in molink.items()}

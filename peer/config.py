@@ -31,6 +31,7 @@ class PeerConfig:
     cache_dir: str | None = None                 # where converted GGUF checkpoints are kept
     upnp: bool = False                           # let the DHT daemon ask the home router for a port mapping
     progress: bool = True
+    tune_linears: bool = True                    # CPU spans: measure and pick the faster linear form for 2-4 rows
     extra: dict[str, str] = field(default_factory=dict)
 
     @property

@@ -106,6 +106,7 @@ async def run_peer(config: PeerConfig, *, ready: Any = None, version: str = "0")
     port is bound here and held), the model name (config and index only), the span, and the memory.
     """
     from models.source import resolve_model
+    from models.kernels import tune_linears
     from models.span import SpanModel
     from swarm.net.dht import HivemindDiscovery
 
@@ -138,6 +139,9 @@ async def run_peer(config: PeerConfig, *, ready: Any = None, version: str = "0")
                 None,
                 lambda: SpanModel.load(ckpt, start, end, dtype=dtype, device=config.device, progress=config.progress),
             )
+            if config.tune_linears and span.device.type == "cpu":
+                tuning = await loop.run_in_executor(None, tune_linears, span.base)
+                log.info("%s", tuning.describe())
             kv_budget = session_budget(config, ckpt, plan, dtype)
             server = PeerServer(config=config, span=span, identity=identity, model_key=ckpt.model_key,
                                 discovery=discovery, version=version, listener=listener,

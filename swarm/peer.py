@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", help="where converted GGUF checkpoints are kept (default ~/.cache/molink/models)")
     p.add_argument("--upnp", action="store_true", help="ask the home router for a port mapping (UPnP/NAT-PMP)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar while loading")
+    p.add_argument("--no-tune-linears", action="store_true",
+                   help="skip the start-up measurement that picks the faster CPU form of linear layers over 2-4 "
+                        "rows (batched decode steps); see models/kernels.py")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.add_argument("--list-models", action="store_true",
                    help="print the model aliases (alias, Hugging Face repo id) grouped by model family, and exit; "
@@ -92,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         session_timeout_s=args.session_timeout,
         max_session_tokens=args.max_session_tokens, kv_reserve_tokens=args.kv_reserve_tokens,
         threads=args.threads, cache_dir=args.cache_dir, upnp=args.upnp, progress=not args.no_progress,
+        tune_linears=not args.no_tune_linears,
     )
     try:
         asyncio.run(run_peer(config, ready=print_ready, version=__version__))
