@@ -24,6 +24,8 @@ class PeerConfig:
     max_session_tokens: int = 8192               # longest session (prompt + generated) a peer accepts
     max_sessions: int = 64
     max_batch: int = 32
+    batch_wait_ms: float = 50.0                  # a decode pass of under half the open sessions' rows waits for
+                                                 # more, at most this long and half a pass (0: never)
     kv_reserve_tokens: int = 16384               # KV cache tokens reserved for sessions (memory planning)
     inline_step_tokens: int = 8                  # steps of at most batch*tokens this many run on the event loop:
                                                  # a thread handoff costs ~2 ms on a busy CPU, more than such a step

@@ -18,6 +18,7 @@ its step is queued, so a cache is never touched by two passes at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 import logging
@@ -28,7 +29,7 @@ from typing import Any
 
 import torch
 
-from peer.scheduler import Budget, Plan, QueuedStep, schedule
+from peer.scheduler import Budget, Plan, QueuedStep, schedule, wait_s
 
 log = logging.getLogger("molink.peer")
 
@@ -54,9 +55,14 @@ class Engine:
     """A queue of steps and the loop that serves it in batched forward passes (see the module docstring)."""
 
     def __init__(self, span: Any, *, budget: Budget = Budget(), inline_tokens: int = 8,
-                 run_compute: Callable[..., Any] | None = None, executor: Executor | None = None) -> None:
+                 run_compute: Callable[..., Any] | None = None, executor: Executor | None = None,
+                 open_rows: Callable[[], int] = lambda: 0, clock: Callable[[], float] = time.monotonic) -> None:
         self.span = span
         self.budget = budget
+        self.open_rows = open_rows  # rows of the sessions open at this peer (rule 7 of the scheduler)
+        self.clock = clock
+        self.pass_s = 0.0  # smoothed time of a forward pass (EWMA, weight 1/8)
+        self._waiting_since: float | None = None
         self.inline_tokens = inline_tokens
         self._executor = executor
         self._run_compute = run_compute
@@ -93,11 +99,27 @@ class Engine:
         """Serve the queue until cancelled (``submit`` starts it)."""
         while True:
             await self._wake.wait()
-            plan = schedule([r.snapshot() for r in self._queue.values()], self.budget, self._last_was_prefill)
+            queue = [r.snapshot() for r in self._queue.values()]
+            plan = schedule(queue, self.budget, self._last_was_prefill)
             if plan is None:
                 self._wake.clear()
                 continue
+            now = self.clock()
+            if self._waiting_since is None:
+                self._waiting_since = now
+            delay = wait_s(plan, queue, self.budget, open_rows=self.open_rows(), waited_s=now - self._waiting_since,
+                           pass_s=self.pass_s)
+            if delay > 0:  # a small decode pass: give the other sessions' steps a moment to arrive
+                self._wake.clear()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), delay)
+                self._wake.set()  # plan again, whether a step came or the wait ran out
+                continue
+            self._waiting_since = None
+            started = self.clock()
             await self._run_plan(plan)
+            elapsed = self.clock() - started
+            self.pass_s = elapsed if self.passes == 1 else 0.875 * self.pass_s + 0.125 * elapsed
 
     async def _run_plan(self, plan: Plan) -> None:
         requests = [self._queue[s.req_id] for s in plan.slices]

@@ -104,8 +104,9 @@ class PeerServer:
         self.kv_budget = kv_budget or KVBudget(total_bytes=config.kv_reserve_tokens, kv_bytes_per_token=1,
                                                history_bytes_per_token=0)
         self._reservations: dict[str, Reservation] = {}
-        self.engine = Engine(span, budget=Budget(max_rows=config.max_batch), inline_tokens=config.inline_step_tokens,
-                             run_compute=self._run_compute)
+        self.engine = Engine(span, budget=Budget(max_rows=config.max_batch, max_wait_s=config.batch_wait_ms / 1000),
+                             inline_tokens=config.inline_step_tokens, run_compute=self._run_compute,
+                             open_rows=lambda: sum(s.batch for s in self.sessions.values()), clock=clock)
         self.relay = Relay(connect or (lambda addr: open_channel(addr, limits=self.limits)),
                            on_error=self._next_hop_refused, spawn=self._spawn)
 

@@ -32,3 +32,5 @@ class ClientConfig:
                                          # N = sessions of at most N rows, run concurrently (pipelined)
     max_row_sessions: int = 16           # most sessions one generate() call runs at once (padded rows,
                                          # micro-batches); the others start as these finish
+    tune_linears: bool = True            # CPU: time the LM head's two matmul forms at load and use the faster
+                                         # for 2-4 rows (models/kernels.py)

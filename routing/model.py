@@ -48,6 +48,7 @@ from transformers.generation.logits_process import (
 from transformers.modeling_outputs import CausalLMOutput
 
 from routing.config import ClientConfig
+from routing.head_batching import LogitsBatcher
 from routing.session import SyncSession
 from routing.swarm_client import SwarmClient
 
@@ -68,6 +69,7 @@ class AutoDistributedModelForCausalLM:
         self.client = client
         self.generation_config = generation_config
         self._local = threading.local()  # per calling thread: last_route
+        self._head_batch = LogitsBatcher(head.logits)  # used on the client's loop only
 
     @property
     def last_route(self) -> Any:
@@ -99,6 +101,10 @@ class AutoDistributedModelForCausalLM:
         ckpt = resolve_model(model, cache_dir=Path(cache_dir) if cache_dir else None)
         head = ClientHead.load(ckpt, dtype=dtype)
         config = config or ClientConfig()
+        if config.tune_linears:  # the LM head runs over as many rows as sessions want logits at once
+            from models.kernels import tune_linears
+
+            log.debug("%s", tune_linears(head.lm_head).describe())
         if config.peer_dtype is None:  # keep to the client's precision where the swarm allows
             config = dataclasses.replace(config, peer_dtype=str(dtype).removeprefix("torch."))
         client = SwarmClient(ckpt.model_key, ckpt.num_layers, initial_peers, config)
@@ -213,7 +219,7 @@ class AutoDistributedModelForCausalLM:
         try:
             hidden = await session.step(self.head.embed(prompt))  # hidden: [b, n, H]
             for i in range(max_new):
-                logits = self.head.logits(hidden[:, -1:])[:, -1]  # logits: [b, V] float32
+                logits = await self._head_batch.logits(hidden[:, -1:])  # logits: [b, V] float32
                 scores = processors(seq, logits)
                 if gc.do_sample:
                     probs = torch.softmax(scores, dim=-1)

@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", help="where converted GGUF checkpoints are kept (default ~/.cache/molink/models)")
     p.add_argument("--upnp", action="store_true", help="ask the home router for a port mapping (UPnP/NAT-PMP)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar while loading")
+    p.add_argument("--batch-wait-ms", type=float, default=50.0,
+                   help="a decode pass holding under half of the open sessions' rows waits for more steps, at most "
+                        "this long and at most half the time of a pass (default 50; 0 disables)")
     p.add_argument("--no-tune-linears", action="store_true",
                    help="skip the start-up measurement that picks the faster CPU form of linear layers over 2-4 "
                         "rows (batched decode steps); see models/kernels.py")
@@ -72,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     check_initial_peers_given(parser, args)
+    if args.batch_wait_ms < 0:
+        parser.error(f"--batch-wait-ms must be >= 0, got {args.batch_wait_ms:g}")
     from swarm.logging_setup import setup_logging
 
     setup_logging(args.log_level)
@@ -95,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         session_timeout_s=args.session_timeout,
         max_session_tokens=args.max_session_tokens, kv_reserve_tokens=args.kv_reserve_tokens,
         threads=args.threads, cache_dir=args.cache_dir, upnp=args.upnp, progress=not args.no_progress,
-        tune_linears=not args.no_tune_linears,
+        tune_linears=not args.no_tune_linears, batch_wait_ms=args.batch_wait_ms,
     )
     try:
         asyncio.run(run_peer(config, ready=print_ready, version=__version__))

@@ -7,7 +7,7 @@ from math import ceil
 
 import pytest
 
-from peer.scheduler import Budget, Plan, QueuedStep, Slice, schedule
+from peer.scheduler import Budget, Plan, QueuedStep, Slice, schedule, wait_s
 
 
 def step(req_id: int, tokens: int, rows: int = 1, session: str | None = None, done: int = 0) -> QueuedStep:
@@ -241,3 +241,37 @@ def test_decodes_wait_at_most_one_chunk_pass():
     for (before, _), (plan, short_waits) in zip(rounds, rounds[1:], strict=False):
         if before and before.prefill and short_waits:
             assert plan is not None and not plan.prefill
+
+
+# ---- rule 7: a small decode pass may wait a little for more rows ---------------------------------------------
+
+WAITING = Budget(max_wait_s=0.05, wait_fraction=0.5)
+
+
+def _wait(queue, budget=WAITING, *, open_rows, waited_s=0.0, pass_s=0.04, last_was_prefill=False):
+    plan = schedule(queue, budget, last_was_prefill)
+    assert plan is not None
+    return wait_s(plan, queue, budget, open_rows=open_rows, waited_s=waited_s, pass_s=pass_s)
+
+
+def test_a_decode_pass_under_half_the_open_rows_waits_at_most_half_a_pass():
+    """2 of 8 open sessions queued: wait, but no longer than half the measured pass (20 ms of 40)."""
+    assert _wait([step(1, 1), step(2, 1)], open_rows=8) == pytest.approx(0.02)
+    assert _wait([step(1, 1), step(2, 1)], open_rows=8, waited_s=0.015) == pytest.approx(0.005)
+    assert _wait([step(1, 1), step(2, 1)], open_rows=8, waited_s=0.03) == 0.0  # waited enough: run
+    assert _wait([step(1, 1)], open_rows=8, pass_s=1.0) == pytest.approx(0.05)  # and never over max_wait_s
+
+
+def test_half_the_open_rows_or_a_lone_session_run_at_once():
+    assert _wait([step(1, 1), step(2, 1)], open_rows=4) == 0.0
+    assert _wait([step(1, 1, rows=4)], open_rows=8) == 0.0  # rows count, not steps
+    assert _wait([step(1, 1)], open_rows=1) == 0.0  # one client: no wait, decode as fast as before
+    assert _wait([step(1, 1)], open_rows=2) == 0.0
+
+
+def test_prefills_full_passes_and_a_disabled_wait_run_at_once():
+    assert _wait([step(1, 16)], open_rows=8) == 0.0  # a prompt is not a decode pass
+    assert _wait([step(1, 1)], Budget(max_wait_s=0.0), open_rows=8) == 0.0
+    assert _wait([step(1, 1, rows=2)], Budget(max_rows=2, max_wait_s=0.05), open_rows=8) == 0.0  # pass is full
+    with pytest.raises(ValueError):
+        Budget(max_wait_s=-1)
