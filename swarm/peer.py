@@ -15,6 +15,7 @@ import sys
 from swarm import __version__
 from swarm.cli_args import add_initial_peers, check_initial_peers_given
 from swarm.errors import MolinkError, exit_code
+from swarm.net.records import MAX_RECORD_TTL_S
 
 log = logging.getLogger("molink.peer")
 
@@ -48,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--identity", metavar="FILE",
                    help="private key file (created if missing); keeps the same peer id across restarts")
     p.add_argument("--announce-interval", type=float, default=5.0, metavar="SECONDS",
-                   help="DHT heartbeat; the record expires after 3 intervals without one")
+                   help="DHT heartbeat; the record expires after 3 intervals without one (at most 40)")
     p.add_argument("--drain-timeout", type=float, default=15.0, metavar="SECONDS",
                    help="on SIGINT/SIGTERM, how long clients get to move their sessions before the peer leaves")
     p.add_argument("--session-timeout", type=float, default=300.0, metavar="SECONDS", help="idle session lifetime")
@@ -77,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     check_initial_peers_given(parser, args)
     if args.batch_wait_ms < 0:
         parser.error(f"--batch-wait-ms must be >= 0, got {args.batch_wait_ms:g}")
+    longest = MAX_RECORD_TTL_S / 3  # a record lives 3 intervals, and its signed life is capped
+    if not 0 < args.announce_interval <= longest:
+        parser.error(f"--announce-interval must be in (0, {longest:g}] seconds, got {args.announce_interval:g}")
     from swarm.logging_setup import setup_logging
 
     setup_logging(args.log_level)
