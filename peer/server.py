@@ -44,6 +44,7 @@ from peer.sessions import (
 )
 from swarm.errors import FrameTooLargeError, ProtocolError, TransportError
 from swarm.net.addresses import advertised_hosts
+from swarm.net.loglimit import LogLimiter
 from swarm.net.protocol import (
     FATAL_CODES,
     Close,
@@ -115,6 +116,7 @@ class PeerServer:
         self.kv_budget = kv_budget or KVBudget(total_bytes=config.kv_reserve_tokens, kv_bytes_per_token=1,
                                                history_bytes_per_token=0)
         self._reservations: dict[str, Reservation] = {}
+        self._quiet = LogLimiter(clock=clock)  # what strangers can trigger is logged at a bounded rate
         self.engine = Engine(span, budget=Budget(max_rows=config.max_batch, max_wait_s=config.batch_wait_ms / 1000),
                              inline_tokens=config.inline_step_tokens, run_compute=self._run_compute,
                              open_rows=lambda: sum(s.batch for s in self.sessions.values()), clock=clock)
@@ -239,7 +241,10 @@ class PeerServer:
                 try:
                     frame = await channel.recv()
                 except (FrameTooLargeError, ProtocolError) as e:
-                    log.warning("bad frame from %s: %s", channel.remote, e)
+                    allowed, held = self._quiet.allow(f"bad frame {channel.remote.rpartition(':')[0]}")
+                    if allowed:
+                        log.warning("bad frame from %s: %s%s", channel.remote, e,
+                                    f" ({held} more from there not logged)" if held else "")
                     await self._send_quietly(channel, self._error(e.code, str(e)))
                     if isinstance(e, FrameTooLargeError) or e.code in FATAL_CODES:
                         return
@@ -290,7 +295,8 @@ class PeerServer:
                    accepting=None if self.state is PeerState.ONLINE else self.state.value,
                    open_sessions=self.sessions, n_open=len(self.sessions))
         granted = admit(self.kv_budget, list(self._reservations.values()), msg.session, msg.max_length, msg.batch,
-                        msg.next is not None)
+                        msg.next is not None, client=channel.remote.rpartition(":")[0],
+                        client_share=self.config.max_client_share)
         if isinstance(granted, Busy):  # not a failure: the client tries another peer or waits
             raise ProtocolError(f"peer is busy: {granted.reason}", code=Code.BUSY)
         self._reservations[msg.session] = granted

@@ -13,9 +13,9 @@ import torch
 
 from routing.config import ClientConfig
 from swarm import AutoDistributedModelForCausalLM
-from swarm.net.protocol import Close, Rebind, Step, new_secret, parse
+from swarm.net.protocol import Close, Error, Open, Rebind, Step, new_secret, parse
 from swarm.net.transport import open_channel
-from swarm.net.wire import tensor_to_wire
+from swarm.net.wire import MAGIC, PREFIX, Limits, encode_frame, read_frame, tensor_to_wire
 
 PROMPT = torch.tensor([[5, 6, 7, 8]])
 NEW = 6
@@ -81,3 +81,100 @@ def test_a_stranger_who_knows_a_session_id_cannot_step_close_or_rebind_it(checkp
                 hidden = sess.step(model.head.embed(torch.tensor([[token]]), sess.position))
             assert sess.session.failovers == 0  # the session was never disturbed
     assert tokens == expected
+
+
+STRANGER = "127.0.0.2"  # the attacker's source address (all of 127/8 is this machine); the user is 127.0.0.1
+
+
+async def _connect_from(addr: str, source: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    host, port = addr.rsplit(":", 1)
+    return await asyncio.open_connection(host, int(port), local_addr=(source, 0))
+
+
+async def _closed_by_peer(reader: asyncio.StreamReader, within_s: float) -> bool:
+    """Whether the peer closes this connection within ``within_s`` (what it sends first is not looked at)."""
+    try:
+        async with asyncio.timeout(within_s):
+            while await reader.read(65536):
+                pass
+        return True
+    except (TimeoutError, ConnectionError):
+        return False
+
+
+def test_a_connection_flood_and_stalled_frames_do_not_take_a_peer_down(checkpoints, swarm_of, bootstrap):
+    """Before the caps, 1,030 idle connections starved a peer of file descriptors, and half-sent big frames
+    held their buffers forever. Now one source gets at most 64 connections (the rest are closed at once), a
+    frame stalled after its prefix is cut off at its deadline, and the user on another address generates."""
+    path = checkpoints("llama", num_layers=4)
+    swarm = swarm_of(path, ["0:4"])
+    peer = swarm.peers[0].data_addr
+
+    async def flood() -> tuple[int, list[asyncio.StreamWriter], list[asyncio.StreamReader]]:
+        held, idle, stalled = [], [], []
+        for i in range(80):
+            reader, writer = await _connect_from(peer, STRANGER)
+            if i < 4:  # a frame declaring a 1 MiB body, then silence
+                writer.write(PREFIX.pack(MAGIC, 16, 1 << 20) + b"\x00" * 1000)
+                await writer.drain()
+                stalled.append(reader)
+            else:
+                idle.append(reader)
+            held.append(writer)
+        closed = await asyncio.gather(*(_closed_by_peer(r, 3.0) for r in idle))
+        return sum(closed), held, stalled
+
+    async def scenario() -> tuple[int, list[bool]]:
+        refused, held, stalled = await flood()
+        try:
+            await asyncio.to_thread(generate_as_user)
+            cut = await asyncio.gather(*(_closed_by_peer(r, 90) for r in stalled))
+        finally:
+            for writer in held:
+                writer.close()
+        return refused, cut
+
+    outputs = []
+
+    def generate_as_user() -> None:
+        with AutoDistributedModelForCausalLM.from_pretrained(
+            str(path), initial_peers=[bootstrap], config=ClientConfig(route_wait_s=30)
+        ) as model:
+            outputs.append(model.generate(PROMPT, max_new_tokens=NEW, do_sample=False))
+
+    refused, cut = asyncio.run(scenario())
+    assert refused == 80 - 64  # the 65th connection from the stranger on
+    assert cut == [True] * 4  # stalled frames were dropped (their deadline: 30 s + 1 MiB at 1 MB/s)
+    assert outputs and outputs[0].shape == (1, PROMPT.shape[1] + NEW)
+    assert swarm.peers[0].popen.poll() is None
+
+
+def test_one_stranger_cannot_reserve_a_peers_whole_kv_memory(checkpoints, swarm_of, bootstrap):
+    """Before the per-client share, one open with a long max_length took a peer's whole KV budget."""
+    path = checkpoints("llama", num_layers=4)
+    swarm = swarm_of(path, ["0:4"], extra=["--kv-reserve-tokens", "256"])
+    peer = swarm.peers[0].data_addr
+
+    async def hog() -> list[str]:
+        reader, writer = await _connect_from(peer, STRANGER)
+        answers = []
+        try:
+            for i, length in enumerate((250, 128, 16)):  # the whole budget; then its half; then a bit more
+                msg = Open(session=f"hog{i}", secret=new_secret(), start=0, end=4, max_length=length, batch=1,
+                           id=i + 1)
+                for part in encode_frame(msg.to_header()):
+                    writer.write(part)
+                frame = await asyncio.wait_for(read_frame(reader, Limits()), 30)
+                assert frame is not None
+                reply = parse(frame.header)
+                answers.append(reply.code if isinstance(reply, Error) else reply.TYPE)
+            with AutoDistributedModelForCausalLM.from_pretrained(
+                str(path), initial_peers=[bootstrap], config=ClientConfig(route_wait_s=30)
+            ) as model:  # the user, from another address, still gets the other half
+                out = await asyncio.to_thread(model.generate, PROMPT, max_new_tokens=NEW, do_sample=False)
+            assert out.shape == (1, PROMPT.shape[1] + NEW)
+        finally:
+            writer.close()
+        return answers
+
+    assert asyncio.run(hog()) == ["busy", "ok", "busy"]
