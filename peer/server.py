@@ -70,6 +70,8 @@ from swarm.net.wire import Frame, Limits, tensor_from_wire, tensor_to_wire
 
 log = logging.getLogger("molink.peer")
 
+MAX_REBINDS = 16  # failovers of one session's next hop: each re-sends the session's whole history
+
 
 class PeerServer:
     """Serves one span of one model. Construct, then ``await start()``; ``await stop()`` to leave."""
@@ -291,6 +293,8 @@ class PeerServer:
     # ---- requests ----------------------------------------------------------------------------------------
 
     async def _on_open(self, channel: Channel, msg: Open) -> None:
+        if msg.next is not None and msg.next in self.addrs:
+            raise ProtocolError("a session's next hop cannot be this peer itself", code=Code.BAD_MESSAGE)
         check_open(msg, span=(self.span.start, self.span.end), config=self.config,
                    accepting=None if self.state is PeerState.ONLINE else self.state.value,
                    open_sessions=self.sessions, n_open=len(self.sessions))
@@ -320,6 +324,11 @@ class PeerServer:
         check_addr(msg.next)
         check_secret(msg.next_secret, "next_secret")
         session = self._owned(msg.session, msg.secret)
+        if msg.next in self.addrs:
+            raise ProtocolError("a session's next hop cannot be this peer itself", code=Code.BAD_MESSAGE)
+        if session.rebinds >= MAX_REBINDS:  # each rebind re-sends the whole history: bounded, no amplifier
+            raise ProtocolError(f"session rebound {MAX_REBINDS} times already", code=Code.BAD_MESSAGE)
+        session.rebinds += 1
         async with self._locks[msg.session]:
             session.next_addr, session.next_secret = msg.next, msg.next_secret
             replay = session.replay_input(msg.upto_step)
@@ -329,7 +338,8 @@ class PeerServer:
                 meta, body = tensor_to_wire(replay)
                 try:
                     await self.relay.push(msg.next, Step(session=msg.session, secret=msg.next_secret,
-                                                         step=msg.upto_step - 1, position=0, tensor=meta,
+                                                         layer=self.span.end, step=msg.upto_step - 1,
+                                                         position=0, tensor=meta,
                                                          replay=True, replay_until=msg.replay_until), body)
                 except TransportError as e:  # the replacement is unreachable: the client picks another
                     raise ProtocolError(f"next hop {msg.next} failed: {e}", code=Code.NEXT_HOP_FAILED) from e
@@ -339,6 +349,9 @@ class PeerServer:
         sid, step = msg.session, msg.step
         try:
             session = self._owned(sid, msg.secret)
+            if msg.layer != self.span.start:  # a route moves up the layers: a loop back is refused
+                raise ProtocolError(f"this peer's layers start at {self.span.start}, the step enters layer "
+                                    f"{msg.layer}", code=Code.BAD_SPAN)
         except ProtocolError as e:
             await self._send_quietly(channel, self._error(e.code, str(e), session=sid, step=step))
             return
@@ -394,7 +407,7 @@ class PeerServer:
             return
         try:
             await self.relay.push(session.next_addr, Step(session=sid, secret=session.next_secret or "",
-                                                          step=msg.step, position=msg.position, tensor=meta,
+                                                          layer=self.span.end, step=msg.step, position=msg.position, tensor=meta,
                                                           replay=msg.replay, replay_until=msg.replay_until), body)
         except TransportError as e:
             log.warning("session %s: next hop %s failed: %s", session_tag(sid), session.next_addr, e)

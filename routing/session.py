@@ -207,8 +207,8 @@ class InferenceSession:
         meta, body = tensor_to_wire(hidden)
         try:
             await self.links[0].send(
-                Step(session=self.session_id, secret=self.secrets[0], step=step, position=self.position,
-                     tensor=meta), body)
+                Step(session=self.session_id, secret=self.secrets[0], layer=self.hops[0].start, step=step,
+                     position=self.position, tensor=meta), body)
         except TransportError as e:
             raise hop_failed(HopFailure(0, FailureKind.CLOSED, str(e))) from e
         deadline = step_deadline_s(self.route_est_s(), hidden.shape[1], floor_s=self.config.min_step_timeout_s,
@@ -344,8 +344,9 @@ class InferenceSession:
             if self._inputs:
                 replay = torch.cat(self._inputs, dim=1)
                 meta, body = tensor_to_wire(replay)
-                await first_link.send(Step(session=self.session_id, secret=first_secret, step=self.step_index - 1,
-                                           position=0, tensor=meta, replay=True, replay_until=next_after), body)
+                await first_link.send(Step(session=self.session_id, secret=first_secret, layer=first.start,
+                                           step=self.step_index - 1, position=0, tensor=meta, replay=True,
+                                           replay_until=next_after), body)
             return
         await self.links[k - 1].request(Rebind(
             session=self.session_id, secret=self.secrets[k - 1], next=first.addr, next_secret=first_secret,

@@ -9,8 +9,8 @@ Session flow (the peer's side is ``peer/server.py``, the client's ``routing/sess
 
     client -> every hop   Open {id, session, secret, start, end, max_length, batch, next, next_secret}
                           -> Ok {id} | Error
-    client -> first hop   Step {session, secret, step, position, tensor} + body
-    hop    -> next hop    Step (pushed on, with the next hop's secret)
+    client -> first hop   Step {session, secret, layer, step, position, tensor} + body
+    hop    -> next hop    Step (pushed on, with the next hop's secret and layer = its own end)
     last   -> client      Result {session, step, position, tensor} + body
     client -> a hop       Close {id, session, secret} -> Ok | Error
     client -> a hop       Ping {id} -> Pong {id, peer_id, model, start, end, load, free_cache_tokens, queue, ...}
@@ -222,6 +222,8 @@ class Step(Message):
     TYPE: ClassVar[str] = "step"
     session: str
     secret: str                 # the capability of the hop it is sent to
+    layer: int                  # the layer these hidden states enter: the receiving hop's start (a pushing
+                                # hop sends its end), so a route only ever moves up the layers: no cycles
     step: int
     position: int
     tensor: dict[str, Any]      # wire meta of the body's hidden states [batch, tokens, hidden]

@@ -124,7 +124,7 @@ def test_garbage_and_malformed_messages_get_errors_and_the_peer_keeps_serving(ch
         assert second is not None and second.header["type"] == "pong"  # same connection still usable
 
         meta, body = tensor_to_wire(torch.zeros(1, 1, 64))
-        h = await _request(peer_addr, {"type": "step", "session": "nope", "secret": KEY, "step": 0, "position": 0,
+        h = await _request(peer_addr, {"type": "step", "session": "nope", "secret": KEY, "layer": 0, "step": 0, "position": 0,
                                        "tensor": meta}, body)
         assert h["code"] == "unknown_session"
         h = await _request(peer_addr, {"type": "launch_missiles", "id": 3})
@@ -140,7 +140,7 @@ def test_garbage_and_malformed_messages_get_errors_and_the_peer_keeps_serving(ch
                                  (torch.full((1, 2, 64), float("nan")), "non_finite"),
                                  (torch.zeros(1, 9, 64), "too_long")]:
                 meta, body = tensor_to_wire(tensor)
-                await ch.send({"type": "step", "session": "s1", "secret": KEY, "step": 0, "position": 0,
+                await ch.send({"type": "step", "session": "s1", "secret": KEY, "layer": 0, "step": 0, "position": 0,
                                "tensor": meta}, body)
                 err = await asyncio.wait_for(ch.recv(), 10)
                 assert err is not None and err.header["code"] == code, err.header
@@ -157,6 +157,16 @@ def test_garbage_and_malformed_messages_get_errors_and_the_peer_keeps_serving(ch
                            "next_secret": KEY, "upto_step": 0})
             err = await asyncio.wait_for(ch.recv(), 10)
             assert err is not None and err.header["code"] == "bad_message" and err.header["id"] == 4
+            # loops: a session whose next hop is this peer, a step that enters at another layer than its start
+            await ch.send({"type": "open", "id": 5, "session": "s5", "secret": KEY, "start": 0, "end": 5,
+                           "max_length": 8, "batch": 1, "next": peer_addr, "next_secret": KEY})
+            err = await asyncio.wait_for(ch.recv(), 10)
+            assert err is not None and err.header["code"] == "bad_message" and err.header["id"] == 5
+            meta, body = tensor_to_wire(torch.zeros(1, 1, 64))
+            await ch.send({"type": "step", "session": "s1", "secret": KEY, "layer": 5, "step": 0, "position": 0,
+                           "tensor": meta}, body)
+            err = await asyncio.wait_for(ch.recv(), 10)
+            assert err is not None and err.header["code"] == "bad_span"
             await ch.send({"type": "result", "session": "s1", "step": 0, "position": 0, "tensor": meta})
             err = await asyncio.wait_for(ch.recv(), 10)  # a reply sent to a peer is not a request it takes
             assert err is not None and err.header["code"] == "unknown_type"

@@ -42,7 +42,7 @@ async def _attack(addrs: list[str], sid: str, hidden_size: int) -> tuple[list[st
             ch = await open_channel(addr)
             try:
                 for msg, payload in [
-                    (Step(session=sid, secret=guess, step=1, position=len(PROMPT[0]), tensor=meta), body),
+                    (Step(session=sid, secret=guess, layer=0, step=1, position=len(PROMPT[0]), tensor=meta), body),
                     (Rebind(session=sid, secret=guess, next=trap, next_secret=guess, upto_step=1, id=1), b""),
                     (Close(session=sid, secret=guess, id=2), b""),
                 ]:
