@@ -43,6 +43,7 @@ class Reservation:
 
     session_id: str
     bytes: int
+    client: str = ""  # who opened it (the source address): a client's sessions together have a quota
 
 
 @dataclass(frozen=True)
@@ -68,18 +69,26 @@ def unreserved_bytes(budget: KVBudget, held: Sequence[Reservation]) -> int:
 
 
 def admit(budget: KVBudget, held: Sequence[Reservation], session_id: str, max_length: int, rows: int,
-          keeps_history: bool) -> Reservation | Busy:
-    """A reservation for the new session when it fits beside ``held``, else Busy saying what it lacks.
+          keeps_history: bool, *, client: str = "", client_share: float = 1.0) -> Reservation | Busy:
+    """A reservation for the new session when it fits beside ``held``, and ``client``'s sessions together
+    stay within ``client_share`` of the budget (so one stranger cannot take a peer's whole memory with one
+    long ``max_length``); else Busy saying what it lacks.
 
     ``held`` must not hold ``session_id`` already: the shell refuses a second open of a session before."""
     if any(r.session_id == session_id for r in held):
         raise ValueError(f"session {session_id} already holds a reservation")
     need = session_bytes(budget, max_length, rows, keeps_history)
     free = unreserved_bytes(budget, held)
-    if need <= free:
-        return Reservation(session_id, need)
     what = "KV cache and replay history" if keeps_history else "KV cache"
-    return Busy(f"session needs {size(need)} of {what}, {size(free)} free of {size(budget.total_bytes)}", free)
+    if need > free:
+        return Busy(f"session needs {size(need)} of {what}, {size(free)} free of {size(budget.total_bytes)}",
+                    free)
+    quota = int(client_share * budget.total_bytes)
+    mine = sum(r.bytes for r in held if r.client == client)
+    if mine + need > quota:
+        return Busy(f"session needs {size(need)} of {what}; this client holds {size(mine)} of its "
+                    f"{client_share:.0%} share ({size(quota)})", min(free, max(quota - mine, 0)))
+    return Reservation(session_id, need, client)
 
 
 def free_tokens(budget: KVBudget, held: Sequence[Reservation]) -> int:

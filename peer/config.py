@@ -27,6 +27,7 @@ class PeerConfig:
     batch_wait_ms: float = 50.0                  # a decode pass of under half the open sessions' rows waits for
                                                  # more, at most this long and half a pass (0: never)
     kv_reserve_tokens: int = 16384               # KV cache tokens reserved for sessions (memory planning)
+    max_client_share: float = 0.5                # most of the KV budget one client (source address) may hold
     inline_step_tokens: int = 8                  # steps of at most batch*tokens this many run on the event loop:
                                                  # a thread handoff costs ~2 ms on a busy CPU, more than such a step
     threads: int | None = None                   # torch intra-op threads; None -> torch default

@@ -105,8 +105,8 @@ async def run_peer(config: PeerConfig, *, ready: Any = None, version: str = "0")
     Everything a user can get wrong is checked before any weight is downloaded or read: the ports (the data
     port is bound here and held), the model name (config and index only), the span, and the memory.
     """
-    from models.source import resolve_model
     from models.kernels import tune_linears
+    from models.source import resolve_model
     from models.span import SpanModel
     from swarm.net.dht import HivemindDiscovery
 

@@ -28,7 +28,7 @@ class Relay:
         self._on_error = on_error
         self._spawn = spawn
         self._channels: dict[str, Channel] = {}
-        self._lock = asyncio.Lock()
+        self._locks: dict[str, asyncio.Lock] = {}  # one per address: a slow connect holds up no other hop
 
     async def push(self, addr: str, msg: Message, body: bytes | memoryview = b"") -> None:
         """Send ``msg`` to the hop at ``addr``, connecting first if needed; TransportError when that fails."""
@@ -41,7 +41,10 @@ class Relay:
         self._channels.clear()
 
     async def _channel(self, addr: str) -> Channel:
-        async with self._lock:
+        channel = self._channels.get(addr)
+        if channel is not None and not channel.closed:
+            return channel
+        async with self._locks.setdefault(addr, asyncio.Lock()):
             channel = self._channels.get(addr)
             if channel is None or channel.closed:
                 channel = await self._connect(addr)

@@ -32,9 +32,19 @@ from peer.config import PeerConfig
 from peer.engine import Engine, measure_throughput
 from peer.relay import Relay
 from peer.scheduler import Budget
-from peer.sessions import Session, StepAction, check_addr, check_open, check_replay, check_step, expired
+from peer.sessions import (
+    Session,
+    StepAction,
+    check_addr,
+    check_open,
+    check_replay,
+    check_secret,
+    check_step,
+    expired,
+)
 from swarm.errors import FrameTooLargeError, ProtocolError, TransportError
 from swarm.net.addresses import advertised_hosts
+from swarm.net.loglimit import LogLimiter
 from swarm.net.protocol import (
     FATAL_CODES,
     Close,
@@ -51,12 +61,16 @@ from swarm.net.protocol import (
     Result,
     Step,
     parse,
+    secret_matches,
+    session_tag,
 )
 from swarm.net.records import MAX_ADDRS, MAX_STR, Identity, PeerRecord, PeerState
 from swarm.net.transport import Channel, format_addr, open_channel, parse_addr, start_server
 from swarm.net.wire import Frame, Limits, tensor_from_wire, tensor_to_wire
 
 log = logging.getLogger("molink.peer")
+
+MAX_REBINDS = 16  # failovers of one session's next hop: each re-sends the session's whole history
 
 
 class PeerServer:
@@ -104,6 +118,7 @@ class PeerServer:
         self.kv_budget = kv_budget or KVBudget(total_bytes=config.kv_reserve_tokens, kv_bytes_per_token=1,
                                                history_bytes_per_token=0)
         self._reservations: dict[str, Reservation] = {}
+        self._quiet = LogLimiter(clock=clock)  # what strangers can trigger is logged at a bounded rate
         self.engine = Engine(span, budget=Budget(max_rows=config.max_batch, max_wait_s=config.batch_wait_ms / 1000),
                              inline_tokens=config.inline_step_tokens, run_compute=self._run_compute,
                              open_rows=lambda: sum(s.batch for s in self.sessions.values()), clock=clock)
@@ -217,7 +232,7 @@ class PeerServer:
 
     def expire_sessions(self) -> None:
         for sid in expired(self.sessions, self.clock(), self.config.session_timeout_s):
-            log.info("session %s idle for over %.0f s: closed", sid, self.config.session_timeout_s)
+            log.info("session %s idle for over %.0f s: closed", session_tag(sid), self.config.session_timeout_s)
             self._drop(sid)
 
     # ---- connections -----------------------------------------------------------------------------------
@@ -228,7 +243,10 @@ class PeerServer:
                 try:
                     frame = await channel.recv()
                 except (FrameTooLargeError, ProtocolError) as e:
-                    log.warning("bad frame from %s: %s", channel.remote, e)
+                    allowed, held = self._quiet.allow(f"bad frame {channel.remote.rpartition(':')[0]}")
+                    if allowed:
+                        log.warning("bad frame from %s: %s%s", channel.remote, e,
+                                    f" ({held} more from there not logged)" if held else "")
                     await self._send_quietly(channel, self._error(e.code, str(e)))
                     if isinstance(e, FrameTooLargeError) or e.code in FATAL_CODES:
                         return
@@ -240,7 +258,7 @@ class PeerServer:
             log.debug("connection from %s lost: %s", channel.remote, e)
         finally:
             for sid in [sid for sid, s in self.sessions.items() if s.client is channel]:
-                log.info("session %s closed: its client disconnected", sid)
+                log.info("session %s closed: its client disconnected", session_tag(sid))
                 self._drop(sid)
 
     async def _dispatch(self, channel: Channel, frame: Frame) -> None:
@@ -275,65 +293,77 @@ class PeerServer:
     # ---- requests ----------------------------------------------------------------------------------------
 
     async def _on_open(self, channel: Channel, msg: Open) -> None:
+        if msg.next is not None and msg.next in self.addrs:
+            raise ProtocolError("a session's next hop cannot be this peer itself", code=Code.BAD_MESSAGE)
         check_open(msg, span=(self.span.start, self.span.end), config=self.config,
                    accepting=None if self.state is PeerState.ONLINE else self.state.value,
                    open_sessions=self.sessions, n_open=len(self.sessions))
         granted = admit(self.kv_budget, list(self._reservations.values()), msg.session, msg.max_length, msg.batch,
-                        msg.next is not None)
+                        msg.next is not None, client=channel.remote.rpartition(":")[0],
+                        client_share=self.config.max_client_share)
         if isinstance(granted, Busy):  # not a failure: the client tries another peer or waits
             raise ProtocolError(f"peer is busy: {granted.reason}", code=Code.BUSY)
         self._reservations[msg.session] = granted
         self.sessions[msg.session] = Session(
             session_id=msg.session, start=msg.start, end=msg.end, max_length=msg.max_length, batch=msg.batch,
             cache=self.span.new_cache(), client=channel, next_addr=msg.next, last_used=self.clock(),
+            secret=msg.secret, next_secret=msg.next_secret,
         )
         self._locks[msg.session] = asyncio.Lock()
         self._idle.clear()
-        log.info("session %s opened: batch %d, max_length %d, next %s", msg.session, msg.batch, msg.max_length,
-                 msg.next or "client")
+        log.info("session %s opened: batch %d, max_length %d, next %s", session_tag(msg.session), msg.batch,
+                 msg.max_length, msg.next or "client")
         await channel.send(Ok(id=msg.id).to_header())
 
     async def _on_close(self, channel: Channel, msg: Close) -> None:
-        if msg.session not in self.sessions:
-            raise ProtocolError(f"no session {msg.session} on this peer", code=Code.UNKNOWN_SESSION)
+        self._owned(msg.session, msg.secret)
         self._drop(msg.session)
         await channel.send(Ok(id=msg.id).to_header())
 
     async def _on_rebind(self, channel: Channel, msg: Rebind) -> None:
         check_addr(msg.next)
-        session = self.sessions.get(msg.session)
-        if session is None:
-            raise ProtocolError(f"no session {msg.session} on this peer", code=Code.UNKNOWN_SESSION)
+        check_secret(msg.next_secret, "next_secret")
+        session = self._owned(msg.session, msg.secret)
+        if msg.next in self.addrs:
+            raise ProtocolError("a session's next hop cannot be this peer itself", code=Code.BAD_MESSAGE)
+        if session.rebinds >= MAX_REBINDS:  # each rebind re-sends the whole history: bounded, no amplifier
+            raise ProtocolError(f"session rebound {MAX_REBINDS} times already", code=Code.BAD_MESSAGE)
+        session.rebinds += 1
         async with self._locks[msg.session]:
-            session.next_addr = msg.next
+            session.next_addr, session.next_secret = msg.next, msg.next_secret
             replay = session.replay_input(msg.upto_step)
             if replay is not None:
-                log.info("session %s: replaying %d positions to %s", msg.session, replay.shape[1], msg.next)
+                log.info("session %s: replaying %d positions to %s", session_tag(msg.session), replay.shape[1],
+                         msg.next)
                 meta, body = tensor_to_wire(replay)
                 try:
-                    await self.relay.push(msg.next, Step(session=msg.session, step=msg.upto_step - 1, position=0,
-                                                         tensor=meta, replay=True, replay_until=msg.replay_until),
-                                          body)
+                    await self.relay.push(msg.next, Step(session=msg.session, secret=msg.next_secret,
+                                                         layer=self.span.end, step=msg.upto_step - 1,
+                                                         position=0, tensor=meta,
+                                                         replay=True, replay_until=msg.replay_until), body)
                 except TransportError as e:  # the replacement is unreachable: the client picks another
                     raise ProtocolError(f"next hop {msg.next} failed: {e}", code=Code.NEXT_HOP_FAILED) from e
         await channel.send(Ok(id=msg.id).to_header())
 
     async def _on_step(self, channel: Channel, msg: Step, body: bytes) -> None:
         sid, step = msg.session, msg.step
-        session = self.sessions.get(sid)
-        if session is None:
-            await self._send_quietly(channel, self._error(
-                Code.UNKNOWN_SESSION, f"no session {sid} on this peer", session=sid, step=step))
+        try:
+            session = self._owned(sid, msg.secret)
+            if msg.layer != self.span.start:  # a route moves up the layers: a loop back is refused
+                raise ProtocolError(f"this peer's layers start at {self.span.start}, the step enters layer "
+                                    f"{msg.layer}", code=Code.BAD_SPAN)
+        except ProtocolError as e:
+            await self._send_quietly(channel, self._error(e.code, str(e), session=sid, step=step))
             return
         async with self._locks[sid]:
             try:
                 out = await self._apply_step(session, msg, body)
             except ProtocolError as e:
-                log.info("session %s step %d refused: %s", sid, step, e)
+                log.info("session %s step %d refused: %s", session_tag(sid), step, e)
                 await self._send_quietly(session.client, self._error(e.code, str(e), session=sid, step=step))
                 return
             except Exception as e:  # a failed forward leaves the cache half-written: the session is lost
-                log.exception("session %s step %d failed in compute", sid, step)
+                log.exception("session %s step %d failed in compute", session_tag(sid), step)
                 self._drop(sid)
                 await self._send_quietly(session.client, self._error(
                     Code.COMPUTE_FAILED, f"{type(e).__name__}: {e}", session=sid, step=step))
@@ -376,11 +406,11 @@ class PeerServer:
                                                             tensor=meta), body)
             return
         try:
-            await self.relay.push(session.next_addr, Step(session=sid, step=msg.step, position=msg.position,
-                                                          tensor=meta, replay=msg.replay,
-                                                          replay_until=msg.replay_until), body)
+            await self.relay.push(session.next_addr, Step(session=sid, secret=session.next_secret or "",
+                                                          layer=self.span.end, step=msg.step, position=msg.position, tensor=meta,
+                                                          replay=msg.replay, replay_until=msg.replay_until), body)
         except TransportError as e:
-            log.warning("session %s: next hop %s failed: %s", sid, session.next_addr, e)
+            log.warning("session %s: next hop %s failed: %s", session_tag(sid), session.next_addr, e)
             await self._send_quietly(session.client, self._error(
                 Code.NEXT_HOP_FAILED, f"next hop {session.next_addr} failed: {e}", session=sid, step=msg.step,
                 hop=session.next_addr))
@@ -394,6 +424,16 @@ class PeerServer:
                 hop=addr))
 
     # ---- helpers ------------------------------------------------------------------------------------------
+
+    def _owned(self, sid: str, secret: str) -> Session:
+        """The session ``sid`` when ``secret`` is its capability; otherwise the same unknown_session error
+        whether the session exists or not (a wrong secret tells a stranger nothing)."""
+        session = self.sessions.get(sid)
+        if session is None or not secret_matches(session.secret, secret):
+            if session is not None:
+                log.debug("session %s: a request with a wrong secret", session_tag(sid))
+            raise ProtocolError(f"no session {sid} on this peer", code=Code.UNKNOWN_SESSION)
+        return session
 
     def _error(self, code: str, message: str, **about: Any) -> Error:
         return Error(code=code, message=message, peer=self.identity.peer_id, **about)

@@ -17,7 +17,7 @@ import torch
 
 from peer.config import PeerConfig
 from swarm.errors import ConfigError, ProtocolError
-from swarm.net.protocol import Code, Open
+from swarm.net.protocol import SECRET_CHARS, Code, Open, session_tag
 from swarm.net.transport import parse_addr
 
 MAX_SESSION_ID = 128
@@ -39,6 +39,9 @@ class Session:
     client: Any                      # the Channel the session was opened on: results and errors go there
     next_addr: str | None            # next hop of the route; None -> this peer is the last hop
     last_used: float
+    secret: str = field(default="", repr=False)  # this hop's capability (steps, close, rebind carry it)
+    next_secret: str | None = field(default=None, repr=False)  # the next hop's, carried by our pushes
+    rebinds: int = 0                 # times the client moved its next hop (bounded: each re-sends the history)
     position: int = 0                # tokens in the cache
     next_step: int = 0
     last_output: tuple[int, int, torch.Tensor] | None = field(default=None, repr=False)  # (step, position, out)
@@ -57,6 +60,11 @@ def check_open(msg: Open, *, span: tuple[int, int], config: PeerConfig, acceptin
     sessions, else why not (its state); a full peer answers ``busy``, which the client plans around."""
     if not 0 < len(msg.session) <= MAX_SESSION_ID:
         raise ProtocolError(f"session id must be 1..{MAX_SESSION_ID} characters", code=Code.BAD_MESSAGE)
+    check_secret(msg.secret, "secret")
+    if (msg.next is None) != (msg.next_secret is None):
+        raise ProtocolError("next and next_secret go together", code=Code.BAD_MESSAGE)
+    if msg.next_secret is not None:
+        check_secret(msg.next_secret, "next_secret")
     if (msg.start, msg.end) != span:
         raise ProtocolError(f"this peer serves layers {span[0]}:{span[1]}, not {msg.start}:{msg.end}",
                             code=Code.BAD_SPAN)
@@ -69,9 +77,15 @@ def check_open(msg: Open, *, span: tuple[int, int], config: PeerConfig, acceptin
     if accepting is not None:
         raise ProtocolError(f"peer is {accepting}: not taking new sessions", code=Code.DRAINING)
     if msg.session in open_sessions:
-        raise ProtocolError(f"session {msg.session} is already open", code=Code.SESSION_EXISTS)
+        raise ProtocolError(f"session {session_tag(msg.session)} is already open", code=Code.SESSION_EXISTS)
     if n_open >= config.max_sessions:
         raise ProtocolError(f"peer is full ({config.max_sessions} sessions)", code=Code.BUSY)
+
+
+def check_secret(secret: str, name: str) -> None:
+    low, high = SECRET_CHARS
+    if not low <= len(secret) <= high:
+        raise ProtocolError(f"{name} must be {low}..{high} characters", code=Code.BAD_MESSAGE)
 
 
 def check_addr(addr: str) -> None:

@@ -40,7 +40,19 @@ from swarm.errors import (
     TransportError,
     error_from_wire,
 )
-from swarm.net.protocol import BUSY_CODES, Close, Draining, Error, Open, Ping, Rebind, Result, Step
+from swarm.net.protocol import (
+    BUSY_CODES,
+    Close,
+    Draining,
+    Error,
+    Open,
+    Ping,
+    Rebind,
+    Result,
+    Step,
+    new_secret,
+    session_tag,
+)
 from swarm.net.wire import tensor_from_wire, tensor_to_wire
 
 if TYPE_CHECKING:
@@ -63,13 +75,14 @@ class InferenceSession:
         self.max_length = max_length
         self.batch = batch
         self.session_id = uuid.uuid4().hex
+        self.secrets: list[str] = [new_secret() for _ in self.hops]  # each hop's capability, by hop index
         self.position = 0
         self.step_index = 0
         self.closed = True
         self.failovers = 0
         self._inputs: list[torch.Tensor] = []  # what the first hop was sent, by step: replayed if it fails
         self._moving: set[str] = set()  # addresses of hops that asked us to move (draining)
-        self._inbox: asyncio.Queue[tuple[str, Frame | Exception]] = asyncio.Queue()
+        self._inbox: asyncio.Queue[tuple[str, Received | Exception]] = asyncio.Queue()
 
     # ---- open / close ---------------------------------------------------------------------------------
 
@@ -88,7 +101,7 @@ class InferenceSession:
         self.links = links
         self.closed = False
         try:
-            await self._open_hops(self.hops, self.links, None)
+            await self._open_hops(self.hops, self.links, self.secrets, None, None)
         except HopFailedError:  # closed again where it had opened
             self.closed = True
             self.client.sessions.discard(self)
@@ -96,18 +109,22 @@ class InferenceSession:
         except BaseException:
             await self.close()
             raise
-        log.debug("session %s open on %s", self.session_id, self.route.describe())
+        log.debug("session %s open on %s", session_tag(self.session_id), self.route.describe())
 
-    async def _open_hops(self, hops: list[Hop], links: list[PeerLink], next_after: str | None) -> None:
-        """Open the session on ``hops`` together. When some cannot take it, close it again on those that did
+    async def _open_hops(self, hops: list[Hop], links: list[PeerLink], secrets: list[str], next_after: str | None,
+                         next_secret: str | None) -> None:
+        """Open the session on ``hops`` (with their ``secrets``; the hop after the last is ``next_after``,
+        whose secret is ``next_secret``) together. When some cannot take it, close it again on those that did
         and raise HopFailedError listing every hop that failed (indices into ``hops``), a real failure first:
         BUSY for a full peer, ERROR for any other answer (a draining peer too: it is leaving, avoid it)."""
         for link in links:
             link.inboxes[self.session_id] = self._inbox
         requests = [
             link.request(Open(
-                session=self.session_id, start=hop.start, end=hop.end, max_length=self.max_length,
-                batch=self.batch, next=hops[i + 1].addr if i + 1 < len(hops) else next_after,
+                session=self.session_id, secret=secrets[i], start=hop.start, end=hop.end,
+                max_length=self.max_length, batch=self.batch,
+                next=hops[i + 1].addr if i + 1 < len(hops) else next_after,
+                next_secret=secrets[i + 1] if i + 1 < len(hops) else next_secret,
             ), self.config.request_timeout_s)
             for i, (hop, link) in enumerate(zip(hops, links, strict=True))
         ]
@@ -115,8 +132,9 @@ class InferenceSession:
         errors = [(i, r) for i, r in enumerate(results) if isinstance(r, BaseException)]
         if not errors:
             return
-        opened = [link for link, r in zip(links, results, strict=True) if not isinstance(r, BaseException)]
-        await asyncio.gather(*(self._close_on(link) for link in opened))
+        opened = [(link, secret) for link, secret, r in zip(links, secrets, results, strict=True)
+                  if not isinstance(r, BaseException)]
+        await asyncio.gather(*(self._close_on(link, secret) for link, secret in opened))
         for link in links:
             link.inboxes.pop(self.session_id, None)
         unexpected = [e for _, e in errors if not isinstance(e, MolinkError)]
@@ -135,14 +153,15 @@ class InferenceSession:
         if self.closed:
             return
         self.closed = True
-        await asyncio.gather(*(self._close_on(link) for link in self.links))
+        await asyncio.gather(*(self._close_on(link, secret) for link, secret in zip(self.links, self.secrets,
+                                                                                     strict=True)))
 
-    async def _close_on(self, link: PeerLink) -> None:
+    async def _close_on(self, link: PeerLink, secret: str) -> None:
         link.inboxes.pop(self.session_id, None)
         if link.closed:
             return
         try:
-            await link.request(Close(session=self.session_id), self.config.request_timeout_s)
+            await link.request(Close(session=self.session_id, secret=secret), self.config.request_timeout_s)
         except MolinkError as e:  # best effort: peers expire idle sessions anyway
             log.debug("close on %s failed: %s", link.addr, e)
 
@@ -188,7 +207,8 @@ class InferenceSession:
         meta, body = tensor_to_wire(hidden)
         try:
             await self.links[0].send(
-                Step(session=self.session_id, step=step, position=self.position, tensor=meta), body)
+                Step(session=self.session_id, secret=self.secrets[0], layer=self.hops[0].start, step=step,
+                     position=self.position, tensor=meta), body)
         except TransportError as e:
             raise hop_failed(HopFailure(0, FailureKind.CLOSED, str(e))) from e
         deadline = step_deadline_s(self.route_est_s(), hidden.shape[1], floor_s=self.config.min_step_timeout_s,
@@ -276,6 +296,8 @@ class InferenceSession:
         log.warning("hop %d (%s, layers %d:%d) failed: %s %s; re-routing", k, failed.addr, failed.start,
                     failed.end, failure.kind.value, failure.detail)
         next_after = self.hops[k + 1].addr if k + 1 < len(self.hops) else None
+        next_secret = self.secrets[k + 1] if k + 1 < len(self.hops) else None
+        new_secrets: list[str] = []
 
         async def open_replacement(route: Route) -> list[PeerLink]:
             links: list[PeerLink] = []
@@ -284,7 +306,8 @@ class InferenceSession:
                     links.append(await self.client.link(hop.addr))
                 except MolinkError as e:
                     raise hop_failed(HopFailure(i, FailureKind.CLOSED, str(e))) from e
-            await self._open_hops(list(route.hops), links, next_after)
+            new_secrets[:] = [new_secret() for _ in route.hops]  # fresh capabilities for every attempt
+            await self._open_hops(list(route.hops), links, new_secrets, next_after, next_secret)
             return links
 
         try:
@@ -298,30 +321,36 @@ class InferenceSession:
             raise
         new_hops = list(replacement.hops)
         try:
-            await self._rebuild(k, new_hops[0], new_links[0], next_after)
+            await self._rebuild(k, new_hops[0], new_links[0], new_secrets[0], next_after)
         except MolinkError as e:  # the upstream hop asked to replay failed, or the replacement did
             for hop in new_hops:  # its record may be stale (a dead peer's record lives until it expires)
                 self.client.failures = self.client.failures.record(hop.peer_id, self.client.clock())
-            await asyncio.gather(*(self._close_on(link) for link in new_links))
+            await asyncio.gather(*(self._close_on(link, secret) for link, secret in zip(new_links, new_secrets,
+                                                                                         strict=True)))
             raise hop_failed(HopFailure(k, FailureKind.ERROR, f"replacement failed: {e}")) from e
+        failed_secret = self.secrets[k]
         self.hops[k:k + 1] = new_hops
         self.links[k:k + 1] = new_links
+        self.secrets[k:k + 1] = new_secrets
         self.route = Route(tuple(self.hops), self.route.est_time_s)
         self.failovers += 1
-        asyncio.ensure_future(self._close_on(failed_link))  # a draining hop frees the session now
-        log.warning("session %s re-routed: %s", self.session_id, self.route.describe())
+        asyncio.ensure_future(self._close_on(failed_link, failed_secret))  # a draining hop frees the session now
+        log.warning("session %s re-routed: %s", session_tag(self.session_id), self.route.describe())
 
-    async def _rebuild(self, k: int, first: Hop, first_link: PeerLink, next_after: str | None) -> None:
+    async def _rebuild(self, k: int, first: Hop, first_link: PeerLink, first_secret: str,
+                       next_after: str | None) -> None:
         """Bring the replacement's KV cache to this session's position, then splice it into the route."""
         if k == 0:
             if self._inputs:
                 replay = torch.cat(self._inputs, dim=1)
                 meta, body = tensor_to_wire(replay)
-                await first_link.send(Step(session=self.session_id, step=self.step_index - 1, position=0,
-                                           tensor=meta, replay=True, replay_until=next_after), body)
+                await first_link.send(Step(session=self.session_id, secret=first_secret, layer=first.start,
+                                           step=self.step_index - 1, position=0, tensor=meta, replay=True,
+                                           replay_until=next_after), body)
             return
         await self.links[k - 1].request(Rebind(
-            session=self.session_id, next=first.addr, upto_step=self.step_index, replay_until=next_after,
+            session=self.session_id, secret=self.secrets[k - 1], next=first.addr, next_secret=first_secret,
+            upto_step=self.step_index, replay_until=next_after,
         ), self.config.request_timeout_s)
 
 

@@ -23,7 +23,8 @@ from routing.failover import FailureHistory, FailureKind, HopFailure, avoided, b
 from routing.link import PeerLink
 from routing.planner import Route, plan_route, prefer_dtype
 from routing.session import InferenceSession
-from swarm.errors import HopFailedError, RoutingError, SwarmBusyError
+from swarm.errors import HopFailedError, MolinkError, RoutingError, SwarmBusyError
+from swarm.net.protocol import Ping, Pong
 from swarm.net.records import PeerRecord
 from swarm.net.transport import open_channel
 
@@ -66,8 +67,28 @@ class SwarmCore:
         if not found:  # maybe cut off (a restarted bootstrap, a lost link): redial the initial peers, read again
             await self.discovery.rejoin()
             found = await self.discovery.read(self.model_key)
+        if not found and self.known:
+            # on a busy machine the DHT can lose every record while the peers serve on: keep to the peers
+            # last seen that still answer a ping as the same peer with the same span
+            found = await self._still_answering(self.known)
+            if found:
+                log.warning("the DHT returned no peer records; using the %d peer(s) last seen that still answer",
+                            len(found))
         self.known = prefer_dtype(found, self.config.peer_dtype, self.num_layers)
         return self.known
+
+    async def _still_answering(self, records: Sequence[PeerRecord]) -> list[PeerRecord]:
+        async def answers(record: PeerRecord) -> bool:
+            try:
+                link = await self.link(record.addrs[0])
+                pong = await link.request(Ping(), self.config.ping_timeout_s)
+            except MolinkError:
+                return False
+            return isinstance(pong, Pong) and (pong.peer_id, pong.model, pong.start, pong.end) == (
+                record.peer_id, record.model, record.start, record.end)
+
+        alive = await asyncio.gather(*(answers(r) for r in records))
+        return [r for r, ok in zip(records, alive, strict=True) if ok]
 
     def rtts(self) -> dict[str, float]:
         """Round trips measured so far, by peer address (links that have had an answer)."""

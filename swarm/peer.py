@@ -15,6 +15,7 @@ import sys
 from swarm import __version__
 from swarm.cli_args import add_initial_peers, check_initial_peers_given
 from swarm.errors import MolinkError, exit_code
+from swarm.net.records import MAX_RECORD_TTL_S
 
 log = logging.getLogger("molink.peer")
 
@@ -48,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--identity", metavar="FILE",
                    help="private key file (created if missing); keeps the same peer id across restarts")
     p.add_argument("--announce-interval", type=float, default=5.0, metavar="SECONDS",
-                   help="DHT heartbeat; the record expires after 3 intervals without one")
+                   help="DHT heartbeat; the record expires after 3 intervals without one (at most 40)")
     p.add_argument("--drain-timeout", type=float, default=15.0, metavar="SECONDS",
                    help="on SIGINT/SIGTERM, how long clients get to move their sessions before the peer leaves")
     p.add_argument("--session-timeout", type=float, default=300.0, metavar="SECONDS", help="idle session lifetime")
@@ -58,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", help="where converted GGUF checkpoints are kept (default ~/.cache/molink/models)")
     p.add_argument("--upnp", action="store_true", help="ask the home router for a port mapping (UPnP/NAT-PMP)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar while loading")
+    p.add_argument("--max-client-share", type=float, default=0.5, metavar="FRACTION",
+                   help="most of the KV memory the sessions of one client (source address) may hold together, so "
+                        "one stranger cannot take it all (default 0.5; 1 for a private swarm)")
     p.add_argument("--batch-wait-ms", type=float, default=50.0,
                    help="a decode pass holding under half of the open sessions' rows waits for more steps, at most "
                         "this long and at most half the time of a pass (default 50; 0 disables)")
@@ -77,6 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     check_initial_peers_given(parser, args)
     if args.batch_wait_ms < 0:
         parser.error(f"--batch-wait-ms must be >= 0, got {args.batch_wait_ms:g}")
+    if not 0 < args.max_client_share <= 1:
+        parser.error(f"--max-client-share must be in (0, 1], got {args.max_client_share:g}")
+    longest = MAX_RECORD_TTL_S / 3  # a record lives 3 intervals, and its signed life is capped
+    if not 0 < args.announce_interval <= longest:
+        parser.error(f"--announce-interval must be in (0, {longest:g}] seconds, got {args.announce_interval:g}")
     from swarm.logging_setup import setup_logging
 
     setup_logging(args.log_level)
@@ -101,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         max_session_tokens=args.max_session_tokens, kv_reserve_tokens=args.kv_reserve_tokens,
         threads=args.threads, cache_dir=args.cache_dir, upnp=args.upnp, progress=not args.no_progress,
         tune_linears=not args.no_tune_linears, batch_wait_ms=args.batch_wait_ms,
+        max_client_share=args.max_client_share,
     )
     try:
         asyncio.run(run_peer(config, ready=print_ready, version=__version__))

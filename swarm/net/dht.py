@@ -42,7 +42,15 @@ from hivemind.utils.timed_storage import ValueWithExpiration, get_dht_time
 
 from swarm.net.addresses import advertised_hosts, check_port_free, is_loopback, is_wildcard
 from swarm.net.errors import ConfigError, PeerUnreachableError, RecordError, TransportError
-from swarm.net.records import Identity, PeerRecord, PeerState, record_from_wire, records_from_dht
+from swarm.net.records import (
+    MAX_RECORD_TTL_S,
+    Identity,
+    PeerRecord,
+    PeerState,
+    record_from_wire,
+    records_from_dht,
+    storable,
+)
 from swarm.net.transport import parse_addr
 
 logger = logging.getLogger(__name__)
@@ -107,8 +115,8 @@ class MolinkRecordValidator(RecordValidatorBase):
         ):
             return False  # malformed bytes or an untrustworthy record: not stored, not accepted
         # filed under its own peer id (a model's swarm), or under its model key (the swarm-wide listing,
-        # where any peer serving a model may refresh that model's entry)
-        return subkey in (peer.peer_id, peer.model)
+        # where any peer serving a model may refresh that model's entry); kept no longer than it says
+        return subkey in (peer.peer_id, peer.model) and storable(peer, record.expiration_time, get_dht_time())
 
 
 def _host_maddr(host: str, port: int) -> str:
@@ -289,7 +297,15 @@ class HivemindDiscovery:
 
     async def announce(self, record: PeerRecord, ttl: float) -> None:
         expiration = get_dht_time() + _check_ttl(ttl)
+        record = self._expiring(record, expiration)
         await asyncio.gather(self._store(record, expiration), self._list_model(record, expiration))
+
+    def _expiring(self, record: PeerRecord, expiration: float) -> PeerRecord:
+        """The record with its signed expiry set to ``expiration`` (re-signed with this node's key when it is
+        the record's peer; records of others cannot be re-signed and keep theirs)."""
+        if self._signer is None or self._signer.peer_id != record.peer_id:
+            return record
+        return self._signer.sign_record(replace(record, expires_at=expiration))
 
     async def _list_model(self, record: PeerRecord, expiration: float) -> None:
         """Refresh the model's entry in the swarm-wide listing: one small entry per model however many peers
@@ -313,7 +329,8 @@ class HivemindDiscovery:
                 record.peer_id,
             )
         last = self._expirations.get((record.model, record.peer_id), float("-inf"))
-        await self._store(tombstone, max(get_dht_time() + _check_ttl(ttl), last + _TOMBSTONE_MARGIN))
+        expiration = max(get_dht_time() + _check_ttl(ttl), last + _TOMBSTONE_MARGIN)
+        await self._store(self._expiring(tombstone, expiration), expiration)
 
     async def _store(self, record: PeerRecord, expiration: float) -> None:
         if self._closed:
@@ -382,6 +399,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _check_ttl(ttl: float) -> float:
-    if not isinstance(ttl, (int, float)) or isinstance(ttl, bool) or not 0 < ttl < float("inf"):
-        raise ConfigError(f"ttl must be a positive number of seconds, got {ttl!r}")
+    if not isinstance(ttl, (int, float)) or isinstance(ttl, bool) or not 0 < ttl <= MAX_RECORD_TTL_S:
+        raise ConfigError(f"ttl must be a positive number of seconds up to {MAX_RECORD_TTL_S:g} (a record's "
+                          f"longest signed life), got {ttl!r}")
     return float(ttl)

@@ -7,14 +7,21 @@ side reads or builds a header by hand. Tensors travel in the frame body; a messa
 
 Session flow (the peer's side is ``peer/server.py``, the client's ``routing/session.py``)::
 
-    client -> every hop   Open {id, session, start, end, max_length, batch, next}  -> Ok {id} | Error
-    client -> first hop   Step {session, step, position, tensor} + body
-    hop    -> next hop    Step (the same message, pushed on)
+    client -> every hop   Open {id, session, secret, start, end, max_length, batch, next, next_secret}
+                          -> Ok {id} | Error
+    client -> first hop   Step {session, secret, layer, step, position, tensor} + body
+    hop    -> next hop    Step (pushed on, with the next hop's secret and layer = its own end)
     last   -> client      Result {session, step, position, tensor} + body
-    client -> a hop       Close {id, session} -> Ok | Error
+    client -> a hop       Close {id, session, secret} -> Ok | Error
     client -> a hop       Ping {id} -> Pong {id, peer_id, model, start, end, load, free_cache_tokens, queue, ...}
-    client -> a hop       Rebind {id, session, next, upto_step, replay_until} -> Ok (failover: the hop pushes
-                          the outputs of steps before upto_step to its new next hop as one replay Step)
+    client -> a hop       Rebind {id, session, secret, next, next_secret, upto_step, replay_until} -> Ok
+                          (failover: the hop pushes the outputs of steps before upto_step to its new next hop
+                          as one replay Step)
+
+Session capabilities: the client draws a secret for every hop of a session. A hop takes a Step, Close or
+Rebind of the session only with its own secret; the client knows every hop's secret and each hop knows only
+its own and its next hop's (it pushes into it). Knowing a session id, which every hop of the route sees, is
+not enough to step, close or redirect a session; a wrong secret is answered as an unknown session.
     hop    -> client      Replayed {session, step, positions} (a replay reached the hop that had the positions)
     hop    -> client      Draining {session} (the peer is leaving: move the session)
     anyone -> anyone      Error {code, message, peer, id?, session?, step?, hop?}
@@ -29,6 +36,9 @@ connection is closed). Codes from a newer peer that this version does not know s
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import hmac
+import secrets
 import types
 import typing
 from dataclasses import dataclass
@@ -36,8 +46,6 @@ from typing import Any, ClassVar
 
 from swarm.net.errors import BUSY_CODES, FATAL_CODES, HOP_FAILURE_CODES, Code, ProtocolError
 from swarm.net.wire import header_field
-
-
 
 
 def _kinds(annotation: Any) -> tuple[tuple[type, ...], bool]:
@@ -101,6 +109,24 @@ def parse(header: dict[str, Any]) -> Message:
     return cls.from_header(header)
 
 
+SECRET_CHARS = (16, 128)  # a session capability's length bounds (new_secret() makes 22 characters, 128 bits)
+
+
+def new_secret() -> str:
+    """A fresh session capability: 128 random bits."""
+    return secrets.token_urlsafe(16)
+
+
+def secret_matches(expected: str, given: str) -> bool:
+    """Whether ``given`` is the capability ``expected``, compared in constant time."""
+    return hmac.compare_digest(expected.encode(), given.encode())
+
+
+def session_tag(session_id: str) -> str:
+    """What logs show for a session: a short hash of its id, so a log never hands out a usable id."""
+    return hashlib.sha256(session_id.encode()).hexdigest()[:10]
+
+
 # ---- requests (a reply comes back with the same id) -----------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -111,7 +137,9 @@ class Open(Message):
     end: int
     max_length: int
     batch: int
-    next: str | None = None  # the next hop's address; None: this hop is the last, it answers the client
+    secret: str                     # this hop's capability: steps, close and rebind must carry it
+    next: str | None = None         # the next hop's address; None: this hop is the last, it answers the client
+    next_secret: str | None = None  # the next hop's capability, which this hop's pushes carry
     id: int = 0
 
 
@@ -119,6 +147,7 @@ class Open(Message):
 class Close(Message):
     TYPE: ClassVar[str] = "close"
     session: str
+    secret: str
     id: int = 0
 
 
@@ -132,7 +161,9 @@ class Ping(Message):
 class Rebind(Message):
     TYPE: ClassVar[str] = "rebind"
     session: str
+    secret: str
     next: str
+    next_secret: str
     upto_step: int
     replay_until: str | None = None  # the replay stops at this hop (it holds the positions already)
     id: int = 0
@@ -180,7 +211,7 @@ class Error(Message):
         return self.code in HOP_FAILURE_CODES
 
 
-__all__ = ["BUSY_CODES", "FATAL_CODES", "HOP_FAILURE_CODES", "MESSAGES", "REQUESTS", "Close", "Code", "Draining",
+__all__ = ["SECRET_CHARS", "new_secret", "secret_matches", "session_tag", "BUSY_CODES", "FATAL_CODES", "HOP_FAILURE_CODES", "MESSAGES", "REQUESTS", "Close", "Code", "Draining",
            "Error", "Message", "Ok", "Open", "Ping", "Pong", "Rebind", "Replayed", "Result", "Step", "parse"]
 
 
@@ -190,6 +221,9 @@ __all__ = ["BUSY_CODES", "FATAL_CODES", "HOP_FAILURE_CODES", "MESSAGES", "REQUES
 class Step(Message):
     TYPE: ClassVar[str] = "step"
     session: str
+    secret: str                 # the capability of the hop it is sent to
+    layer: int                  # the layer these hidden states enter: the receiving hop's start (a pushing
+                                # hop sends its end), so a route only ever moves up the layers: no cycles
     step: int
     position: int
     tensor: dict[str, Any]      # wire meta of the body's hidden states [batch, tokens, hidden]

@@ -4,6 +4,11 @@ Each peer owns an Ed25519 key (RFC 8032); its peer id is the first 20 bytes of S
 public key, in hex. A record lists the peer's addresses, its span of layers, its state and its
 measured figures, and is signed over a canonical msgpack encoding of every field but the signature.
 
+A record carries its own expiry (``expires_at``, DHT time), signed with the rest: ``storable`` accepts a
+record for the DHT only with a DHT expiration no later than that, and that no more than ``MAX_RECORD_TTL_S``
+away. Every announcement is newer and expires later than the last, and the DHT keeps the latest expiration
+per peer, so a replayed old record can never shadow a peer's current one.
+
 Everything read from the DHT is untrusted: ``record_from_wire`` checks types, bounds, the record
 version, that the peer id derives from the public key and that the signature holds, and raises
 ``RecordError`` otherwise. ``records_from_dht`` turns one DHT lookup (subkey -> value) into the
@@ -32,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 PeerId = NewType("PeerId", str)
 
-RECORD_VERSION = 3  # 2: num_layers and model_name; 3: queue
+RECORD_VERSION = 4  # 2: num_layers and model_name; 3: queue; 4: expires_at, signed
 _SIGNING_DOMAIN = b"molink-peer-record"  # a signature over a record can never be mistaken for another message
 
 # bounds on untrusted records: enough for any real peer, small enough that a lookup stays cheap
@@ -43,6 +48,10 @@ MAX_LAYER = 100_000
 PEER_ID_BYTES = 20
 PUBLIC_KEY_BYTES = 32
 SIGNATURE_BYTES = 64
+# A record's expiry is signed and at most this far in the future when it is stored, so an old record replayed
+# into the DHT (with any expiration the replayer likes) is refused; a peer re-announces every few seconds.
+MAX_RECORD_TTL_S = 120.0
+CLOCK_SLACK_S = 30.0  # tolerated difference between DHT nodes' clocks (DHT time is wall-clock time)
 
 
 class PeerState(str, Enum):
@@ -72,6 +81,7 @@ class PeerRecord:
     num_layers: int = 0  # the whole model's layer count (0: not said), so listings can show coverage
     model_name: str = ""  # what the peer's operator called the model (alias, repo id, folder): a hint only
     queue: int = 0  # steps waiting for or in a forward pass when the record was made
+    expires_at: float = 0.0  # DHT time (wall clock) after which the record is void; set when it is stored
     public_key: bytes = b""  # raw Ed25519 public key, 32 bytes
     signature: bytes = b""  # Ed25519 signature over signing_payload(), 64 bytes
 
@@ -95,6 +105,7 @@ class PeerRecord:
             self.num_layers,
             self.model_name,
             self.queue,
+            float(self.expires_at),
             bytes(self.public_key),
         ]
         return _SIGNING_DOMAIN + msgpack.packb(fields, use_bin_type=True)
@@ -119,6 +130,7 @@ class PeerRecord:
             "num_layers": self.num_layers,
             "model_name": self.model_name,
             "queue": self.queue,
+            "expires_at": float(self.expires_at),
             "public_key": bytes(self.public_key),
             "signature": bytes(self.signature),
         }
@@ -219,6 +231,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "num_layers": (int,),
     "model_name": (str,),
     "queue": (int,),
+    "expires_at": (float, int),
     "public_key": (bytes,),
     "signature": (bytes,),
 }
@@ -307,6 +320,7 @@ def record_from_wire(value: Any) -> PeerRecord:
         num_layers=value["num_layers"],
         model_name=value["model_name"],
         queue=value["queue"],
+        expires_at=_check_number("expires_at", value["expires_at"]),
         public_key=public_key,
         signature=signature,
     )
@@ -345,3 +359,12 @@ def records_from_dht(entries: Mapping[str, Any], *, filed_under: str = "peer_id"
             continue
         records.append(record)
     return records
+
+
+def storable(record: PeerRecord, dht_expiration: float, now: float) -> bool:
+    """Whether a DHT node may store or accept ``record`` with ``dht_expiration`` at DHT time ``now``: not
+    past its signed expiry, not kept beyond it, and that expiry not over ``MAX_RECORD_TTL_S`` away (give or
+    take ``CLOCK_SLACK_S`` of clock difference between nodes)."""
+    return (dht_expiration <= record.expires_at
+            and record.expires_at > now - CLOCK_SLACK_S
+            and record.expires_at <= now + MAX_RECORD_TTL_S + CLOCK_SLACK_S)

@@ -16,6 +16,7 @@ import socket
 from collections.abc import Awaitable, Callable
 
 from swarm.net.errors import ConfigError, MolinkError, PeerUnreachableError, TransportError
+from swarm.net.loglimit import LogLimiter
 from swarm.net.wire import Frame, Limits, encode_frame, read_frame
 
 logger = logging.getLogger(__name__)
@@ -133,20 +134,40 @@ async def start_server(
     already bound and listening (host and port are then only for messages).
     """
 
+    per_host: dict[str, int] = {}
+    quiet = LogLimiter()
+
+    def log(level: int, key: str, msg: str, *args: object, exc_info: bool = False) -> None:
+        allowed, held = quiet.allow(key)
+        if allowed:
+            suffix = f" ({held} more like it not logged)" if held else ""
+            logger.log(level, msg + suffix, *args, exc_info=exc_info)
+
     async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        _set_nodelay(writer)
         peername = writer.get_extra_info("peername")
-        remote = format_addr(peername[0], peername[1]) if peername else "unknown"
+        host = str(peername[0]) if peername else "unknown"
+        remote = format_addr(host, peername[1]) if peername else "unknown"
+        total = sum(per_host.values())
+        if total >= limits.max_connections or per_host.get(host, 0) >= limits.max_per_host:
+            log(logging.WARNING, f"cap {host}", "refused a connection from %s: %d open from it, %d in all "
+                "(caps %d and %d)", host, per_host.get(host, 0), total, limits.max_per_host, limits.max_connections)
+            writer.close()
+            return
+        per_host[host] = per_host.get(host, 0) + 1
+        _set_nodelay(writer)
         channel = Channel(reader, writer, remote=remote, limits=limits)
         try:
             await handler(channel)
         except asyncio.CancelledError:  # the server is shutting down: nobody awaits this task, end quietly
             pass
         except MolinkError as exc:  # a peer broke the protocol or dropped the link: expected, no traceback
-            logger.warning("connection from %s ended: %s", remote, exc)
+            log(logging.WARNING, f"ended {host}", "connection from %s ended: %s", remote, exc)
         except Exception:  # noqa: BLE001 - one bad connection must never take the server down
-            logger.exception("handler for connection from %s failed", remote)
+            log(logging.ERROR, f"failed {host}", "handler for connection from %s failed", remote, exc_info=True)
         finally:
+            per_host[host] -= 1
+            if not per_host[host]:
+                del per_host[host]
             await channel.close()
 
     try:

@@ -44,10 +44,20 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Limits:
-    """Largest frame parts a connection accepts."""
+    """What one connection, and a server's connections together, may cost."""
 
     max_header: int = 64 * 1024  # bytes
     max_body: int = 256 * 1024 * 1024  # bytes
+    # once a frame's prefix is in, the rest must arrive within frame_deadline_s plus its size at min_rate:
+    # a sender that stalls mid-frame (holding a buffer the size it declared) is cut off
+    frame_deadline_s: float = 30.0
+    min_rate: float = 1_000_000.0  # bytes/s (a 256 MiB body: 30 s + 268 s)
+    max_connections: int = 1024  # inbound connections a server holds at once
+    max_per_host: int = 64  # of them from one source address
+
+    def frame_deadline(self, size: int) -> float:
+        """Seconds the header and body of a frame of ``size`` bytes may take to arrive."""
+        return self.frame_deadline_s + size / self.min_rate
 
 
 @dataclass(frozen=True)
@@ -118,9 +128,15 @@ async def read_frame(reader: asyncio.StreamReader, limits: Limits) -> Frame | No
             return None
         raise TransportError("connection closed in the middle of a frame prefix") from exc
     header_len, body_len = decode_prefix(prefix, limits)
-    header = decode_header(await _read_exactly(reader, header_len, "header"))
-    body = await _read_exactly(reader, body_len, "body") if body_len else b""
-    return Frame(header=header, body=body)
+    deadline = limits.frame_deadline(header_len + body_len)
+    try:
+        async with asyncio.timeout(deadline):
+            raw_header = await _read_exactly(reader, header_len, "header")
+            body = await _read_exactly(reader, body_len, "body") if body_len else b""
+    except TimeoutError:
+        raise TransportError(f"a frame of {header_len + body_len} bytes did not arrive within {deadline:.0f} s "
+                             "of its prefix") from None
+    return Frame(header=decode_header(raw_header), body=body)
 
 
 def tensor_to_wire(t: torch.Tensor) -> tuple[dict[str, Any], memoryview | bytes]:

@@ -89,6 +89,9 @@ async def _exchange(addr: str, raw: bytes, follow_up: dict | None = None):
         writer.close()
 
 
+KEY = "k" * 22  # a session capability (any 16..128 characters)
+
+
 async def _request(addr: str, header: dict, body: bytes | memoryview = b"") -> dict:
     ch = await open_channel(addr)
     try:
@@ -121,36 +124,49 @@ def test_garbage_and_malformed_messages_get_errors_and_the_peer_keeps_serving(ch
         assert second is not None and second.header["type"] == "pong"  # same connection still usable
 
         meta, body = tensor_to_wire(torch.zeros(1, 1, 64))
-        h = await _request(peer_addr, {"type": "step", "session": "nope", "step": 0, "position": 0, "tensor": meta}, body)
+        h = await _request(peer_addr, {"type": "step", "session": "nope", "secret": KEY, "layer": 0, "step": 0, "position": 0,
+                                       "tensor": meta}, body)
         assert h["code"] == "unknown_session"
         h = await _request(peer_addr, {"type": "launch_missiles", "id": 3})
         assert h["code"] == "unknown_type"
 
         ch = await open_channel(peer_addr)
         try:
-            await ch.send({"type": "open", "id": 1, "session": "s1", "start": 0, "end": 5, "max_length": 8,
-                           "batch": 1, "next": None})
+            await ch.send({"type": "open", "id": 1, "session": "s1", "secret": KEY, "start": 0, "end": 5,
+                           "max_length": 8, "batch": 1, "next": None})
             ok = await asyncio.wait_for(ch.recv(), 10)
             assert ok is not None and ok.header["type"] == "ok"
             for tensor, code in [(torch.zeros(1, 2, 63), "bad_shape"),
                                  (torch.full((1, 2, 64), float("nan")), "non_finite"),
                                  (torch.zeros(1, 9, 64), "too_long")]:
                 meta, body = tensor_to_wire(tensor)
-                await ch.send({"type": "step", "session": "s1", "step": 0, "position": 0, "tensor": meta}, body)
+                await ch.send({"type": "step", "session": "s1", "secret": KEY, "layer": 0, "step": 0, "position": 0,
+                               "tensor": meta}, body)
                 err = await asyncio.wait_for(ch.recv(), 10)
                 assert err is not None and err.header["code"] == code, err.header
-            await ch.send({"type": "open", "id": 2, "session": "s2", "start": 1, "end": 5, "max_length": 8,
-                           "batch": 1, "next": None})
+            await ch.send({"type": "open", "id": 2, "session": "s2", "secret": KEY, "start": 1, "end": 5,
+                           "max_length": 8, "batch": 1, "next": None})
             err = await asyncio.wait_for(ch.recv(), 10)
             assert err is not None and err.header["code"] == "bad_span" and err.header["id"] == 2
             # a next hop that is no address, and a rebind to one: refused, the connection stays usable
-            await ch.send({"type": "open", "id": 3, "session": "s3", "start": 0, "end": 5, "max_length": 8,
-                           "batch": 1, "next": "no address at all"})
+            await ch.send({"type": "open", "id": 3, "session": "s3", "secret": KEY, "start": 0, "end": 5,
+                           "max_length": 8, "batch": 1, "next": "no address at all", "next_secret": KEY})
             err = await asyncio.wait_for(ch.recv(), 10)
             assert err is not None and err.header["code"] == "bad_message" and err.header["id"] == 3
-            await ch.send({"type": "rebind", "id": 4, "session": "s1", "next": "[::1", "upto_step": 0})
+            await ch.send({"type": "rebind", "id": 4, "session": "s1", "secret": KEY, "next": "[::1",
+                           "next_secret": KEY, "upto_step": 0})
             err = await asyncio.wait_for(ch.recv(), 10)
             assert err is not None and err.header["code"] == "bad_message" and err.header["id"] == 4
+            # loops: a session whose next hop is this peer, a step that enters at another layer than its start
+            await ch.send({"type": "open", "id": 5, "session": "s5", "secret": KEY, "start": 0, "end": 5,
+                           "max_length": 8, "batch": 1, "next": peer_addr, "next_secret": KEY})
+            err = await asyncio.wait_for(ch.recv(), 10)
+            assert err is not None and err.header["code"] == "bad_message" and err.header["id"] == 5
+            meta, body = tensor_to_wire(torch.zeros(1, 1, 64))
+            await ch.send({"type": "step", "session": "s1", "secret": KEY, "layer": 5, "step": 0, "position": 0,
+                           "tensor": meta}, body)
+            err = await asyncio.wait_for(ch.recv(), 10)
+            assert err is not None and err.header["code"] == "bad_span"
             await ch.send({"type": "result", "session": "s1", "step": 0, "position": 0, "tensor": meta})
             err = await asyncio.wait_for(ch.recv(), 10)  # a reply sent to a peer is not a request it takes
             assert err is not None and err.header["code"] == "unknown_type"

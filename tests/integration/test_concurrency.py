@@ -109,7 +109,7 @@ def test_admission_says_busy_and_a_replica_serves(checkpoints, swarm_of, bootstr
     from swarm.errors import SwarmBusyError
 
     path = checkpoints("llama", num_layers=5)
-    swarm = swarm_of(path, ["0:5", "0:5"], extra=["--kv-reserve-tokens", "128"])
+    swarm = swarm_of(path, ["0:5", "0:5"], extra=["--kv-reserve-tokens", "128", "--max-client-share", "1"])
     full = [ping(p.data_addr)["free_cache_tokens"] for p in swarm.peers]
     with AutoDistributedModelForCausalLM.from_pretrained(
         str(path), initial_peers=[bootstrap], config=ClientConfig(route_wait_s=60, busy_wait_s=2.0)

@@ -257,3 +257,24 @@ async def test_a_hop_that_cannot_take_a_new_session_is_routed_around(how):
         finally:
             await session.close()
         assert torch.allclose(out, baseline, atol=1e-6)
+
+
+async def test_a_client_that_reads_no_records_keeps_to_the_peers_that_still_answer():
+    """On a busy machine the DHT lost every record while all peers but one served on: the client routes over
+    the peers it last saw that still answer a ping as themselves, and the output is unchanged."""
+    async with sim_swarm() as sim:
+        first = await sim.core.open_session(max_length=PREFILL + DECODE)
+        try:
+            expected = await drive(first)
+        finally:
+            await first.close()
+        await sim.net.kill(sim.peers["a0"].addr)  # one peer is really gone
+        sim.dht.records.clear()  # and the DHT returns nothing at all
+        session = await sim.core.open_session(max_length=PREFILL + DECODE)
+        try:
+            route = [h.peer_id for h in session.hops]
+            out = await drive(session)
+        finally:
+            await session.close()
+        assert sim.peers["a0"].identity.peer_id not in route
+        torch.testing.assert_close(out, expected)

@@ -46,7 +46,7 @@ async def test_round_trips_of_small_requests_are_smoothed():
     await link.request(Ping(), timeout=1)
     await link.request(Ping(), timeout=1)
     assert link.rtt_s == pytest.approx(0.01)
-    await link.request(Close(session="s"), timeout=1)
+    await link.request(Close(session="s", secret="k" * 22), timeout=1)
     assert link.rtt_s == pytest.approx(0.02)
     await link.close()
 
@@ -56,9 +56,9 @@ async def test_an_error_answer_is_a_round_trip_too_and_rebind_is_not_sampled():
     clock = [0.0]
     link = PeerLink(ScriptedChannel(clock, [0.03, 5.0], code="busy"), "p:1", clock=lambda: clock[0])
     with pytest.raises(RemoteError):
-        await link.request(Open(session="s", start=0, end=1, max_length=4, batch=1), timeout=1)
+        await link.request(Open(session="s", secret="k" * 22, start=0, end=1, max_length=4, batch=1), timeout=1)
     assert link.rtt_s == pytest.approx(0.03)
     with pytest.raises(RemoteError):
-        await link.request(Rebind(session="s", next="p:2", upto_step=1), timeout=1)
+        await link.request(Rebind(session="s", secret="k" * 22, next="p:2", next_secret="j" * 22, upto_step=1), timeout=1)
     assert link.rtt_s == pytest.approx(0.03)
     await link.close()

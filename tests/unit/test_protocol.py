@@ -25,25 +25,32 @@ from swarm.net.protocol import (
     Replayed,
     Result,
     Step,
+    new_secret,
     parse,
+    secret_matches,
+    session_tag,
 )
 from swarm.net.wire import decode_header, encode_frame
 
 META = {"dtype": "float32", "shape": [1, 2, 4]}
+SECRET, SECRET2 = new_secret(), new_secret()
 SAMPLES = [
-    Open(session="s1", start=0, end=4, max_length=64, batch=2, next="10.0.0.2:7000", id=3),
-    Open(session="s1", start=4, end=8, max_length=64, batch=1, id=4),  # the last hop: no next
-    Close(session="s1", id=5),
+    Open(session="s1", secret=SECRET, start=0, end=4, max_length=64, batch=2, next="10.0.0.2:7000",
+         next_secret=SECRET2, id=3),
+    Open(session="s1", secret=SECRET, start=4, end=8, max_length=64, batch=1, id=4),  # the last hop: no next
+    Close(session="s1", secret=SECRET, id=5),
     Ping(id=6),
-    Rebind(session="s1", next="10.0.0.3:7000", upto_step=7, replay_until="10.0.0.4:7000", id=7),
-    Rebind(session="s1", next="10.0.0.3:7000", upto_step=7, id=8),
+    Rebind(session="s1", secret=SECRET, next="10.0.0.3:7000", next_secret=SECRET2, upto_step=7,
+           replay_until="10.0.0.4:7000", id=7),
+    Rebind(session="s1", secret=SECRET, next="10.0.0.3:7000", next_secret=SECRET2, upto_step=7, id=8),
     Ok(id=9),
     Pong(id=10, peer_id="ab" * 20, model="llama-0123456789abcdef", start=0, end=4, load=2, free_cache_tokens=99,
          queue=1, passes=12, batched_steps=8),
     Error(code=Code.NEXT_HOP_FAILED, message="gone", peer="p", session="s1", step=3, hop="10.0.0.2:7000"),
     Error(code="a_code_from_a_newer_peer", message="?", id=11),
-    Step(session="s1", step=0, position=0, tensor=META),
-    Step(session="s1", step=2, position=0, tensor=META, replay=True, replay_until="10.0.0.4:7000"),
+    Step(session="s1", secret=SECRET, layer=4, step=0, position=0, tensor=META),
+    Step(session="s1", secret=SECRET, layer=4, step=2, position=0, tensor=META, replay=True,
+         replay_until="10.0.0.4:7000"),
     Result(session="s1", step=2, position=5, tensor=META),
     Replayed(session="s1", step=2, positions=5),
     Draining(session="s1"),
@@ -84,8 +91,8 @@ def test_malformed_messages_are_protocol_errors_with_a_code(header, code):
 
 
 def test_optional_fields_may_be_nil_or_absent():
-    base = {"type": "open", "session": "s", "start": 0, "end": 4, "max_length": 8, "batch": 1}
-    assert parse({**base, "next": None}) == parse(base) == Open("s", 0, 4, 8, 1)
+    base = {"type": "open", "session": "s", "secret": SECRET, "start": 0, "end": 4, "max_length": 8, "batch": 1}
+    assert parse({**base, "next": None}) == parse(base) == Open("s", 0, 4, 8, 1, SECRET)
 
 
 def test_codes_say_which_errors_mean_the_hop_failed():
@@ -95,10 +102,18 @@ def test_codes_say_which_errors_mean_the_hop_failed():
     for code in (Code.BAD_SHAPE, Code.TOO_LONG, Code.BAD_STEP, Code.NON_FINITE, Code.SESSION_EXISTS):
         assert not code.hop_failed  # the client's own mistake: raised to the caller, not re-routed
     assert not Error(code="a_code_from_a_newer_peer", message="").hop_failed
-    assert FATAL_CODES == {Code.BAD_MAGIC, Code.FRAME_TOO_LARGE}
+    assert {Code.BAD_MAGIC, Code.FRAME_TOO_LARGE} == FATAL_CODES
     assert Code.BUSY == "busy" and "busy" in BUSY_CODES  # members are their wire strings
 
 
 def test_requests_take_their_id_from_the_link():
     msg = dataclasses.replace(Ping(), id=42)
     assert msg.to_header() == {"type": "ping", "id": 42}
+
+
+def test_secrets_are_fresh_compared_in_constant_time_and_never_what_logs_show():
+    a, b = new_secret(), new_secret()
+    assert a != b and len(a) >= 16
+    assert secret_matches(a, a) and not secret_matches(a, b) and not secret_matches(a, "")
+    tag = session_tag("0123456789abcdef")
+    assert tag == session_tag("0123456789abcdef") and "0123456789abcdef" not in tag and len(tag) == 10

@@ -1,0 +1,180 @@
+"""Strangers against real peer processes: what a hostile client can try on a public swarm, on loopback.
+
+Each test is a regression test for an attack that worked before the defence it checks (see the issue
+tracker's "strangers" issue): the attack is tried as a stranger would, and the honest user's output must stay
+exactly what it is without the attack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import torch
+
+from routing.config import ClientConfig
+from swarm import AutoDistributedModelForCausalLM
+from swarm.net.protocol import Close, Error, Open, Rebind, Step, new_secret, parse
+from swarm.net.transport import open_channel
+from swarm.net.wire import MAGIC, PREFIX, Limits, encode_frame, read_frame, tensor_to_wire
+
+PROMPT = torch.tensor([[5, 6, 7, 8]])
+NEW = 6
+
+
+async def _attack(addrs: list[str], sid: str, hidden_size: int) -> tuple[list[str], int]:
+    """Step, close and rebind session ``sid`` on every hop with a made-up secret (the id is what every hop
+    sees); returns the error codes the hops answered and how many connections reached the stranger's own
+    listener (where a hijacked rebind would push the session's hidden states)."""
+    reached = 0
+
+    async def listener(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal reached
+        reached += 1
+        writer.close()
+
+    server = await asyncio.start_server(listener, "127.0.0.1", 0)
+    trap = f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    codes = []
+    meta, body = tensor_to_wire(torch.zeros(1, 1, hidden_size))
+    guess = new_secret()
+    try:
+        for addr in addrs:
+            ch = await open_channel(addr)
+            try:
+                for msg, payload in [
+                    (Step(session=sid, secret=guess, layer=0, step=1, position=len(PROMPT[0]), tensor=meta), body),
+                    (Rebind(session=sid, secret=guess, next=trap, next_secret=guess, upto_step=1, id=1), b""),
+                    (Close(session=sid, secret=guess, id=2), b""),
+                ]:
+                    await ch.send(msg.to_header(), payload)
+                    reply = await asyncio.wait_for(ch.recv(), 30)
+                    assert reply is not None
+                    codes.append(parse(reply.header).code)
+            finally:
+                await ch.close()
+    finally:
+        server.close()
+        await server.wait_closed()
+    return codes, reached
+
+
+def test_a_stranger_who_knows_a_session_id_cannot_step_close_or_rebind_it(checkpoints, swarm_of, bootstrap):
+    """Before session capabilities, a stranger who knew a session id could step it (corrupting the output),
+    close it, or rebind a hop to itself and read every later hidden state."""
+    path = checkpoints("llama", num_layers=4)
+    swarm_of(path, ["0:2", "2:4"])
+    with AutoDistributedModelForCausalLM.from_pretrained(
+        str(path), initial_peers=[bootstrap], config=ClientConfig(route_wait_s=30)
+    ) as model:
+        expected = model.generate(PROMPT, max_new_tokens=NEW, do_sample=False)[0, PROMPT.shape[1]:].tolist()
+        with model.inference_session(max_length=PROMPT.shape[1] + NEW + 1) as sess:
+            first = model.head.embed(PROMPT)
+            hidden = sess.step(first)
+            addrs = [hop.addr for hop in sess.route.hops]
+            codes, reached = asyncio.run(_attack(addrs, sess.session.session_id, first.shape[-1]))
+            assert codes == ["unknown_session"] * 3 * len(addrs)  # as if there were no such session
+            assert reached == 0  # no hop pushed anything to the stranger
+            tokens = []
+            for _ in range(NEW):
+                token = int(model.head.logits(hidden[:, -1:])[0, -1].argmax())
+                tokens.append(token)
+                hidden = sess.step(model.head.embed(torch.tensor([[token]]), sess.position))
+            assert sess.session.failovers == 0  # the session was never disturbed
+    assert tokens == expected
+
+
+STRANGER = "127.0.0.2"  # the attacker's source address (all of 127/8 is this machine); the user is 127.0.0.1
+
+
+async def _connect_from(addr: str, source: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    host, port = addr.rsplit(":", 1)
+    return await asyncio.open_connection(host, int(port), local_addr=(source, 0))
+
+
+async def _closed_by_peer(reader: asyncio.StreamReader, within_s: float) -> bool:
+    """Whether the peer closes this connection within ``within_s`` (what it sends first is not looked at)."""
+    try:
+        async with asyncio.timeout(within_s):
+            while await reader.read(65536):
+                pass
+        return True
+    except (TimeoutError, ConnectionError):
+        return False
+
+
+def test_a_connection_flood_and_stalled_frames_do_not_take_a_peer_down(checkpoints, swarm_of, bootstrap):
+    """Before the caps, 1,030 idle connections starved a peer of file descriptors, and half-sent big frames
+    held their buffers forever. Now one source gets at most 64 connections (the rest are closed at once), a
+    frame stalled after its prefix is cut off at its deadline, and the user on another address generates."""
+    path = checkpoints("llama", num_layers=4)
+    swarm = swarm_of(path, ["0:4"])
+    peer = swarm.peers[0].data_addr
+
+    async def flood() -> tuple[int, list[asyncio.StreamWriter], list[asyncio.StreamReader]]:
+        held, idle, stalled = [], [], []
+        for i in range(80):
+            reader, writer = await _connect_from(peer, STRANGER)
+            if i < 4:  # a frame declaring a 1 MiB body, then silence
+                writer.write(PREFIX.pack(MAGIC, 16, 1 << 20) + b"\x00" * 1000)
+                await writer.drain()
+                stalled.append(reader)
+            else:
+                idle.append(reader)
+            held.append(writer)
+        closed = await asyncio.gather(*(_closed_by_peer(r, 3.0) for r in idle))
+        return sum(closed), held, stalled
+
+    async def scenario() -> tuple[int, list[bool]]:
+        refused, held, stalled = await flood()
+        try:
+            await asyncio.to_thread(generate_as_user)
+            cut = await asyncio.gather(*(_closed_by_peer(r, 90) for r in stalled))
+        finally:
+            for writer in held:
+                writer.close()
+        return refused, cut
+
+    outputs = []
+
+    def generate_as_user() -> None:
+        with AutoDistributedModelForCausalLM.from_pretrained(
+            str(path), initial_peers=[bootstrap], config=ClientConfig(route_wait_s=30)
+        ) as model:
+            outputs.append(model.generate(PROMPT, max_new_tokens=NEW, do_sample=False))
+
+    refused, cut = asyncio.run(scenario())
+    assert refused == 80 - 64  # the 65th connection from the stranger on
+    assert cut == [True] * 4  # stalled frames were dropped (their deadline: 30 s + 1 MiB at 1 MB/s)
+    assert outputs and outputs[0].shape == (1, PROMPT.shape[1] + NEW)
+    assert swarm.peers[0].popen.poll() is None
+
+
+def test_one_stranger_cannot_reserve_a_peers_whole_kv_memory(checkpoints, swarm_of, bootstrap):
+    """Before the per-client share, one open with a long max_length took a peer's whole KV budget."""
+    path = checkpoints("llama", num_layers=4)
+    swarm = swarm_of(path, ["0:4"], extra=["--kv-reserve-tokens", "256"])
+    peer = swarm.peers[0].data_addr
+
+    async def hog() -> list[str]:
+        reader, writer = await _connect_from(peer, STRANGER)
+        answers = []
+        try:
+            for i, length in enumerate((250, 128, 16)):  # the whole budget; then its half; then a bit more
+                msg = Open(session=f"hog{i}", secret=new_secret(), start=0, end=4, max_length=length, batch=1,
+                           id=i + 1)
+                for part in encode_frame(msg.to_header()):
+                    writer.write(part)
+                frame = await asyncio.wait_for(read_frame(reader, Limits()), 30)
+                assert frame is not None
+                reply = parse(frame.header)
+                answers.append(reply.code if isinstance(reply, Error) else reply.TYPE)
+            with AutoDistributedModelForCausalLM.from_pretrained(
+                str(path), initial_peers=[bootstrap], config=ClientConfig(route_wait_s=30)
+            ) as model:  # the user, from another address, still gets the other half
+                out = await asyncio.to_thread(model.generate, PROMPT, max_new_tokens=NEW, do_sample=False)
+            assert out.shape == (1, PROMPT.shape[1] + NEW)
+        finally:
+            writer.close()
+        return answers
+
+    assert asyncio.run(hog()) == ["busy", "ok", "busy"]
