@@ -85,6 +85,7 @@ class PeerServer:
         model_key: str,
         discovery: Any = None,          # swarm.net.dht.Discovery; None -> not announced (tests)
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,  # DHT time: what a record's signed expiry is in
         limits: Limits = Limits(),
         version: str = "0",
         connect: Callable[[str], Any] | None = None,  # address -> awaitable Channel (injected by the sim tier)
@@ -99,6 +100,7 @@ class PeerServer:
         self.model_key = model_key
         self.discovery = discovery
         self.clock = clock
+        self.wall_clock = wall_clock
         self.limits = limits
         self.version = version
         self.sessions: dict[str, Session] = {}
@@ -201,6 +203,7 @@ class PeerServer:
             rtts={},
             num_layers=self.num_layers,
             model_name=self.model_name[:MAX_STR],
+            expires_at=self.wall_clock() + self.config.ttl_s,  # the DHT node re-signs it to its own store time
         )
         return self.identity.sign_record(rec)
 

@@ -296,16 +296,16 @@ class HivemindDiscovery:
             logger.log(logging.DEBUG if was_known else logging.INFO, "rejoined the DHT through %s", maddr)
 
     async def announce(self, record: PeerRecord, ttl: float) -> None:
-        expiration = get_dht_time() + _check_ttl(ttl)
-        record = self._expiring(record, expiration)
+        record, expiration = self._expiring(record, get_dht_time() + _check_ttl(ttl))
         await asyncio.gather(self._store(record, expiration), self._list_model(record, expiration))
 
-    def _expiring(self, record: PeerRecord, expiration: float) -> PeerRecord:
-        """The record with its signed expiry set to ``expiration`` (re-signed with this node's key when it is
-        the record's peer; records of others cannot be re-signed and keep theirs)."""
-        if self._signer is None or self._signer.peer_id != record.peer_id:
-            return record
-        return self._signer.sign_record(replace(record, expires_at=expiration))
+    def _expiring(self, record: PeerRecord, expiration: float) -> tuple[PeerRecord, float]:
+        """The record to store and its DHT expiration: with this node's key (the record's peer), re-signed to
+        expire at ``expiration``; a record of another identity (one node serving several) cannot be re-signed,
+        so it is stored to expire when its signature says, if that comes first."""
+        if self._signer is not None and self._signer.peer_id == record.peer_id:
+            return self._signer.sign_record(replace(record, expires_at=expiration)), expiration
+        return record, min(expiration, record.expires_at)
 
     async def _list_model(self, record: PeerRecord, expiration: float) -> None:
         """Refresh the model's entry in the swarm-wide listing: one small entry per model however many peers
@@ -329,8 +329,7 @@ class HivemindDiscovery:
                 record.peer_id,
             )
         last = self._expirations.get((record.model, record.peer_id), float("-inf"))
-        expiration = max(get_dht_time() + _check_ttl(ttl), last + _TOMBSTONE_MARGIN)
-        await self._store(self._expiring(tombstone, expiration), expiration)
+        await self._store(*self._expiring(tombstone, max(get_dht_time() + _check_ttl(ttl), last + _TOMBSTONE_MARGIN)))
 
     async def _store(self, record: PeerRecord, expiration: float) -> None:
         if self._closed:
