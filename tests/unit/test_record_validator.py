@@ -11,10 +11,8 @@ from swarm.net.dht import MolinkRecordValidator
 from swarm.net.records import CLOCK_SLACK_S, MAX_RECORD_TTL_S
 from tests.factories import make_peer_record
 
-NOW = get_dht_time()
 
-
-def as_dht(subkey: object, value: object, expiration: float = NOW + 15) -> DHTRecord:
+def as_dht(subkey: object, value: object, expiration: float) -> DHTRecord:
     return DHTRecord(key=b"k", subkey=MSGPackSerializer.dumps(subkey), value=MSGPackSerializer.dumps(value),
                      expiration_time=expiration)
 
@@ -23,13 +21,15 @@ def test_a_signed_record_is_stored_under_its_peer_id_or_its_model_key_only():
     """Its own peer id or its model key pass; another peer's id, another model, an unsigned record, a plain
     value and bytes that are not msgpack are refused."""
     validator = MolinkRecordValidator()
+    NOW = get_dht_time()  # noqa: N806 - read when the test runs, not when the module was collected
     record = make_peer_record(model="llama-0123456789abcdef", expires_at=NOW + 15)
     wire = record.to_wire()
-    assert validator.validate(as_dht(record.peer_id, wire))
-    assert validator.validate(as_dht(record.model, wire))
-    assert not validator.validate(as_dht("ab" * 20, wire))
-    assert not validator.validate(as_dht("llama-ffffffffffffffff", wire))
-    assert not validator.validate(as_dht(record.peer_id, make_peer_record(sign=False, expires_at=NOW + 15).to_wire()))
+    assert validator.validate(as_dht(record.peer_id, wire, NOW + 15))
+    assert validator.validate(as_dht(record.model, wire, NOW + 15))
+    assert not validator.validate(as_dht("ab" * 20, wire, NOW + 15))
+    assert not validator.validate(as_dht("llama-ffffffffffffffff", wire, NOW + 15))
+    unsigned = make_peer_record(sign=False, expires_at=NOW + 15).to_wire()
+    assert not validator.validate(as_dht(record.peer_id, unsigned, NOW + 15))
     assert not validator.validate(DHTRecord(key=b"k", subkey=MSGPackSerializer.dumps(None),
                                             value=MSGPackSerializer.dumps(wire), expiration_time=0.0))
     assert not validator.validate(DHTRecord(key=b"k", subkey=b"\xc1", value=b"\xc1", expiration_time=0.0))
@@ -40,6 +40,7 @@ def test_a_record_is_kept_no_longer_than_its_signed_expiry_and_that_is_near():
     attack: a peer's own old record stored for 10 years), an expiry already past, one too far ahead, or an
     expiry edited after signing are all refused."""
     validator = MolinkRecordValidator()
+    NOW = get_dht_time()  # noqa: N806
     fresh = make_peer_record(expires_at=NOW + 15)
     assert validator.validate(as_dht(fresh.peer_id, fresh.to_wire(), NOW + 15))
     assert validator.validate(as_dht(fresh.peer_id, fresh.to_wire(), NOW + 5))  # shorter is fine
