@@ -37,12 +37,13 @@ def _convert_into(gguf_path: Path, out: Path) -> None:
     # dequantize=True: a plain dense model. Without it transformers keeps a GGUF quantizer on the model
     # and save_pretrained refuses ("quantized with gguf and is not serializable").
     model = AutoModelForCausalLM.from_pretrained(
-        folder, gguf_file=name, dtype=torch.float32, quantization_config=GgufConfig(dequantize=True)
+        folder, gguf_file=name, dtype=torch.float32, quantization_config=GgufConfig(dequantize=True),
+        trust_remote_code=False,
     )
     if hasattr(model.config, "quantization_config"):  # a saved one would make later loads expect GGUF
         del model.config.quantization_config
     model.save_pretrained(out, safe_serialization=True)
-    AutoTokenizer.from_pretrained(folder, gguf_file=name).save_pretrained(out)
+    AutoTokenizer.from_pretrained(folder, gguf_file=name, trust_remote_code=False).save_pretrained(out)
 
 
 def convert_gguf(gguf_path: Path, *, cache_dir: Path | None = None) -> Path:

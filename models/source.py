@@ -43,7 +43,7 @@ from models.fingerprint import (
     model_key,
     sample_anchor,
 )
-from swarm.errors import ModelNotFoundError
+from swarm.errors import ModelNotFoundError, UnsupportedModelError
 
 CONFIG_NAME = "config.json"
 INDEX_NAME = "model.safetensors.index.json"
@@ -103,7 +103,7 @@ def local_checkpoint(path: Path, *, display_name: str | None = None) -> Checkpoi
             )
         return file_reader(shard)
 
-    config = AutoConfig.from_pretrained(path)
+    config = load_config(path)
     key = content_key(config, path / CONFIG_NAME, index if index.is_file() else None, reader_for)
     return Checkpoint(path=path, config=config, model_key=key, display_name=display_name or path.name)
 
@@ -207,7 +207,7 @@ def hub_checkpoint(repo_id: str, *, offline: bool, display_name: str | None = No
         index_path = Path(hf_hub_download(repo_id, INDEX_NAME, local_files_only=offline))
     except EntryNotFoundError:  # a single-file checkpoint has no index (remote or not cached: both fine)
         pass
-    config = AutoConfig.from_pretrained(config_path.parent)
+    config = load_config(config_path.parent)
     key = content_key(config, config_path, index_path, _hub_reader(repo_id, offline))
     return Checkpoint(
         path=config_path.parent, config=config, model_key=key, display_name=display_name or repo_id, repo_id=repo_id
@@ -227,6 +227,20 @@ def _why_not_on_hub(exc: BaseException, offline: bool) -> str:
     if isinstance(exc, HfHubHTTPError):
         return "the hub refused it"
     return "the hub could not be reached or has no such repo"
+
+
+def load_config(folder: Path) -> PretrainedConfig:
+    """A checkpoint's config, never running code that came with it (``trust_remote_code=False``): a model
+    type transformers knows is read with its own class whatever the config's ``auto_map`` says; one that only
+    a checkpoint's own Python code defines is an UnsupportedModelError."""
+    try:
+        return AutoConfig.from_pretrained(folder, trust_remote_code=False)
+    except ValueError as exc:
+        if "trust_remote_code" not in str(exc) and "auto_map" not in str(exc):
+            raise
+        raise UnsupportedModelError(
+            f"{folder}: this model's code ships with the checkpoint (config.json auto_map), and molink never runs "
+            "code from a checkpoint; use a model type transformers itself supports") from exc
 
 
 def resolve_model(name: str, *, cache_dir: Path | None = None, offline: bool | None = None) -> Checkpoint:

@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"checkpoint: {ckpt.path} ({ckpt.num_layers} layers) in {time.perf_counter() - t0:.1f} s", flush=True)
     if args.peers > ckpt.num_layers:  # each peer serves at least one layer
         p.error(f"--peers must be between 1 and {ckpt.num_layers}: the model has {ckpt.num_layers} layers")
-    tokenizer = AutoTokenizer.from_pretrained(ckpt.path)
+    tokenizer = AutoTokenizer.from_pretrained(ckpt.path, trust_remote_code=False)
     ids = chat_ids(tokenizer, args.prompt)
     spans = even_spans(ckpt.num_layers, args.peers)
     print(f"starting a bootstrap node and {args.peers} peers on 127.0.0.1: layers {', '.join(spans)}", flush=True)
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     status = 0
     if not args.no_check:
-        local = AutoModelForCausalLM.from_pretrained(ckpt.path, dtype=torch.float32)
+        local = AutoModelForCausalLM.from_pretrained(ckpt.path, dtype=torch.float32, trust_remote_code=False)
         expected = local.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=args.max_new_tokens,
                                   do_sample=False)
         figures["matches_local_transformers"] = bool(torch.equal(expected, out))
