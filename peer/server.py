@@ -71,6 +71,7 @@ from swarm.net.wire import Frame, Limits, tensor_from_wire, tensor_to_wire
 log = logging.getLogger("molink.peer")
 
 MAX_REBINDS = 16  # failovers of one session's next hop: each re-sends the session's whole history
+MAX_QUEUED_STEPS = 4  # steps of one session waiting for its lock (a client sends one and waits for its result)
 
 
 class PeerServer:
@@ -355,9 +356,21 @@ class PeerServer:
             if msg.layer != self.span.start:  # a route moves up the layers: a loop back is refused
                 raise ProtocolError(f"this peer's layers start at {self.span.start}, the step enters layer "
                                     f"{msg.layer}", code=Code.BAD_SPAN)
+            if session.queued >= MAX_QUEUED_STEPS:  # a client waits for each result: more is a flood
+                raise ProtocolError(f"{session.queued} steps of this session are waiting already",
+                                    code=Code.BAD_STEP)
         except ProtocolError as e:
             await self._send_quietly(channel, self._error(e.code, str(e), session=sid, step=step))
             return
+        session.queued += 1
+        try:
+            await self._step_in_turn(session, msg, body)
+        finally:
+            session.queued -= 1
+
+    async def _step_in_turn(self, session: Session, msg: Step, body: bytes) -> None:
+        """Apply a step under its session's lock and pass the output on; errors go to the session's client."""
+        sid, step = msg.session, msg.step
         async with self._locks[sid]:
             try:
                 out = await self._apply_step(session, msg, body)

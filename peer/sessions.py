@@ -42,6 +42,7 @@ class Session:
     secret: str = field(default="", repr=False)  # this hop's capability (steps, close, rebind carry it)
     next_secret: str | None = field(default=None, repr=False)  # the next hop's, carried by our pushes
     rebinds: int = 0                 # times the client moved its next hop (bounded: each re-sends the history)
+    queued: int = 0                  # steps received and not yet applied (bounded per session)
     position: int = 0                # tokens in the cache
     next_step: int = 0
     last_output: tuple[int, int, torch.Tensor] | None = field(default=None, repr=False)  # (step, position, out)
