@@ -8,6 +8,10 @@ exactly what it is without the attack.
 from __future__ import annotations
 
 import asyncio
+import os
+import random
+import subprocess
+import sys
 
 import torch
 
@@ -178,3 +182,116 @@ def test_one_stranger_cannot_reserve_a_peers_whole_kv_memory(checkpoints, swarm_
         return answers
 
     assert asyncio.run(hog()) == ["busy", "ok", "busy"]
+
+
+FUZZ_FRAMES = 10_000
+
+
+def _mutated_frames(rng: random.Random, hidden_size: int):
+    """Frames as a fuzzer makes them: valid messages of every type with fields swapped for wrong types,
+    out-of-range numbers and junk, tensors with lying metadata, then byte flips, cuts and lying lengths."""
+    junk = [None, True, -1, 0, 2**31, 2**64 - 1, -(2**63), 1e308, float("nan"), "", "x" * 300, b"\x00" * 17,
+            [], [1, [2, [3]]], {}, {"dtype": "float32", "shape": [1, 1, hidden_size]},
+            {"dtype": "float64", "shape": [1]}, {"dtype": "float32", "shape": [10**9, 10**9]}]
+    meta, body = tensor_to_wire(torch.ones(1, 1, hidden_size))
+    bodies = [bytes(body), b"", b"\xff" * len(bytes(body)), bytes(tensor_to_wire(torch.full((1, 1, hidden_size),
+                                                                                          float("nan")))[1])]
+    secret = new_secret()
+    templates = [
+        Open(session="fz", secret=secret, start=0, end=4, max_length=16, batch=1, id=1).to_header(),
+        Step(session="fz", secret=secret, layer=0, step=0, position=0, tensor=meta).to_header(),
+        Close(session="fz", secret=secret, id=2).to_header(),
+        Rebind(session="fz", secret=secret, next="127.0.0.2:9", next_secret=secret, upto_step=1, id=3).to_header(),
+        {"type": "ping", "id": 4},
+    ]
+    while True:
+        header = dict(rng.choice(templates))
+        for _ in range(rng.randrange(3)):
+            key = rng.choice([*header, "type", "extra"])
+            header[key] = rng.choice(junk) if key != "type" or rng.random() < 0.3 else rng.choice(
+                ["open", "step", "close", "rebind", "ping", "pong", "result", "error", "ok", "nope"])
+        try:
+            parts = encode_frame(header, rng.choice(bodies))
+        except Exception:  # noqa: BLE001 - the encoder refuses some junk (no str type): send raw bytes then
+            parts = [PREFIX.pack(MAGIC, 3, 0) + b"\xc1\xc1\xc1"]
+        data = bytearray(b"".join(bytes(p) for p in parts))
+        roll = rng.random()
+        if roll < 0.15:  # flip bytes past the prefix
+            for _ in range(rng.randrange(1, 6)):
+                i = rng.randrange(PREFIX.size, len(data)) if len(data) > PREFIX.size else 0
+                data[i] ^= 1 << rng.randrange(8)
+        elif roll < 0.18:  # a lying length: the stream is out of step from here (the peer closes it)
+            data[4:12] = PREFIX.pack(MAGIC, rng.randrange(1, 100), rng.randrange(0, 100))[4:]
+        elif roll < 0.2:  # cut short
+            data = data[:rng.randrange(len(data))]
+        yield bytes(data)
+
+
+async def _fuzz(peer: str, hidden_size: int, frames: int) -> tuple[int, int]:
+    """Send ``frames`` fuzzed frames over connections from the stranger's address (reconnecting whenever the
+    peer closes one); returns (frames sent, connections used)."""
+    rng = random.Random(1234)
+    source = _mutated_frames(rng, hidden_size)
+    sent = connections = 0
+    while sent < frames:
+        reader, writer = await _connect_from(peer, STRANGER)
+        connections += 1
+        drain = asyncio.ensure_future(_closed_by_peer(reader, 120))  # read the answers, so none back up
+        try:
+            for _ in range(rng.randrange(50, 500)):
+                if drain.done():
+                    break
+                writer.write(next(source))
+                sent += 1
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+            drain.cancel()
+    return sent, connections
+
+
+def test_ten_thousand_fuzzed_frames_while_a_client_generates(checkpoints, swarm_of, bootstrap):
+    """Mutated frames of every message type from a stranger, while a user generates: no crash, and the
+    user's tokens are exactly those of a quiet swarm."""
+    path = checkpoints("llama", num_layers=4)
+    swarm = swarm_of(path, ["0:2", "2:4"])
+    with AutoDistributedModelForCausalLM.from_pretrained(
+        str(path), initial_peers=[bootstrap], config=ClientConfig(route_wait_s=30)
+    ) as model:
+        quiet = model.generate(PROMPT, max_new_tokens=NEW, do_sample=False)
+        hidden_size = model.head.hidden_size
+
+        async def scenario():
+            fuzzing = [asyncio.ensure_future(_fuzz(p.data_addr, hidden_size, FUZZ_FRAMES // 2))
+                       for p in swarm.peers]
+            noisy = []
+            while not all(f.done() for f in fuzzing):  # the user keeps generating while the frames fly
+                noisy.append(await asyncio.to_thread(model.generate, PROMPT, max_new_tokens=NEW, do_sample=False))
+            return [f.result() for f in fuzzing], noisy
+
+        sent, noisy = asyncio.run(asyncio.wait_for(scenario(), 600))
+    assert sum(s for s, _ in sent) >= FUZZ_FRAMES
+    assert noisy and all(torch.equal(out, quiet) for out in noisy)
+    assert [p.popen.poll() for p in swarm.peers] == [None, None]  # no peer crashed
+
+
+def test_a_swarm_on_a_machine_whose_cores_are_all_busy_still_generates_exactly(checkpoints, swarm_of, bootstrap):
+    """Another heavy job on every core (a busy home machine): heartbeats and steps are late, but the swarm
+    still answers and the tokens are exactly those of a quiet swarm."""
+    path = checkpoints("llama", num_layers=4)
+    swarm_of(path, ["0:2", "2:4"])
+    with AutoDistributedModelForCausalLM.from_pretrained(
+        str(path), initial_peers=[bootstrap], config=ClientConfig(route_wait_s=60)
+    ) as model:
+        quiet = model.generate(PROMPT, max_new_tokens=NEW, do_sample=False)
+        hogs = [subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 300\n"
+                                  "while time.time() < end: pass"]) for _ in range(os.cpu_count() or 2)]
+        try:
+            busy = [model.generate(PROMPT, max_new_tokens=NEW, do_sample=False) for _ in range(3)]
+        finally:
+            for hog in hogs:  # ours, by PID
+                hog.kill()
+                hog.wait()
+    assert all(torch.equal(out, quiet) for out in busy)
