@@ -65,7 +65,7 @@ from swarm.net.protocol import (
     session_tag,
 )
 from swarm.net.records import MAX_ADDRS, MAX_STR, Identity, PeerRecord, PeerState
-from swarm.net.transport import Channel, format_addr, open_channel, parse_addr, start_server
+from swarm.net.transport import Channel, format_addr, open_channel, parse_addr, remote_host, start_server
 from swarm.net.wire import Frame, Limits, tensor_from_wire, tensor_to_wire
 
 log = logging.getLogger("molink.peer")
@@ -247,10 +247,8 @@ class PeerServer:
                 try:
                     frame = await channel.recv()
                 except (FrameTooLargeError, ProtocolError) as e:
-                    allowed, held = self._quiet.allow(f"bad frame {channel.remote.rpartition(':')[0]}")
-                    if allowed:
-                        log.warning("bad frame from %s: %s%s", channel.remote, e,
-                                    f" ({held} more from there not logged)" if held else "")
+                    self._quiet.log(log, logging.WARNING, f"bad frame {remote_host(channel.remote)}",
+                                    "bad frame from %s: %s", channel.remote, e)
                     await self._send_quietly(channel, self._error(e.code, str(e)))
                     if isinstance(e, FrameTooLargeError) or e.code in FATAL_CODES:
                         return
@@ -297,13 +295,11 @@ class PeerServer:
     # ---- requests ----------------------------------------------------------------------------------------
 
     async def _on_open(self, channel: Channel, msg: Open) -> None:
-        if msg.next is not None and msg.next in self.addrs:
-            raise ProtocolError("a session's next hop cannot be this peer itself", code=Code.BAD_MESSAGE)
         check_open(msg, span=(self.span.start, self.span.end), config=self.config,
                    accepting=None if self.state is PeerState.ONLINE else self.state.value,
-                   open_sessions=self.sessions, n_open=len(self.sessions))
+                   open_sessions=self.sessions, n_open=len(self.sessions), own_addrs=self.addrs)
         granted = admit(self.kv_budget, list(self._reservations.values()), msg.session, msg.max_length, msg.batch,
-                        msg.next is not None, client=channel.remote.rpartition(":")[0],
+                        msg.next is not None, client=remote_host(channel.remote),
                         client_share=self.config.max_client_share)
         if isinstance(granted, Busy):  # not a failure: the client tries another peer or waits
             raise ProtocolError(f"peer is busy: {granted.reason}", code=Code.BUSY)
@@ -325,11 +321,9 @@ class PeerServer:
         await channel.send(Ok(id=msg.id).to_header())
 
     async def _on_rebind(self, channel: Channel, msg: Rebind) -> None:
-        check_addr(msg.next)
+        check_addr(msg.next, self.addrs)
         check_secret(msg.next_secret, "next_secret")
         session = self._owned(msg.session, msg.secret)
-        if msg.next in self.addrs:
-            raise ProtocolError("a session's next hop cannot be this peer itself", code=Code.BAD_MESSAGE)
         if session.rebinds >= MAX_REBINDS:  # each rebind re-sends the whole history: bounded, no amplifier
             raise ProtocolError(f"session rebound {MAX_REBINDS} times already", code=Code.BAD_MESSAGE)
         session.rebinds += 1

@@ -56,7 +56,7 @@ class Session:
 
 
 def check_open(msg: Open, *, span: tuple[int, int], config: PeerConfig, accepting: str | None,
-               open_sessions: Container[str], n_open: int) -> None:
+               open_sessions: Container[str], n_open: int, own_addrs: Container[str] = ()) -> None:
     """Refuse (ProtocolError) an Open this peer cannot serve. ``accepting`` is None when the peer takes new
     sessions, else why not (its state); a full peer answers ``busy``, which the client plans around."""
     if not 0 < len(msg.session) <= MAX_SESSION_ID:
@@ -74,7 +74,7 @@ def check_open(msg: Open, *, span: tuple[int, int], config: PeerConfig, acceptin
     if not 0 < msg.batch <= config.max_batch:
         raise ProtocolError(f"batch {msg.batch} outside 1..{config.max_batch}", code=Code.BAD_BATCH)
     if msg.next is not None:
-        check_addr(msg.next)
+        check_addr(msg.next, own_addrs)
     if accepting is not None:
         raise ProtocolError(f"peer is {accepting}: not taking new sessions", code=Code.DRAINING)
     if msg.session in open_sessions:
@@ -89,12 +89,15 @@ def check_secret(secret: str, name: str) -> None:
         raise ProtocolError(f"{name} must be {low}..{high} characters", code=Code.BAD_MESSAGE)
 
 
-def check_addr(addr: str) -> None:
-    """A next-hop address from the network must be HOST:PORT (ProtocolError, never a crash, otherwise)."""
+def check_addr(addr: str, own_addrs: Container[str] = ()) -> None:
+    """A next-hop address from the network must be HOST:PORT and not one of this peer's own ``own_addrs``
+    (ProtocolError, never a crash, otherwise)."""
     try:
         parse_addr(addr)
     except ConfigError as e:
         raise ProtocolError(f"next hop: {e}", code=Code.BAD_MESSAGE) from e
+    if addr in own_addrs:
+        raise ProtocolError("a session's next hop cannot be this peer itself", code=Code.BAD_MESSAGE)
 
 
 def check_step(session: Session, step: int, position: int, length: int) -> StepAction:

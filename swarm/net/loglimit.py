@@ -3,11 +3,12 @@
 A peer logs what goes wrong on its connections, and anyone can open connections: 1,000 bad ones a second must
 not write 1,000 lines a second. ``LogLimiter.allow(key)`` says whether a line of that kind may be written now
 (at most ``burst`` per ``period_s`` per key) and how many of that kind were held back since the last one
-written, so the line can say so. The clock is injected.
+written, so the line can say so; ``log`` does both. The clock is injected.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +33,14 @@ class LogLimiter:
             return True, held
         self._remember(key, (start, written, held + 1))
         return False, held + 1
+
+    def log(self, logger: logging.Logger, level: int, key: str, msg: str, *args: object,
+            exc_info: bool = False) -> None:
+        """``logger.log(level, msg, *args)`` when ``allow(key)`` says so, telling how many were held back."""
+        allowed, held = self.allow(key)
+        if allowed:
+            suffix = f" ({held} more like it not logged)" if held else ""
+            logger.log(level, msg + suffix, *args, exc_info=exc_info)
 
     def _remember(self, key: str, window: tuple[float, int, int]) -> None:
         self._windows.pop(key, None)

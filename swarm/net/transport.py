@@ -40,6 +40,12 @@ def parse_addr(addr: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
+def remote_host(remote: str) -> str:
+    """The host of a "host:port" or "[v6]:port" remote, as ``format_addr`` wrote it: what limits count by."""
+    host = remote.rpartition(":")[0]
+    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
+
+
 def format_addr(host: str, port: int) -> str:
     """The "host:port" form, with brackets around an IPv6 host."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -137,20 +143,15 @@ async def start_server(
     per_host: dict[str, int] = {}
     quiet = LogLimiter()
 
-    def log(level: int, key: str, msg: str, *args: object, exc_info: bool = False) -> None:
-        allowed, held = quiet.allow(key)
-        if allowed:
-            suffix = f" ({held} more like it not logged)" if held else ""
-            logger.log(level, msg + suffix, *args, exc_info=exc_info)
-
     async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peername = writer.get_extra_info("peername")
         host = str(peername[0]) if peername else "unknown"
         remote = format_addr(host, peername[1]) if peername else "unknown"
         total = sum(per_host.values())
         if total >= limits.max_connections or per_host.get(host, 0) >= limits.max_per_host:
-            log(logging.WARNING, f"cap {host}", "refused a connection from %s: %d open from it, %d in all "
-                "(caps %d and %d)", host, per_host.get(host, 0), total, limits.max_per_host, limits.max_connections)
+            quiet.log(logger, logging.WARNING, f"cap {host}",
+                      "refused a connection from %s: %d open from it, %d in all (caps %d and %d)", host,
+                      per_host.get(host, 0), total, limits.max_per_host, limits.max_connections)
             writer.close()
             return
         per_host[host] = per_host.get(host, 0) + 1
@@ -161,9 +162,10 @@ async def start_server(
         except asyncio.CancelledError:  # the server is shutting down: nobody awaits this task, end quietly
             pass
         except MolinkError as exc:  # a peer broke the protocol or dropped the link: expected, no traceback
-            log(logging.WARNING, f"ended {host}", "connection from %s ended: %s", remote, exc)
+            quiet.log(logger, logging.WARNING, f"ended {host}", "connection from %s ended: %s", remote, exc)
         except Exception:  # noqa: BLE001 - one bad connection must never take the server down
-            log(logging.ERROR, f"failed {host}", "handler for connection from %s failed", remote, exc_info=True)
+            quiet.log(logger, logging.ERROR, f"failed {host}", "handler for connection from %s failed", remote,
+                      exc_info=True)
         finally:
             per_host[host] -= 1
             if not per_host[host]:

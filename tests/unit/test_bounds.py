@@ -66,3 +66,21 @@ def test_one_client_cannot_reserve_more_than_its_share():
 
 def test_a_share_of_one_is_the_whole_budget():
     assert isinstance(admit(BUDGET, [], "s", 1000, 1, False, client="x", client_share=1.0), Reservation)
+
+
+def test_log_limiter_log_writes_the_allowed_lines_with_the_count_held_back(caplog):
+    import logging
+    now = [0.0]
+    quiet = LogLimiter(burst=1, period_s=60, clock=lambda: now[0])
+    log = logging.getLogger("test.loglimit")
+    with caplog.at_level(logging.INFO, logger="test.loglimit"):
+        for i in range(3):
+            quiet.log(log, logging.INFO, "k", "line %d", i)
+        now[0] = 61.0
+        quiet.log(log, logging.INFO, "k", "line %d", 3)
+    assert [r.getMessage() for r in caplog.records] == ["line 0", "line 3 (2 more like it not logged)"]
+
+
+def test_remote_host_strips_the_port_and_ipv6_brackets():
+    from swarm.net.transport import remote_host
+    assert remote_host("198.51.100.7:4000") == "198.51.100.7" and remote_host("[::1]:4000") == "::1"
