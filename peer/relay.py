@@ -1,8 +1,10 @@
-"""Pushes to next hops: one connection per next-hop address, shared by every session that goes there.
+"""Pushes to next hops: one connection per next-hop peer, shared by every session that goes there.
 
-A hop sends a session's output straight to the next hop of its route as a ``Step``. The next hop answers such
+The connection comes from ``connect(hop)`` (the server's: ``peer/nexthop.py`` resolves the peer and proves
+who answers before it hands the channel over). A hop sends a session's output straight to the next hop of its route as a ``Step``. The next hop answers such
 pushes only when something is wrong (an ``Error`` about a session it cannot continue); the relay reads those
-answers and hands each to ``on_error(session_id, step, addr, error)``, so the server can tell that session's
+answers and hands each to ``on_error(session_id, step, hint, error)`` (``hint``: the client's address for
+the hop), so the server can tell that session's
 client which hop failed.
 """
 
@@ -13,6 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from peer.nexthop import NextHop
 from swarm.errors import ProtocolError, TransportError
 from swarm.net.protocol import Error, Message, parse
 from swarm.net.transport import Channel
@@ -21,18 +24,18 @@ log = logging.getLogger("molink.peer")
 
 
 class Relay:
-    def __init__(self, connect: Callable[[str], Awaitable[Channel]],
+    def __init__(self, connect: Callable[[NextHop], Awaitable[Channel]],
                  on_error: Callable[[str, int | None, str, Error], Awaitable[None]],
                  spawn: Callable[[Any], None]) -> None:
         self._connect = connect
         self._on_error = on_error
         self._spawn = spawn
-        self._channels: dict[str, Channel] = {}
-        self._locks: dict[str, asyncio.Lock] = {}  # one per address: a slow connect holds up no other hop
+        self._channels: dict[str, Channel] = {}  # by peer id
+        self._locks: dict[str, asyncio.Lock] = {}  # one per peer: a slow connect holds up no other hop
 
-    async def push(self, addr: str, msg: Message, body: bytes | memoryview = b"") -> None:
-        """Send ``msg`` to the hop at ``addr``, connecting first if needed; TransportError when that fails."""
-        channel = await self._channel(addr)
+    async def push(self, hop: NextHop, msg: Message, body: bytes | memoryview = b"") -> None:
+        """Send ``msg`` to the peer ``hop`` names, connecting first if needed; TransportError when that fails."""
+        channel = await self._channel(hop)
         await channel.send(msg.to_header(), body)
 
     async def close(self) -> None:
@@ -40,19 +43,25 @@ class Relay:
             await channel.close()
         self._channels.clear()
 
-    async def _channel(self, addr: str) -> Channel:
-        channel = self._channels.get(addr)
+    async def _channel(self, hop: NextHop) -> Channel:
+        key = hop.peer_id
+        channel = self._channels.get(key)
         if channel is not None and not channel.closed:
             return channel
-        async with self._locks.setdefault(addr, asyncio.Lock()):
-            channel = self._channels.get(addr)
-            if channel is None or channel.closed:
-                channel = await self._connect(addr)
-                self._channels[addr] = channel
-                self._spawn(self._read_replies(addr, channel))
-            return channel
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        try:
+            async with lock:
+                channel = self._channels.get(key)
+                if channel is None or channel.closed:
+                    channel = await self._connect(hop)
+                    self._channels[key] = channel
+                    self._spawn(self._read_replies(key, hop.hint, channel))
+                return channel
+        finally:
+            if not lock.locked() and self._locks.get(key) is lock and key not in self._channels:
+                del self._locks[key]  # a failed connect leaves nothing behind for every id a stranger names
 
-    async def _read_replies(self, addr: str, channel: Channel) -> None:
+    async def _read_replies(self, key: str, addr: str, channel: Channel) -> None:
         try:
             while (frame := await channel.recv()) is not None:
                 try:
@@ -65,5 +74,6 @@ class Relay:
         except (TransportError, ProtocolError) as e:
             log.info("push connection to %s ended: %s", addr, e)
         finally:
-            if self._channels.get(addr) is channel:
-                del self._channels[addr]
+            if self._channels.get(key) is channel:
+                del self._channels[key]
+                self._locks.pop(key, None)

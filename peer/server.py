@@ -30,12 +30,14 @@ import torch
 from peer.admission import Busy, KVBudget, Reservation, admit, free_tokens
 from peer.config import PeerConfig
 from peer.engine import Engine, measure_throughput
+from peer.nexthop import Directory, NextHop, dial
 from peer.relay import Relay
 from peer.scheduler import Budget
 from peer.sessions import (
     Session,
     StepAction,
     check_addr,
+    check_next_peer,
     check_open,
     check_replay,
     check_secret,
@@ -125,14 +127,16 @@ class PeerServer:
         self.engine = Engine(span, budget=Budget(max_rows=config.max_batch, max_wait_s=config.batch_wait_ms / 1000),
                              inline_tokens=config.inline_step_tokens, run_compute=self._run_compute,
                              open_rows=lambda: sum(s.batch for s in self.sessions.values()), clock=clock)
-        self.relay = Relay(connect or (lambda addr: open_channel(addr, limits=self.limits)),
-                           on_error=self._next_hop_refused, spawn=self._spawn)
+        self._connect = connect or (lambda addr: open_channel(addr, limits=self.limits))
+        # the peers of this model, from the DHT: where a session's next hop (named by peer id) is
+        self.directory = Directory(None if discovery is None else lambda: discovery.read(model_key), clock=clock)
+        self.relay = Relay(self._dial_next, on_error=self._next_hop_refused, spawn=self._spawn)
 
     # ---- lifecycle -------------------------------------------------------------------------------------
 
     async def start(self) -> str:
         """Measure throughput, open the data port; returns the address to publish."""
-        self.throughput = await self._run_compute(measure_throughput, self.span)
+        self.throughput = self.config.throughput or await self._run_compute(measure_throughput, self.span)
         host, port = parse_addr(self.config.listen)
         self._server = await start_server(self._handle, host, port, limits=self.limits, sock=self._listener)
         bound = self._server.sockets[0].getsockname()
@@ -277,7 +281,7 @@ class PeerServer:
             elif isinstance(msg, Rebind):
                 await self._on_rebind(channel, msg)
             elif isinstance(msg, Ping):
-                await channel.send(self.pong(msg.id).to_header())
+                await channel.send(self.pong(msg.id, msg.nonce).to_header())
             elif isinstance(msg, Error):
                 log.warning("error from %s: %s: %s", channel.remote, msg.code, msg.message)
             else:  # a reply or a notice: nothing a client sends a peer
@@ -285,19 +289,25 @@ class PeerServer:
         except ProtocolError as e:
             await self._send_quietly(channel, self._error(e.code, str(e), id=req_id))
 
-    def pong(self, req_id: int = 0) -> Pong:
-        """The answer to a Ping: who this peer is and how loaded it is now."""
+    def pong(self, req_id: int = 0, nonce: str | None = None) -> Pong:
+        """The answer to a Ping: who this peer is and how loaded it is now; with a ``nonce``, the proof of it."""
+        proof = None
+        if nonce is not None:
+            check_secret(nonce, "nonce")
+            proof = self.identity.prove(nonce, self.model_key, self.span.start)
         return Pong(id=req_id, peer_id=self.identity.peer_id, model=self.model_key, start=self.span.start,
                     end=self.span.end, load=len(self.sessions), free_cache_tokens=self.free_cache_tokens(),
                     queue=self.engine.queue_depth, passes=self.engine.passes,
-                    batched_steps=self.engine.batched_rows)
+                    batched_steps=self.engine.batched_rows,
+                    public_key=None if proof is None else self.identity.public_key, proof=proof)
 
     # ---- requests ----------------------------------------------------------------------------------------
 
     async def _on_open(self, channel: Channel, msg: Open) -> None:
         check_open(msg, span=(self.span.start, self.span.end), config=self.config,
                    accepting=None if self.state is PeerState.ONLINE else self.state.value,
-                   open_sessions=self.sessions, n_open=len(self.sessions), own_addrs=self.addrs)
+                   open_sessions=self.sessions, n_open=len(self.sessions), own_addrs=self.addrs,
+                   own_id=self.identity.peer_id)
         granted = admit(self.kv_budget, list(self._reservations.values()), msg.session, msg.max_length, msg.batch,
                         msg.next is not None, client=remote_host(channel.remote),
                         client_share=self.config.max_client_share)
@@ -307,7 +317,7 @@ class PeerServer:
         self.sessions[msg.session] = Session(
             session_id=msg.session, start=msg.start, end=msg.end, max_length=msg.max_length, batch=msg.batch,
             cache=self.span.new_cache(), client=channel, next_addr=msg.next, last_used=self.clock(),
-            secret=msg.secret, next_secret=msg.next_secret,
+            secret=msg.secret, next_secret=msg.next_secret, next_peer=msg.next_peer,
         )
         self._locks[msg.session] = asyncio.Lock()
         self._idle.clear()
@@ -322,20 +332,21 @@ class PeerServer:
 
     async def _on_rebind(self, channel: Channel, msg: Rebind) -> None:
         check_addr(msg.next, self.addrs)
+        check_next_peer(msg.next_peer, self.identity.peer_id)
         check_secret(msg.next_secret, "next_secret")
         session = self._owned(msg.session, msg.secret)
         if session.rebinds >= MAX_REBINDS:  # each rebind re-sends the whole history: bounded, no amplifier
             raise ProtocolError(f"session rebound {MAX_REBINDS} times already", code=Code.BAD_MESSAGE)
         session.rebinds += 1
         async with self._locks[msg.session]:
-            session.next_addr, session.next_secret = msg.next, msg.next_secret
+            session.next_addr, session.next_secret, session.next_peer = msg.next, msg.next_secret, msg.next_peer
             replay = session.replay_input(msg.upto_step)
             if replay is not None:
                 log.info("session %s: replaying %d positions to %s", session_tag(msg.session), replay.shape[1],
                          msg.next)
                 meta, body = tensor_to_wire(replay)
                 try:
-                    await self.relay.push(msg.next, Step(session=msg.session, secret=msg.next_secret,
+                    await self.relay.push(NextHop(msg.next_peer, msg.next), Step(session=msg.session, secret=msg.next_secret,
                                                          layer=self.span.end, step=msg.upto_step - 1,
                                                          position=0, tensor=meta,
                                                          replay=True, replay_until=msg.replay_until), body)
@@ -416,7 +427,7 @@ class PeerServer:
                                                             tensor=meta), body)
             return
         try:
-            await self.relay.push(session.next_addr, Step(session=sid, secret=session.next_secret or "",
+            await self.relay.push(NextHop(session.next_peer or "", session.next_addr), Step(session=sid, secret=session.next_secret or "",
                                                           layer=self.span.end, step=msg.step, position=msg.position, tensor=meta,
                                                           replay=msg.replay, replay_until=msg.replay_until), body)
         except TransportError as e:
@@ -425,10 +436,17 @@ class PeerServer:
                 Code.NEXT_HOP_FAILED, f"next hop {session.next_addr} failed: {e}", session=sid, step=msg.step,
                 hop=session.next_addr))
 
+    async def _dial_next(self, hop: NextHop) -> Channel:
+        """A connection to the next hop ``hop`` names, resolved from this peer's records and proved to be that
+        peer, serving this model from this span's end (``peer/nexthop.py``)."""
+        return await dial(hop, lookup=self.directory.lookup, have_records=lambda: self.directory.have_records,
+                          connect=self._connect, model=self.model_key, start=self.span.end, quiet=self._quiet)
+
     async def _next_hop_refused(self, sid: str, step: int | None, addr: str, error: Error) -> None:
         """The next hop refused a push (e.g. it lost the session): blame it, not this peer."""
         session = self.sessions.get(sid)
         if session is not None:
+            addr = session.next_addr or addr  # the address this session's client knows the hop by
             await self._send_quietly(session.client, self._error(
                 Code.NEXT_HOP_FAILED, f"{addr} answered {error.code}: {error.message}", session=sid, step=step,
                 hop=addr))

@@ -21,6 +21,7 @@ from swarm.net.protocol import SECRET_CHARS, Code, Open, session_tag
 from swarm.net.transport import parse_addr
 
 MAX_SESSION_ID = 128
+MAX_PEER_ID = 64
 
 
 class StepAction(enum.Enum):
@@ -41,6 +42,7 @@ class Session:
     last_used: float
     secret: str = field(default="", repr=False)  # this hop's capability (steps, close, rebind carry it)
     next_secret: str | None = field(default=None, repr=False)  # the next hop's, carried by our pushes
+    next_peer: str | None = None     # the next hop's peer id (next_addr is the client's address for it)
     rebinds: int = 0                 # times the client moved its next hop (bounded: each re-sends the history)
     queued: int = 0                  # steps received and not yet applied (bounded per session)
     position: int = 0                # tokens in the cache
@@ -56,16 +58,17 @@ class Session:
 
 
 def check_open(msg: Open, *, span: tuple[int, int], config: PeerConfig, accepting: str | None,
-               open_sessions: Container[str], n_open: int, own_addrs: Container[str] = ()) -> None:
+               open_sessions: Container[str], n_open: int, own_addrs: Container[str] = (), own_id: str = "") -> None:
     """Refuse (ProtocolError) an Open this peer cannot serve. ``accepting`` is None when the peer takes new
     sessions, else why not (its state); a full peer answers ``busy``, which the client plans around."""
     if not 0 < len(msg.session) <= MAX_SESSION_ID:
         raise ProtocolError(f"session id must be 1..{MAX_SESSION_ID} characters", code=Code.BAD_MESSAGE)
     check_secret(msg.secret, "secret")
-    if (msg.next is None) != (msg.next_secret is None):
-        raise ProtocolError("next and next_secret go together", code=Code.BAD_MESSAGE)
-    if msg.next_secret is not None:
+    if not (msg.next is None) == (msg.next_secret is None) == (msg.next_peer is None):
+        raise ProtocolError("next, next_secret and next_peer go together", code=Code.BAD_MESSAGE)
+    if msg.next_secret is not None and msg.next_peer is not None:
         check_secret(msg.next_secret, "next_secret")
+        check_next_peer(msg.next_peer, own_id)
     if (msg.start, msg.end) != span:
         raise ProtocolError(f"this peer serves layers {span[0]}:{span[1]}, not {msg.start}:{msg.end}",
                             code=Code.BAD_SPAN)
@@ -87,6 +90,14 @@ def check_secret(secret: str, name: str) -> None:
     low, high = SECRET_CHARS
     if not low <= len(secret) <= high:
         raise ProtocolError(f"{name} must be {low}..{high} characters", code=Code.BAD_MESSAGE)
+
+
+def check_next_peer(peer_id: str, own_id: str) -> None:
+    """A next hop's peer id from the network: a peer id, and not this peer's own (no loop to itself)."""
+    if not 0 < len(peer_id) <= MAX_PEER_ID:
+        raise ProtocolError(f"next_peer must be a peer id of 1..{MAX_PEER_ID} characters", code=Code.BAD_MESSAGE)
+    if peer_id == own_id:
+        raise ProtocolError("a session's next hop cannot be this peer itself", code=Code.BAD_MESSAGE)
 
 
 def check_addr(addr: str, own_addrs: Container[str] = ()) -> None:

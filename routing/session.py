@@ -111,7 +111,7 @@ class InferenceSession:
             raise
         log.debug("session %s open on %s", session_tag(self.session_id), self.route.describe())
 
-    async def _open_hops(self, hops: list[Hop], links: list[PeerLink], secrets: list[str], next_after: str | None,
+    async def _open_hops(self, hops: list[Hop], links: list[PeerLink], secrets: list[str], next_after: Hop | None,
                          next_secret: str | None) -> None:
         """Open the session on ``hops`` (with their ``secrets``; the hop after the last is ``next_after``,
         whose secret is ``next_secret``) together. When some cannot take it, close it again on those that did
@@ -119,15 +119,16 @@ class InferenceSession:
         BUSY for a full peer, ERROR for any other answer (a draining peer too: it is leaving, avoid it)."""
         for link in links:
             link.inboxes[self.session_id] = self._inbox
-        requests = [
-            link.request(Open(
-                session=self.session_id, secret=secrets[i], start=hop.start, end=hop.end,
-                max_length=self.max_length, batch=self.batch,
-                next=hops[i + 1].addr if i + 1 < len(hops) else next_after,
-                next_secret=secrets[i + 1] if i + 1 < len(hops) else next_secret,
-            ), self.config.request_timeout_s)
-            for i, (hop, link) in enumerate(zip(hops, links, strict=True))
-        ]
+        def opening(i: int, hop: Hop) -> Open:
+            after = hops[i + 1] if i + 1 < len(hops) else next_after
+            return Open(session=self.session_id, secret=secrets[i], start=hop.start, end=hop.end,
+                        max_length=self.max_length, batch=self.batch,
+                        next=None if after is None else after.addr,
+                        next_peer=None if after is None else after.peer_id,
+                        next_secret=None if after is None else (secrets[i + 1] if i + 1 < len(hops) else next_secret))
+
+        requests = [link.request(opening(i, hop), self.config.request_timeout_s)
+                    for i, (hop, link) in enumerate(zip(hops, links, strict=True))]
         results = await asyncio.gather(*requests, return_exceptions=True)
         errors = [(i, r) for i, r in enumerate(results) if isinstance(r, BaseException)]
         if not errors:
@@ -295,7 +296,7 @@ class InferenceSession:
             self.client.failures = self.client.failures.record(failed.peer_id, self.client.clock())
         log.warning("hop %d (%s, layers %d:%d) failed: %s %s; re-routing", k, failed.addr, failed.start,
                     failed.end, failure.kind.value, failure.detail)
-        next_after = self.hops[k + 1].addr if k + 1 < len(self.hops) else None
+        next_after = self.hops[k + 1] if k + 1 < len(self.hops) else None
         next_secret = self.secrets[k + 1] if k + 1 < len(self.hops) else None
         new_secrets: list[str] = []
 
@@ -338,7 +339,7 @@ class InferenceSession:
         log.warning("session %s re-routed: %s", session_tag(self.session_id), self.route.describe())
 
     async def _rebuild(self, k: int, first: Hop, first_link: PeerLink, first_secret: str,
-                       next_after: str | None) -> None:
+                       next_after: Hop | None) -> None:
         """Bring the replacement's KV cache to this session's position, then splice it into the route."""
         if k == 0:
             if self._inputs:
@@ -346,11 +347,12 @@ class InferenceSession:
                 meta, body = tensor_to_wire(replay)
                 await first_link.send(Step(session=self.session_id, secret=first_secret, layer=first.start,
                                            step=self.step_index - 1, position=0, tensor=meta, replay=True,
-                                           replay_until=next_after), body)
+                                           replay_until=None if next_after is None else next_after.addr), body)
             return
         await self.links[k - 1].request(Rebind(
             session=self.session_id, secret=self.secrets[k - 1], next=first.addr, next_secret=first_secret,
-            upto_step=self.step_index, replay_until=next_after,
+            next_peer=first.peer_id, upto_step=self.step_index,
+            replay_until=None if next_after is None else next_after.addr,
         ), self.config.request_timeout_s)
 
 

@@ -7,14 +7,14 @@ side reads or builds a header by hand. Tensors travel in the frame body; a messa
 
 Session flow (the peer's side is ``peer/server.py``, the client's ``routing/session.py``)::
 
-    client -> every hop   Open {id, session, secret, start, end, max_length, batch, next, next_secret}
+    client -> every hop   Open {id, session, secret, start, end, max_length, batch, next, next_secret, next_peer}
                           -> Ok {id} | Error
     client -> first hop   Step {session, secret, layer, step, position, tensor} + body
     hop    -> next hop    Step (pushed on, with the next hop's secret and layer = its own end)
     last   -> client      Result {session, step, position, tensor} + body
     client -> a hop       Close {id, session, secret} -> Ok | Error
-    client -> a hop       Ping {id} -> Pong {id, peer_id, model, start, end, load, free_cache_tokens, queue, ...}
-    client -> a hop       Rebind {id, session, secret, next, next_secret, upto_step, replay_until} -> Ok
+    client -> a hop       Ping {id, nonce?} -> Pong {id, peer_id, model, start, end, load, ..., public_key?, proof?}
+    client -> a hop       Rebind {id, session, secret, next, next_secret, next_peer, upto_step, replay_until} -> Ok
                           (failover: the hop pushes the outputs of steps before upto_step to its new next hop
                           as one replay Step)
 
@@ -22,6 +22,13 @@ Session capabilities: the client draws a secret for every hop of a session. A ho
 Rebind of the session only with its own secret; the client knows every hop's secret and each hop knows only
 its own and its next hop's (it pushes into it). Knowing a session id, which every hop of the route sees, is
 not enough to step, close or redirect a session; a wrong secret is answered as an unknown session.
+
+Next hops are peers, not addresses: ``next_peer`` names the peer a hop pushes into. The hop finds that peer's
+addresses in its own copy of the swarm's records (``peer/nexthop.py``; the client's ``next`` only orders
+them), and before any session data goes out it sends a Ping with a fresh ``nonce``: the answer must carry a
+signature by the named peer's key over the nonce, its model and its first layer, which must be the hop's own
+last. Anything else (a port that is not a molink peer, a stranger claiming the id, a peer of another model
+or span) gets the same "could not be reached" error, so the error text is no port scanner.
     hop    -> client      Replayed {session, step, positions} (a replay reached the hop that had the positions)
     hop    -> client      Draining {session} (the peer is leaving: move the session)
     anyone -> anyone      Error {code, message, peer, id?, session?, step?, hop?}
@@ -45,6 +52,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from swarm.net.errors import BUSY_CODES, FATAL_CODES, HOP_FAILURE_CODES, Code, ProtocolError
+from swarm.net.records import proof_holds
 from swarm.net.wire import header_field
 
 
@@ -138,8 +146,9 @@ class Open(Message):
     max_length: int
     batch: int
     secret: str                     # this hop's capability: steps, close and rebind must carry it
-    next: str | None = None         # the next hop's address; None: this hop is the last, it answers the client
+    next: str | None = None         # the next hop's address as the client knows it (a hint); None: last hop
     next_secret: str | None = None  # the next hop's capability, which this hop's pushes carry
+    next_peer: str | None = None    # the next hop's peer id: the hop resolves it and checks who answers
     id: int = 0
 
 
@@ -154,6 +163,7 @@ class Close(Message):
 @dataclass(frozen=True)
 class Ping(Message):
     TYPE: ClassVar[str] = "ping"
+    nonce: str | None = None  # a challenge: the Pong then proves the peer holds its identity key
     id: int = 0
 
 
@@ -164,6 +174,7 @@ class Rebind(Message):
     secret: str
     next: str
     next_secret: str
+    next_peer: str
     upto_step: int
     replay_until: str | None = None  # the replay stops at this hop (it holds the positions already)
     id: int = 0
@@ -193,6 +204,8 @@ class Pong(Message):
     queue: int = 0              # steps waiting or in progress
     passes: int = 0             # forward passes run so far
     batched_steps: int = 0      # steps that shared a pass with another
+    public_key: bytes | None = None  # with a Ping's nonce: the peer's Ed25519 key (its id derives from it)
+    proof: bytes | None = None       # and its signature over the nonce and who it says it is
 
 
 @dataclass(frozen=True)
@@ -212,7 +225,7 @@ class Error(Message):
 
 
 __all__ = ["SECRET_CHARS", "new_secret", "secret_matches", "session_tag", "BUSY_CODES", "FATAL_CODES", "HOP_FAILURE_CODES", "MESSAGES", "REQUESTS", "Close", "Code", "Draining",
-           "Error", "Message", "Ok", "Open", "Ping", "Pong", "Rebind", "Replayed", "Result", "Step", "parse"]
+           "Error", "Message", "Ok", "Open", "Ping", "Pong", "Rebind", "Replayed", "Result", "Step", "parse", "check_pong"]
 
 
 # ---- session traffic ----------------------------------------------------------------------------------------
@@ -252,3 +265,19 @@ class Replayed(Message):
 class Draining(Message):
     TYPE: ClassVar[str] = "draining"
     session: str
+
+
+def check_pong(msg: Message | None, *, peer_id: str, model: str, start: int, nonce: str) -> str | None:
+    """Why ``msg`` does not prove that the peer answering is ``peer_id`` serving ``model`` from layer
+    ``start``; None when it does."""
+    if not isinstance(msg, Pong):
+        return f"answered {getattr(msg, 'TYPE', 'nothing')!r}, not a pong"
+    if msg.peer_id != peer_id:
+        return f"answered as peer {msg.peer_id[:16]}"
+    if msg.public_key is None or msg.proof is None:
+        return "gave no proof of its identity"
+    if (msg.model, msg.start) != (model, start):
+        return f"serves {msg.model[:32]} from layer {msg.start}, not {model[:32]} from layer {start}"
+    if not proof_holds(msg.public_key, msg.proof, nonce=nonce, peer_id=peer_id, model=model, start=start):
+        return "its proof does not hold"
+    return None

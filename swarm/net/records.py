@@ -39,6 +39,7 @@ PeerId = NewType("PeerId", str)
 
 RECORD_VERSION = 4  # 2: num_layers and model_name; 3: queue; 4: expires_at, signed
 _SIGNING_DOMAIN = b"molink-peer-record"  # a signature over a record can never be mistaken for another message
+_PROOF_DOMAIN = b"molink-peer-proof"  # nor one that answers a challenge (``Identity.prove``) for a record
 
 # bounds on untrusted records: enough for any real peer, small enough that a lookup stays cheap
 MAX_STR = 256  # characters in model, dtype, version, each address and each rtt key
@@ -204,6 +205,29 @@ class Identity:
             raise RecordError(f"cannot sign a record of peer {record.peer_id} with the key of {self.peer_id}")
         unsigned = replace(record, public_key=self.public_key, signature=b"")
         return replace(unsigned, signature=self.private_key.sign(unsigned.signing_payload()))
+
+    def prove(self, nonce: str, model: str, start: int) -> bytes:
+        """The answer to a challenge ``nonce``: a signature saying this peer serves ``model`` from layer
+        ``start`` (``proof_holds`` checks it against the public key)."""
+        return self.private_key.sign(_proof_payload(nonce, self.peer_id, model, start))
+
+
+def _proof_payload(nonce: str, peer_id: str, model: str, start: int) -> bytes:
+    return _PROOF_DOMAIN + msgpack.packb([nonce, peer_id, model, start], use_bin_type=True)
+
+
+def proof_holds(public_key: bytes, proof: bytes, *, nonce: str, peer_id: str, model: str, start: int) -> bool:
+    """Whether ``proof`` shows that the holder of ``public_key`` is peer ``peer_id`` serving ``model`` from
+    layer ``start``, answering the challenge ``nonce`` (so it cannot be an old answer replayed)."""
+    if len(public_key) != PUBLIC_KEY_BYTES or len(proof) != SIGNATURE_BYTES:
+        return False
+    if peer_id_from_public_key(public_key) != peer_id:
+        return False
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(proof, _proof_payload(nonce, peer_id, model, start))
+    except (InvalidSignature, ValueError):
+        return False
+    return True
 
 
 def _invalid(reason: str, detail: str) -> RecordError:

@@ -150,16 +150,20 @@ def test_garbage_and_malformed_messages_get_errors_and_the_peer_keeps_serving(ch
             assert err is not None and err.header["code"] == "bad_span" and err.header["id"] == 2
             # a next hop that is no address, and a rebind to one: refused, the connection stays usable
             await ch.send({"type": "open", "id": 3, "session": "s3", "secret": KEY, "start": 0, "end": 5,
-                           "max_length": 8, "batch": 1, "next": "no address at all", "next_secret": KEY})
+                           "max_length": 8, "batch": 1, "next": "no address at all", "next_secret": KEY,
+                           "next_peer": "ab" * 20})
             err = await asyncio.wait_for(ch.recv(), 10)
             assert err is not None and err.header["code"] == "bad_message" and err.header["id"] == 3
             await ch.send({"type": "rebind", "id": 4, "session": "s1", "secret": KEY, "next": "[::1",
-                           "next_secret": KEY, "upto_step": 0})
+                           "next_secret": KEY, "next_peer": "ab" * 20, "upto_step": 0})
             err = await asyncio.wait_for(ch.recv(), 10)
             assert err is not None and err.header["code"] == "bad_message" and err.header["id"] == 4
             # loops: a session whose next hop is this peer, a step that enters at another layer than its start
+            await ch.send({"type": "ping", "id": 6})
+            own_id = (await asyncio.wait_for(ch.recv(), 10)).header["peer_id"]
             await ch.send({"type": "open", "id": 5, "session": "s5", "secret": KEY, "start": 0, "end": 5,
-                           "max_length": 8, "batch": 1, "next": peer_addr, "next_secret": KEY})
+                           "max_length": 8, "batch": 1, "next": "127.0.0.1:9", "next_secret": KEY,
+                           "next_peer": own_id})
             err = await asyncio.wait_for(ch.recv(), 10)
             assert err is not None and err.header["code"] == "bad_message" and err.header["id"] == 5
             meta, body = tensor_to_wire(torch.zeros(1, 1, 64))

@@ -59,6 +59,7 @@ async def test_an_error_answer_is_a_round_trip_too_and_rebind_is_not_sampled():
         await link.request(Open(session="s", secret="k" * 22, start=0, end=1, max_length=4, batch=1), timeout=1)
     assert link.rtt_s == pytest.approx(0.03)
     with pytest.raises(RemoteError):
-        await link.request(Rebind(session="s", secret="k" * 22, next="p:2", next_secret="j" * 22, upto_step=1), timeout=1)
+        await link.request(Rebind(session="s", secret="k" * 22, next="p:2", next_secret="j" * 22,
+                                        next_peer="cd" * 20, upto_step=1), timeout=1)
     assert link.rtt_s == pytest.approx(0.03)
     await link.close()

@@ -36,16 +36,19 @@ META = {"dtype": "float32", "shape": [1, 2, 4]}
 SECRET, SECRET2 = new_secret(), new_secret()
 SAMPLES = [
     Open(session="s1", secret=SECRET, start=0, end=4, max_length=64, batch=2, next="10.0.0.2:7000",
-         next_secret=SECRET2, id=3),
+         next_secret=SECRET2, next_peer="cd" * 20, id=3),
     Open(session="s1", secret=SECRET, start=4, end=8, max_length=64, batch=1, id=4),  # the last hop: no next
     Close(session="s1", secret=SECRET, id=5),
     Ping(id=6),
-    Rebind(session="s1", secret=SECRET, next="10.0.0.3:7000", next_secret=SECRET2, upto_step=7,
-           replay_until="10.0.0.4:7000", id=7),
-    Rebind(session="s1", secret=SECRET, next="10.0.0.3:7000", next_secret=SECRET2, upto_step=7, id=8),
+    Ping(nonce=SECRET2, id=12),
+    Rebind(session="s1", secret=SECRET, next="10.0.0.3:7000", next_secret=SECRET2, next_peer="cd" * 20,
+           upto_step=7, replay_until="10.0.0.4:7000", id=7),
+    Rebind(session="s1", secret=SECRET, next="10.0.0.3:7000", next_secret=SECRET2, next_peer="cd" * 20, upto_step=7,
+           id=8),
     Ok(id=9),
     Pong(id=10, peer_id="ab" * 20, model="llama-0123456789abcdef", start=0, end=4, load=2, free_cache_tokens=99,
          queue=1, passes=12, batched_steps=8),
+    Pong(id=13, peer_id="ab" * 20, model="m", start=0, end=4, public_key=b"k" * 32, proof=b"p" * 64),
     Error(code=Code.NEXT_HOP_FAILED, message="gone", peer="p", session="s1", step=3, hop="10.0.0.2:7000"),
     Error(code="a_code_from_a_newer_peer", message="?", id=11),
     Step(session="s1", secret=SECRET, layer=4, step=0, position=0, tensor=META),
