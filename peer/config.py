@@ -35,6 +35,7 @@ class PeerConfig:
     upnp: bool = False                           # let the DHT daemon ask the home router for a port mapping
     progress: bool = True
     tune_linears: bool = True                    # CPU spans: measure and pick the faster linear form for 2-4 rows
+    throughput: float | None = None              # announced tokens/s; None: measured at start-up
     extra: dict[str, str] = field(default_factory=dict)
 
     @property

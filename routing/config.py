@@ -14,6 +14,7 @@ class ClientConfig:
     step_timeout_factor: float = 20.0    # x tokens); past it the client pings every hop
     max_slow_checks: int = 60            # deadlines in a row with every hop alive before giving up on a step
     ping_timeout_s: float = 1.0          # a live peer answers at once: compute runs off its loop
+    probe_timeout_s: float = 5.0         # a new peer's proof of identity (routing/trust.py), on a busy machine
     max_recoveries: int = 8              # failovers within one step before the step fails
     backoff: BackoffPolicy = field(default_factory=BackoffPolicy)  # how long a failed peer is avoided
     connect_timeout_s: float = 10.0

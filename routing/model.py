@@ -107,7 +107,7 @@ class AutoDistributedModelForCausalLM:
             log.debug("%s", tune_linears(head.lm_head).describe())
         if config.peer_dtype is None:  # keep to the client's precision where the swarm allows
             config = dataclasses.replace(config, peer_dtype=str(dtype).removeprefix("torch."))
-        client = SwarmClient(ckpt.model_key, ckpt.num_layers, initial_peers, config)
+        client = SwarmClient(ckpt.model_key, ckpt.num_layers, initial_peers, config, hidden_size=head.hidden_size)
         return cls(ckpt, head, client, load_generation_config(ckpt))
 
     @property

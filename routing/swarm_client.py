@@ -10,6 +10,7 @@ one asyncio loop in a background thread, with every public call handing a corout
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import threading
@@ -18,15 +19,27 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
+import torch
+
 from routing.config import ClientConfig
 from routing.failover import FailureHistory, FailureKind, HopFailure, avoided, busy_pause_s
 from routing.link import PeerLink
-from routing.planner import Route, plan_route, prefer_dtype
+from routing.planner import Hop, Route, plan_route, prefer_dtype
 from routing.session import InferenceSession
+from routing.trust import (
+    MEASURE_STEPS,
+    PLAN_FACTOR,
+    effective,
+    lies,
+    measured_throughput,
+    proof_key,
+    to_probe,
+)
 from swarm.errors import HopFailedError, MolinkError, RoutingError, SwarmBusyError
-from swarm.net.protocol import Ping, Pong
+from swarm.net.protocol import Close, Open, Ping, Pong, Result, Step, check_pong, new_secret
 from swarm.net.records import PeerRecord
 from swarm.net.transport import open_channel
+from swarm.net.wire import tensor_to_wire
 
 log = logging.getLogger("molink.client")
 T = TypeVar("T")
@@ -37,11 +50,13 @@ Connector = Callable[[str], Awaitable[Any]]  # address -> a connected Channel
 
 class SwarmCore:
     def __init__(self, model_key: str, num_layers: int, discovery: Any, config: ClientConfig | None = None,
-                 *, connect: Connector | None = None, clock: Callable[[], float] = time.monotonic,
+                 *, hidden_size: int = 0, connect: Connector | None = None,
+                 clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
                  rng: random.Random | None = None) -> None:
         self.model_key = model_key
         self.num_layers = num_layers
+        self.hidden_size = hidden_size  # 0: peers are not measured before use (their claims are planned with)
         self.discovery = discovery
         self.config = config or ClientConfig()
         self.clock = clock
@@ -52,7 +67,11 @@ class SwarmCore:
         self._connecting: dict[str, asyncio.Future[PeerLink]] = {}
         self._reading: asyncio.Future[list[PeerRecord]] | None = None
         self.failures = FailureHistory()  # shared by this client's sessions: a dead peer is avoided by all
-        self.known: list[PeerRecord] = []  # the last records read from the DHT
+        self.known: list[PeerRecord] = []  # the last records read from the DHT, proved and capped
+        # (peer id, first layer, address) of the peers that proved who they are to this client (routing/trust.py)
+        self.proven: set[tuple[str, int, str]] = set()
+        self.measured: dict[tuple[str, int], float] = {}  # (peer id, first layer) -> tokens/s this client timed
+        self.banned: set[str] = set()  # peers caught lying about their throughput: never used again
         self.sessions: set[InferenceSession] = set()  # open (or opening) sessions: this client's own load
 
     async def records(self) -> list[PeerRecord]:
@@ -74,8 +93,32 @@ class SwarmCore:
             if found:
                 log.warning("the DHT returned no peer records; using the %d peer(s) last seen that still answer",
                             len(found))
-        self.known = prefer_dtype(found, self.config.peer_dtype, self.num_layers)
+        self.known = prefer_dtype(await self._vetted(found), self.config.peer_dtype, self.num_layers)
         return self.known
+
+    async def _vetted(self, records: list[PeerRecord]) -> list[PeerRecord]:
+        """The records whose peers have proved who they are (a few new ones are proved now; one that fails
+        goes into back-off like any failed peer), their claimed throughput capped (routing/trust.py)."""
+        avoid = avoided(self.failures, self.clock(), self.config.backoff)
+        probing = to_probe(records, self.proven, avoid, self.rng)
+        results = await asyncio.gather(*(self._proves(r) for r in probing))
+        for record, why in zip(probing, results, strict=True):
+            if why is None:
+                self.proven.add(proof_key(record))
+            else:
+                log.info("peer %s of the records is not used: %s", record.peer_id[:16], why)
+                self.failures = self.failures.record(record.peer_id, self.clock())
+        return [r for r in records if proof_key(r) in self.proven and r.peer_id not in self.banned]
+
+    async def _proves(self, record: PeerRecord) -> str | None:
+        """Why the peer at ``record``'s first address did not prove it is the record's peer; None if it did."""
+        nonce = new_secret()
+        try:
+            link = await asyncio.wait_for(self.link(record.addrs[0]), self.config.connect_timeout_s)
+            pong = await link.request(Ping(nonce=nonce), self.config.probe_timeout_s)
+        except (MolinkError, asyncio.TimeoutError) as e:
+            return f"{record.addrs[0]} did not answer: {e}"
+        return check_pong(pong, peer_id=record.peer_id, model=record.model, start=record.start, nonce=nonce)
 
     async def _still_answering(self, records: Sequence[PeerRecord]) -> list[PeerRecord]:
         async def answers(record: PeerRecord) -> bool:
@@ -102,7 +145,8 @@ class SwarmCore:
                   avoid: Collection[str] = (), need_tokens: int = 0) -> Route:
         """plan_route over ``records`` with what this client knows: measured round trips, its own sessions,
         its random generator for near-equal routes."""
-        return plan_route(records, self.num_layers, start=start, end=end, avoid=avoid, rtt_s=self.rtts(),
+        return plan_route(effective(records, self.measured), self.num_layers, start=start, end=end,
+                          avoid=set(avoid) | self.banned, rtt_s=self.rtts(),
                           own_load=self.own_load(), need_tokens=need_tokens, rng=self.rng,
                           tolerance=self.config.route_tolerance, model=self.model_key)
 
@@ -182,6 +226,8 @@ class SwarmCore:
                 pauses += 1
                 busy.clear()
                 continue
+            if await self._measure_new(route):
+                continue  # what was measured changes the plan: plan again
             try:
                 return route, await opener(route)
             except HopFailedError as e:
@@ -223,6 +269,65 @@ class SwarmCore:
             return await self.replacement_route(start, end, avoid, need_tokens)
         return await self.wait_route(start, end, avoid, need_tokens=need_tokens)
 
+    async def _measure_new(self, route: Route) -> bool:
+        """Time the hops of ``route`` this client has not measured yet (routing/trust.py); True when that
+        changes what the route was planned with (a peer slower than it claims, or one caught lying)."""
+        if not self.hidden_size:
+            return False
+        new = [h for h in route.hops if (h.peer_id, h.start) not in self.measured]
+        if not new:
+            return False
+        claims = {(r.peer_id, r.start): r.throughput for r in self.known}
+        changed = False
+        for hop, speed in zip(new, await asyncio.gather(*(self._measure(h) for h in new)), strict=True):
+            if speed is None:  # it did not take a short session: the open that follows decides
+                continue
+            self.measured[(hop.peer_id, hop.start)] = speed
+            claimed = claims.get((hop.peer_id, hop.start), 0.0)
+            if lies(claimed, speed):
+                self.banned.add(hop.peer_id)
+                log.warning("peer %s (%s) claims %.4g tokens/s but ran %.4g: banned as a liar", hop.peer_id[:16],
+                            hop.addr, claimed, speed)
+            changed = changed or claimed > PLAN_FACTOR * speed
+        return changed
+
+    async def _measure(self, hop: Hop) -> float | None:
+        """Tokens/s through ``hop``'s peer alone, timed over a short session of one-token steps; None when the
+        peer would not run one (busy, gone)."""
+        sid, secret = new_secret(), new_secret()
+        inbox: asyncio.Queue[Any] = asyncio.Queue()
+        timeout = self.config.probe_timeout_s
+        x = torch.randn(1, 1, self.hidden_size, generator=torch.Generator().manual_seed(self.rng.randrange(2**31)))
+        meta, body = tensor_to_wire(x * 0.02)
+        try:
+            link = await asyncio.wait_for(self.link(hop.addr), self.config.connect_timeout_s)
+            link.inboxes[sid] = inbox
+            await link.request(Open(session=sid, secret=secret, start=hop.start, end=hop.end,
+                                    max_length=MEASURE_STEPS + 1, batch=1), timeout)
+        except (MolinkError, asyncio.TimeoutError) as e:
+            log.debug("could not measure %s: %s", hop.addr, e)
+            return None
+        times = []
+        try:
+            for i in range(MEASURE_STEPS + 1):
+                sent = self.clock()
+                await link.send(Step(session=sid, secret=secret, layer=hop.start, step=i, position=i, tensor=meta),
+                                body)
+                _, item = await asyncio.wait_for(inbox.get(), timeout)
+                if not isinstance(getattr(item, "msg", None), Result):
+                    log.debug("measuring %s: answered %r", hop.addr, item)
+                    return None
+                if i:  # the first step warms the peer's caches up
+                    times.append(self.clock() - sent)
+        except (MolinkError, asyncio.TimeoutError) as e:
+            log.debug("measuring %s failed: %s", hop.addr, e)
+            return None
+        finally:
+            link.inboxes.pop(sid, None)
+            with contextlib.suppress(MolinkError, asyncio.TimeoutError):
+                await link.request(Close(session=sid, secret=secret), timeout)
+        return measured_throughput(times)
+
     async def open_session(self, max_length: int, batch: int = 1) -> InferenceSession:
         """A session on the cheapest live route (see ``open_route``: a dead hop is put in back-off and the
         route planned again; a busy one is planned around, or waited for)."""
@@ -246,7 +351,7 @@ class SwarmClient(SwarmCore):
     """A SwarmCore on its own event-loop thread, joined to the swarm through a hivemind DHT node."""
 
     def __init__(self, model_key: str, num_layers: int, initial_peers: Sequence[str],
-                 config: ClientConfig | None = None) -> None:
+                 config: ClientConfig | None = None, hidden_size: int = 0) -> None:
         from swarm.net.dht import HivemindDiscovery
 
         self._loop = asyncio.new_event_loop()
@@ -259,7 +364,7 @@ class SwarmClient(SwarmCore):
         except BaseException:
             self._stop_loop()
             raise
-        super().__init__(model_key, num_layers, discovery, config)
+        super().__init__(model_key, num_layers, discovery, config, hidden_size=hidden_size)
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run a coroutine on the client's loop and wait for it."""

@@ -68,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-tune-linears", action="store_true",
                    help="skip the start-up measurement that picks the faster CPU form of linear layers over 2-4 "
                         "rows (batched decode steps); see models/kernels.py")
+    p.add_argument("--throughput", type=float, metavar="TOKENS_PER_S",
+                   help="announce this speed (tokens/s through the span at batch 1) instead of measuring it at "
+                        "start-up; clients time every peer before they prefer it and ban one whose claim is a "
+                        "thousand times what they measure")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.add_argument("--list-models", action="store_true",
                    help="print the model aliases (alias, Hugging Face repo id) grouped by model family, and exit; "
@@ -81,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     check_initial_peers_given(parser, args)
     if args.batch_wait_ms < 0:
         parser.error(f"--batch-wait-ms must be >= 0, got {args.batch_wait_ms:g}")
+    if args.throughput is not None and not 0 < args.throughput < float("inf"):
+        parser.error(f"--throughput must be a positive number of tokens/s, got {args.throughput:g}")
     if not 0 < args.max_client_share <= 1:
         parser.error(f"--max-client-share must be in (0, 1], got {args.max_client_share:g}")
     longest = MAX_RECORD_TTL_S / 3  # a record lives 3 intervals, and its signed life is capped
@@ -110,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         max_session_tokens=args.max_session_tokens, kv_reserve_tokens=args.kv_reserve_tokens,
         threads=args.threads, cache_dir=args.cache_dir, upnp=args.upnp, progress=not args.no_progress,
         tune_linears=not args.no_tune_linears, batch_wait_ms=args.batch_wait_ms,
-        max_client_share=args.max_client_share,
+        max_client_share=args.max_client_share, throughput=args.throughput,
     )
     try:
         asyncio.run(run_peer(config, ready=print_ready, version=__version__))

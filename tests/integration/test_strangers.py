@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import re
 import subprocess
 import sys
+import time
 
 import torch
 
@@ -47,7 +49,8 @@ async def _attack(addrs: list[str], sid: str, hidden_size: int) -> tuple[list[st
             try:
                 for msg, payload in [
                     (Step(session=sid, secret=guess, layer=0, step=1, position=len(PROMPT[0]), tensor=meta), body),
-                    (Rebind(session=sid, secret=guess, next=trap, next_secret=guess, upto_step=1, id=1), b""),
+                    (Rebind(session=sid, secret=guess, next=trap, next_secret=guess, next_peer="cd" * 20, upto_step=1,
+                            id=1), b""),
                     (Close(session=sid, secret=guess, id=2), b""),
                 ]:
                     await ch.send(msg.to_header(), payload)
@@ -201,7 +204,8 @@ def _mutated_frames(rng: random.Random, hidden_size: int):
         Open(session="fz", secret=secret, start=0, end=4, max_length=16, batch=1, id=1).to_header(),
         Step(session="fz", secret=secret, layer=0, step=0, position=0, tensor=meta).to_header(),
         Close(session="fz", secret=secret, id=2).to_header(),
-        Rebind(session="fz", secret=secret, next="127.0.0.2:9", next_secret=secret, upto_step=1, id=3).to_header(),
+        Rebind(session="fz", secret=secret, next="127.0.0.2:9", next_secret=secret, next_peer="cd" * 20,
+               upto_step=1, id=3).to_header(),
         {"type": "ping", "id": 4},
     ]
     while True:
@@ -295,3 +299,131 @@ def test_a_swarm_on_a_machine_whose_cores_are_all_busy_still_generates_exactly(c
                 hog.kill()
                 hog.wait()
     assert all(torch.equal(out, quiet) for out in busy)
+
+
+async def _trap() -> tuple[asyncio.AbstractServer, str, list[str]]:
+    """A listener that is no molink peer: it notes the type of the first frame of each connection (what a
+    peer sent it) and hangs up."""
+    seen: list[str] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            frame = await asyncio.wait_for(read_frame(reader, Limits()), 30)
+            seen.append(frame.header.get("type") if frame is not None else "nothing")
+        except Exception as e:  # noqa: BLE001 - whatever arrived, it is noted
+            seen.append(type(e).__name__)
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, f"127.0.0.1:{server.sockets[0].getsockname()[1]}", seen
+
+
+async def _push_through(addr: str, start: int, end: int, hidden_size: int, next_addr: str, next_peer: str,
+                        session: str) -> Error:
+    """Open a session on the hop at ``addr`` whose next hop is ``next_peer`` at ``next_addr``, send one step,
+    and return the hop's answer (an Error when it would not or could not push)."""
+    secret = new_secret()
+    meta, body = tensor_to_wire(torch.zeros(1, 1, hidden_size))
+    ch = await open_channel(addr)
+    try:
+        await ch.send(Open(session=session, secret=secret, start=start, end=end, max_length=8, batch=1,
+                           next=next_addr, next_secret=new_secret(), next_peer=next_peer, id=1).to_header())
+        reply = parse((await asyncio.wait_for(ch.recv(), 30)).header)
+        if isinstance(reply, Error):
+            return reply
+        await ch.send(Step(session=session, secret=secret, layer=start, step=0, position=0, tensor=meta).to_header(),
+                      body)
+        reply = parse((await asyncio.wait_for(ch.recv(), 60)).header)
+        assert isinstance(reply, Error), reply
+        return reply
+    finally:
+        await ch.close()
+
+
+def test_a_next_hop_is_a_peer_of_the_records_that_proves_who_it_is(checkpoints, swarm_of, bootstrap):
+    """Before, ``next`` was any host:port: a peer connected wherever a client said (a port scanner with its
+    error messages as the oracle) and a session could loop back into a peer. Now a hop pushes only to a peer
+    of its model's records, after that peer proved its key, model and first layer; everything else gets the
+    same error and no session data."""
+    from swarm.net.dht import HivemindDiscovery
+    from swarm.net.records import Identity, PeerRecord, PeerState
+
+    path = checkpoints("llama", num_layers=4)
+    swarm_of(path, ["0:2", "2:4"])
+    forger = Identity.generate()
+
+    async def forge(model_key: str, trap: str) -> None:
+        """A stranger's validly signed record saying the trap serves layers 2:3 of the model (no route can
+        use it: nothing serves 3:4 alone, so only a hop told to push there would dial it)."""
+        dht = await HivemindDiscovery.create([bootstrap], listen="127.0.0.1:0", upnp=False)
+        try:
+            await dht.announce(forger.sign_record(PeerRecord(
+                peer_id=forger.peer_id, model=model_key, addrs=(trap,), start=2, end=3, state=PeerState.ONLINE,
+                throughput=1e9, net_throughput=1e3, free_cache_tokens=10**6, load=0, dtype="float32",
+                version="0", expires_at=time.time() + 60)), ttl=60)
+        finally:
+            await dht.shutdown()
+
+    async def attack(hidden_size: int, hops: list, trap: str) -> tuple[list[Error], Error, Error]:
+        first, second = hops
+        refused = [
+            # a peer id nobody announced, at the trap's address: nothing is dialled
+            await _push_through(first.addr, 0, 2, hidden_size, trap, Identity.generate().peer_id, "ssrf-1"),
+            # the forged record: the trap is dialled, gets a challenge and no session data
+            await _push_through(first.addr, 0, 2, hidden_size, trap, forger.peer_id, "ssrf-2"),
+            # a loop back down the layers: the last hop told to push into the first
+            await _push_through(second.addr, 2, 4, hidden_size, first.addr, first.peer_id, "loop-1"),
+        ]
+        self_loop = await _push_through(second.addr, 2, 4, hidden_size, second.addr, second.peer_id, "loop-2")
+        honest = await _push_through(first.addr, 0, 2, hidden_size, trap, second.peer_id, "moved-1")
+        return refused, self_loop, honest
+
+    async def scenario(model) -> tuple[torch.Tensor, list[Error], Error, Error, list[str], torch.Tensor]:
+        server, trap, seen = await _trap()
+        try:
+            await forge(model.checkpoint.model_key, trap)
+            expected = await asyncio.to_thread(model.generate, PROMPT, max_new_tokens=NEW, do_sample=False)
+            with model.inference_session(max_length=8) as sess:
+                hops = list(sess.route.hops)
+            refused, self_loop, honest = await attack(model.head.hidden_size, hops, trap)
+            again = await asyncio.to_thread(model.generate, PROMPT, max_new_tokens=NEW, do_sample=False)
+        finally:
+            server.close()
+            await server.wait_closed()
+        return expected, refused, self_loop, honest, seen, again
+
+    with AutoDistributedModelForCausalLM.from_pretrained(
+        str(path), initial_peers=[bootstrap], config=ClientConfig(route_wait_s=30)
+    ) as model:
+        expected, refused, self_loop, honest, seen, again = asyncio.run(asyncio.wait_for(scenario(model), 300))
+    assert [e.code for e in refused] == ["next_hop_failed"] * 3
+    texts = {re.sub(r"next hop \S+", "next hop X", e.message) for e in refused}
+    assert texts == {"next hop X failed: next hop X could not be reached"}  # whatever was behind the address
+    assert self_loop.code == "bad_message"  # refused at open: nothing to dial
+    # the trap got challenges only (the hop dialling the forged record, the client proving it), never a step
+    assert seen and set(seen) == {"ping"}
+    # the real next hop, named with a wrong address: reached at its record's address; it refuses the step only
+    # because this made-up session was never opened there
+    assert honest.code == "next_hop_failed" and "unknown_session" in honest.message, honest
+    assert torch.equal(again, expected)
+
+
+def test_a_peer_that_claims_an_absurd_throughput_is_measured_and_banned(checkpoints, swarm_of, bootstrap):
+    """Before, a peer announcing 1e9 tokens/s was chosen for every route with no warning. Now the client times
+    a few steps through each peer before it prefers it; the liar is banned and the text is unchanged."""
+    path = checkpoints("llama", num_layers=4)
+    swarm = swarm_of(path, ["0:2", "2:4"])
+    liar = swarm.start_peer("0:2", name="liar", extra=["--throughput", "1e9"])
+    words = liar.ready.split()
+    liar_id = words[words.index("peer_id") + 1]
+    with AutoDistributedModelForCausalLM.from_pretrained(
+        str(path), initial_peers=[bootstrap], config=ClientConfig(route_wait_s=30)
+    ) as model:
+        out = model.generate(PROMPT, max_new_tokens=NEW, do_sample=False)
+        assert liar_id not in model.last_route.peer_ids
+        assert model.client.banned == {liar_id}
+    liar.kill()
+    with AutoDistributedModelForCausalLM.from_pretrained(
+        str(path), initial_peers=[bootstrap], config=ClientConfig(route_wait_s=30)
+    ) as model:
+        assert torch.equal(model.generate(PROMPT, max_new_tokens=NEW, do_sample=False), out)
