@@ -43,6 +43,7 @@ from hivemind.utils.timed_storage import ValueWithExpiration, get_dht_time
 from swarm.net.addresses import advertised_hosts, check_port_free, is_loopback, is_wildcard
 from swarm.net.errors import ConfigError, PeerUnreachableError, RecordError, TransportError
 from swarm.net.records import (
+    MAX_RECORD_BYTES,
     MAX_RECORD_TTL_S,
     Identity,
     PeerRecord,
@@ -102,6 +103,8 @@ class MolinkRecordValidator(RecordValidatorBase):
     def validate(self, record: DHTRecord) -> bool:
         if record.subkey == _REGULAR_VALUE_SUBKEY:
             return False  # a plain value, not a subkey of a model's dictionary
+        if len(record.value) > MAX_RECORD_BYTES:
+            return False  # refused before it is even decoded
         try:
             subkey = MSGPackSerializer.loads(record.subkey)
             peer = record_from_wire(MSGPackSerializer.loads(record.value))

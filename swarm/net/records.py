@@ -45,6 +45,9 @@ _PROOF_DOMAIN = b"molink-peer-proof"  # nor one that answers a challenge (``Iden
 MAX_STR = 256  # characters in model, dtype, version, each address and each rtt key
 MAX_ADDRS = 16
 MAX_RTTS = 64
+# a whole record, encoded: a real one is a few hundred bytes; the cap keeps what a flood of fresh keys can put
+# under one model's DHT key (every lookup returns all of it) ten times smaller than the field bounds allow
+MAX_RECORD_BYTES = 2048
 MAX_LAYER = 100_000
 PEER_ID_BYTES = 20
 PUBLIC_KEY_BYTES = 32
@@ -301,6 +304,9 @@ def _check_types(value: Any) -> dict[str, Any]:
 def record_from_wire(value: Any) -> PeerRecord:
     """A PeerRecord from an untrusted DHT value, or RecordError saying why it cannot be trusted."""
     value = _check_types(value)
+    size = len(msgpack.packb(value, use_bin_type=True))
+    if size > MAX_RECORD_BYTES:
+        raise _invalid("too large", f"{size} bytes encoded, at most {MAX_RECORD_BYTES}")
     try:
         state = PeerState(value["state"])
     except ValueError as exc:

@@ -175,6 +175,8 @@ def test_field_of_the_wrong_type_is_refused(name, value):
         ({"net_throughput": -1.0}, "net_throughput"),
         ({"load": -1}, "load"),
         ({"queue": -1}, "queue"),
+        # every field within its bounds, the whole over MAX_RECORD_BYTES: what a flood would fill the DHT with
+        ({"addrs": tuple("h" * 200 + f":{p}" for p in range(16))}, "too large"),
     ],
 )
 def test_values_out_of_bounds_are_refused_even_when_signed(overrides, match):
