@@ -213,17 +213,29 @@ class PeerServer:
         return self.identity.sign_record(rec)
 
     async def heartbeat_forever(self) -> None:
-        """Refresh the DHT record and expire idle sessions, every announce interval."""
+        """Refresh the DHT record and expire idle sessions, every announce interval.
+
+        Beats keep to a fixed period: a slow announce (a busy machine, a slow DHT node) shortens the wait
+        for the next one instead of adding to it, so a late beat does not let the record expire; a beat that
+        comes later than the record's life anyway says so in the log."""
+        interval = self.config.announce_interval_s
+        last_ok: float | None = None
         while True:
+            began = self.clock()
             self.expire_sessions()
             if self.discovery is not None:
+                if last_ok is not None and began - last_ok > self.config.ttl_s:
+                    log.warning("the last announcement was %.0f s ago, longer than a record lives (%.0f s): is "
+                                "this machine overloaded? Clients that still know this peer keep using it while "
+                                "it answers pings", began - last_ok, self.config.ttl_s)
                 try:
                     # together: redialling a bootstrap that is down can take seconds, the record must not wait
                     await asyncio.gather(self.check_dht_neighbours(),
                                          self.discovery.announce(self.record(), ttl=self.config.ttl_s))
+                    last_ok = self.clock()
                 except Exception as e:  # a DHT hiccup must not stop serving; the next beat retries
-                    log.warning("announce failed (will retry in %.0f s): %s", self.config.announce_interval_s, e)
-            await asyncio.sleep(self.config.announce_interval_s)
+                    log.warning("announce failed (will retry in %.0f s): %s", interval, e)
+            await asyncio.sleep(max(0.0, began + interval - self.clock()))
 
     async def check_dht_neighbours(self) -> None:
         """Redial lost initial peers (a restarted bootstrap) and say so when this peer cannot see the swarm,

@@ -86,13 +86,17 @@ class SwarmCore:
         if not found:  # maybe cut off (a restarted bootstrap, a lost link): redial the initial peers, read again
             await self.discovery.rejoin()
             found = await self.discovery.read(self.model_key)
-        if not found and self.known:
-            # on a busy machine the DHT can lose every record while the peers serve on: keep to the peers
-            # last seen that still answer a ping as the same peer with the same span
-            found = await self._still_answering(self.known)
-            if found:
-                log.warning("the DHT returned no peer records; using the %d peer(s) last seen that still answer",
-                            len(found))
+        listed = {r.peer_id for r in found}
+        unlisted = [r for r in self.known if r.peer_id not in listed]
+        if unlisted:
+            # on a busy machine the DHT can lose records (even all of them) while the peers serve on: keep to
+            # the peers last seen that still answer a ping as the same peer with the same span
+            answering = await self._still_answering(unlisted)
+            if answering:
+                log.warning("the DHT returned %s; using the %d peer(s) last seen that still answer",
+                            "no peer records" if not found else f"no records of {len(unlisted)} peer(s) seen before",
+                            len(answering))
+            found = [*found, *answering]
         self.known = prefer_dtype(await self._vetted(found), self.config.peer_dtype, self.num_layers)
         return self.known
 
@@ -123,9 +127,9 @@ class SwarmCore:
     async def _still_answering(self, records: Sequence[PeerRecord]) -> list[PeerRecord]:
         async def answers(record: PeerRecord) -> bool:
             try:
-                link = await self.link(record.addrs[0])
+                link = await asyncio.wait_for(self.link(record.addrs[0]), self.config.probe_timeout_s)
                 pong = await link.request(Ping(), self.config.ping_timeout_s)
-            except MolinkError:
+            except (MolinkError, asyncio.TimeoutError):
                 return False
             return isinstance(pong, Pong) and (pong.peer_id, pong.model, pong.start, pong.end) == (
                 record.peer_id, record.model, record.start, record.end)

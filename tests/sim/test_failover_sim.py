@@ -278,3 +278,24 @@ async def test_a_client_that_reads_no_records_keeps_to_the_peers_that_still_answ
             await session.close()
         assert sim.peers["a0"].identity.peer_id not in route
         torch.testing.assert_close(out, expected)
+
+
+async def test_a_peer_whose_record_the_dht_lost_is_still_routed_to_while_it_answers():
+    """On a busy machine the DHT lost one live peer's record (its heartbeats came late): the client keeps to it
+    while it answers a ping as itself, instead of routing around a peer that is serving."""
+    async with sim_swarm() as sim:
+        first = await sim.core.open_session(max_length=PREFILL + DECODE)
+        try:
+            expected = await drive(first)
+        finally:
+            await first.close()
+        b0 = sim.peers["b0"].identity.peer_id
+        sim.dht.records.pop(b0)
+        session = await sim.core.open_session(max_length=PREFILL + DECODE)
+        try:
+            route = [h.peer_id for h in session.hops]
+            out = await drive(session)
+        finally:
+            await session.close()
+        assert b0 in route  # the fastest for layers 4:8, as before its record was lost
+        torch.testing.assert_close(out, expected)
