@@ -33,5 +33,8 @@ class ClientConfig:
                                          # N = sessions of at most N rows, run concurrently (pipelined)
     max_row_sessions: int = 16           # most sessions one generate() call runs at once (padded rows,
                                          # micro-batches); the others start as these finish
+    verify_fraction: float = 0.02        # steps spot-checked: a random hop's output recomputed on another peer
+                                         # serving its layers (routing/verify.py); 0 turns checks off
+    verify_tolerance: float = 0.02       # relative L2 difference past which two peers' outputs disagree
     tune_linears: bool = True            # CPU: time the LM head's two matmul forms at load and use the faster
                                          # for 2-4 rows (models/kernels.py)

@@ -38,6 +38,7 @@ from swarm.errors import (
     RemoteError,
     SessionError,
     TransportError,
+    VerificationError,
     error_from_wire,
 )
 from swarm.net.protocol import (
@@ -66,8 +67,9 @@ def hop_failed(failure: HopFailure) -> HopFailedError:
 
 
 class InferenceSession:
-    def __init__(self, client: SwarmCore, route: Route, *, max_length: int, batch: int) -> None:
+    def __init__(self, client: SwarmCore, route: Route, *, max_length: int, batch: int, verify: bool = True) -> None:
         self.client = client
+        self.verify = verify  # spot-check steps (routing/verify.py); off for the checks' own sessions
         self.config = client.config
         self.route = route
         self.hops: list[Hop] = list(route.hops)
@@ -179,6 +181,16 @@ class InferenceSession:
                 f"session max_length {self.max_length} exceeded ({self.position} + {hidden.shape[1]} tokens)"
             )
         hidden = hidden.contiguous()
+        out = await self._run_step(hidden)
+        if self.verify and self.config.verify_fraction > 0 and self.client.rng.random() < self.config.verify_fraction:
+            out = await self._spot_check(hidden, out)
+        self._inputs.append(hidden)
+        self.position += hidden.shape[1]
+        self.step_index += 1
+        return out
+
+    async def _run_step(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The step through the route, failing over as hops fail (at most ``max_recoveries`` times)."""
         recoveries = 0
         pending: HopFailure | None = None
         while True:
@@ -198,10 +210,61 @@ class InferenceSession:
                 if recoveries > self.config.max_recoveries:
                     raise
                 pending = e.failure
-        self._inputs.append(hidden)
-        self.position += hidden.shape[1]
-        self.step_index += 1
         return out
+
+    async def _spot_check(self, hidden: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """Check a random hop of the route on this session's inputs so far (routing/verify.py); when one of the
+        route's own peers is caught, move to a route without it and compute the step again."""
+        from routing.verify import spot_check
+
+        index = self.client.rng.randrange(len(self.hops))
+        try:
+            caught = await spot_check(self.client, self.hops, index, torch.cat([*self._inputs, hidden], dim=1),
+                                      self.route.est_time_s)
+        except VerificationError:
+            await self.close()
+            raise
+        except MolinkError as e:  # a peer of the check failed or was busy: this step goes unchecked
+            log.info("spot check of hop %d skipped: %s", index, e)
+            return out
+        if not set(caught) & {h.peer_id for h in self.hops}:
+            return out
+        log.warning("session %s: a hop of the route was caught computing wrong outputs; moving to a new route "
+                    "and computing the step again", session_tag(self.session_id))
+        await self._restart()
+        return await self._run_step(hidden)
+
+    async def _restart(self) -> None:
+        """Leave every hop and open the session afresh on a new route (the banned peers left out), its caches
+        rebuilt from the session's own inputs: the outputs of a caught peer may have reached every later hop."""
+        await asyncio.gather(*(self._close_on(link, secret) for link, secret in zip(self.links, self.secrets,
+                                                                                     strict=True)))
+        self.session_id = uuid.uuid4().hex
+        secrets: list[str] = []
+
+        async def opener(route: Route) -> list[PeerLink]:
+            links: list[PeerLink] = []
+            for i, hop in enumerate(route.hops):
+                try:
+                    links.append(await self.client.link(hop.addr))
+                except MolinkError as e:
+                    raise hop_failed(HopFailure(i, FailureKind.CLOSED, str(e))) from e
+            secrets[:] = [new_secret() for _ in route.hops]
+            await self._open_hops(list(route.hops), links, secrets, None, None)
+            return links
+
+        try:
+            route, links = await self.client.open_route(opener, need_tokens=self.max_length * self.batch)
+        except MolinkError:
+            self.closed = True
+            self.client.sessions.discard(self)
+            raise
+        self.route, self.hops, self.links, self.secrets = route, list(route.hops), links, secrets
+        if self._inputs:  # one replay through every hop, ending at the last: rebuilds all their caches
+            meta, body = tensor_to_wire(torch.cat(self._inputs, dim=1))
+            await self.links[0].send(Step(session=self.session_id, secret=self.secrets[0], layer=self.hops[0].start,
+                                          step=self.step_index - 1, position=0, tensor=meta, replay=True), body)
+        log.warning("session %s re-routed: %s", session_tag(self.session_id), self.route.describe())
 
     async def _attempt(self, hidden: torch.Tensor) -> torch.Tensor:
         step = self.step_index

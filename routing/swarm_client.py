@@ -35,6 +35,7 @@ from routing.trust import (
     proof_key,
     to_probe,
 )
+from routing.verify import AuditStats
 from swarm.errors import HopFailedError, MolinkError, RoutingError, SwarmBusyError
 from swarm.net.protocol import Close, Open, Ping, Pong, Result, Step, check_pong, new_secret
 from swarm.net.records import PeerRecord
@@ -71,7 +72,8 @@ class SwarmCore:
         # (peer id, first layer, address) of the peers that proved who they are to this client (routing/trust.py)
         self.proven: set[tuple[str, int, str]] = set()
         self.measured: dict[tuple[str, int], float] = {}  # (peer id, first layer) -> tokens/s this client timed
-        self.banned: set[str] = set()  # peers caught lying about their throughput: never used again
+        self.banned: set[str] = set()  # peers caught lying (throughput, outputs): never used again
+        self.audits = AuditStats()  # what spot checks of outputs did and cost (routing/verify.py)
         self.sessions: set[InferenceSession] = set()  # open (or opening) sessions: this client's own load
 
     async def records(self) -> list[PeerRecord]:
@@ -345,6 +347,8 @@ class SwarmCore:
         return session
 
     async def aclose(self) -> None:
+        if self.audits.checks:
+            log.info("%s", self.audits.describe())
         for link in self._links.values():
             await link.close()
         self._links.clear()

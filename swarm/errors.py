@@ -22,6 +22,7 @@ from swarm.net.errors import (
     TransportError,
     UnknownSessionError,
     UnsupportedModelError,
+    VerificationError,
     error_from_wire,
     exit_code,
 )
@@ -30,5 +31,5 @@ __all__ = [
     "ConfigError", "FrameTooLargeError", "HopFailedError", "MissingLayersError", "ModelNotFoundError",
     "MolinkError", "PeerUnreachableError", "ProtocolError", "RecordError", "RemoteError", "RoutingError",
     "SessionError", "SpanError", "SwarmBusyError", "TransportError", "UnknownSessionError",
-    "UnsupportedModelError", "error_from_wire", "exit_code",
+    "UnsupportedModelError", "VerificationError", "error_from_wire", "exit_code",
 ]

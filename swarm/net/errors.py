@@ -18,8 +18,10 @@ Every error that crosses a module boundary is one of these, so callers can catch
     │   └── UnknownSessionError     the peer has no such session (expired or never opened)
     ├── RoutingError                the client cannot build a route
     │   ├── MissingLayersError      no live peer serves some layers (``missing``: list of (start, end))
-    │   └── SwarmBusyError          every route goes through peers that answered ``busy`` (full) for as long
+    │   ├── SwarmBusyError          every route goes through peers that answered ``busy`` (full) for as long
     │                               as the client waited (``busy``: peer id -> address)
+    │   └── VerificationError       a spot check found peers that disagree on the same layers and the
+    │                               client cannot tell which is right (no third peer, or three answers)
     └── SessionError                an inference session used wrongly (closed, over its max length)
 
 Error codes on the wire are the members of ``Code`` (a ProtocolError's ``code``, an Error message's ``code``);
@@ -167,6 +169,15 @@ class SwarmBusyError(RoutingError):
                          f"{waited_s:.1f} s of waiting")
         self.busy = dict(busy)
         self.waited_s = waited_s
+
+
+class VerificationError(RoutingError):
+    """Peers serving the same layers computed different outputs for the same input, and no other peer could
+    tell which is right: the client will not route through either (``peers``: their ids)."""
+
+    def __init__(self, message: str, peers: list[str]) -> None:
+        super().__init__(message)
+        self.peers = list(peers)
 
 
 class SessionError(MolinkError):

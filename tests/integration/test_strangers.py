@@ -427,3 +427,33 @@ def test_a_peer_that_claims_an_absurd_throughput_is_measured_and_banned(checkpoi
         str(path), initial_peers=[bootstrap], config=ClientConfig(route_wait_s=30)
     ) as model:
         assert torch.equal(model.generate(PROMPT, max_new_tokens=NEW, do_sample=False), out)
+
+
+def test_a_peer_that_noises_its_outputs_is_caught_and_the_text_stays_exact(checkpoints, swarm_of, bootstrap, tmp_path):
+    """Before, a peer that added noise to its outputs (and claimed to be fast) was chosen for routes and every
+    output was wrong, with no warning. Now clients spot-check hops against other peers serving the same
+    layers: the liar is caught and banned, and the step is computed again without it."""
+    from swarm.launch import start_process
+    from tests.integration.conftest import CHILD_ENV
+
+    path = checkpoints("llama", num_layers=4)
+    swarm_of(path, ["0:4", "0:4"])  # one hop a route: every check draws the hop the liar serves
+    with AutoDistributedModelForCausalLM.from_pretrained(
+        str(path), initial_peers=[bootstrap], config=ClientConfig(route_wait_s=30, verify_fraction=0)
+    ) as model:
+        expected = model.generate(PROMPT, max_new_tokens=NEW, do_sample=False)
+    liar = start_process([sys.executable, "-m", "tests.integration.liar_peer", "--initial-peer", bootstrap,
+                          "--layers", "0:4", str(path)], "liar", tmp_path, CHILD_ENV)
+    try:
+        words = liar.wait_line("liar ready:", 120).split()
+        liar_id = words[words.index("peer_id") + 1]
+        with AutoDistributedModelForCausalLM.from_pretrained(
+            str(path), initial_peers=[bootstrap], config=ClientConfig(route_wait_s=30, verify_fraction=1.0)
+        ) as model:
+            out = model.generate(PROMPT, max_new_tokens=NEW, do_sample=False)
+            banned, audits = set(model.client.banned), model.client.audits
+    finally:
+        liar.stop()
+    assert banned == {liar_id}
+    assert audits.caught == [liar_id] and audits.positions > 0
+    assert torch.equal(out, expected)
