@@ -358,10 +358,9 @@ class PeerServer:
                          msg.next)
                 meta, body = tensor_to_wire(replay)
                 try:
-                    await self.relay.push(NextHop(msg.next_peer, msg.next), Step(session=msg.session, secret=msg.next_secret,
-                                                         layer=self.span.end, step=msg.upto_step - 1,
-                                                         position=0, tensor=meta,
-                                                         replay=True, replay_until=msg.replay_until), body)
+                    await self.relay.push(NextHop(msg.next_peer, msg.next), Step(
+                        session=msg.session, secret=msg.next_secret, layer=self.span.end, step=msg.upto_step - 1,
+                        position=0, tensor=meta, replay=True, replay_until=msg.replay_until), body)
                 except TransportError as e:  # the replacement is unreachable: the client picks another
                     raise ProtocolError(f"next hop {msg.next} failed: {e}", code=Code.NEXT_HOP_FAILED) from e
         await channel.send(Ok(id=msg.id).to_header())
@@ -439,9 +438,9 @@ class PeerServer:
                                                             tensor=meta), body)
             return
         try:
-            await self.relay.push(NextHop(session.next_peer or "", session.next_addr), Step(session=sid, secret=session.next_secret or "",
-                                                          layer=self.span.end, step=msg.step, position=msg.position, tensor=meta,
-                                                          replay=msg.replay, replay_until=msg.replay_until), body)
+            await self.relay.push(NextHop(session.next_peer or "", session.next_addr), Step(
+                session=sid, secret=session.next_secret or "", layer=self.span.end, step=msg.step,
+                position=msg.position, tensor=meta, replay=msg.replay, replay_until=msg.replay_until), body)
         except TransportError as e:
             log.warning("session %s: next hop %s failed: %s", session_tag(sid), session.next_addr, e)
             await self._send_quietly(session.client, self._error(

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -240,21 +241,12 @@ class InferenceSession:
         await asyncio.gather(*(self._close_on(link, secret) for link, secret in zip(self.links, self.secrets,
                                                                                      strict=True)))
         self.session_id = uuid.uuid4().hex
+        while not self._inbox.empty():  # news about the old session's hops: none of it applies any more
+            self._inbox.get_nowait()
         secrets: list[str] = []
-
-        async def opener(route: Route) -> list[PeerLink]:
-            links: list[PeerLink] = []
-            for i, hop in enumerate(route.hops):
-                try:
-                    links.append(await self.client.link(hop.addr))
-                except MolinkError as e:
-                    raise hop_failed(HopFailure(i, FailureKind.CLOSED, str(e))) from e
-            secrets[:] = [new_secret() for _ in route.hops]
-            await self._open_hops(list(route.hops), links, secrets, None, None)
-            return links
-
         try:
-            route, links = await self.client.open_route(opener, need_tokens=self.max_length * self.batch)
+            route, links = await self.client.open_route(self._opener(secrets, None, None),
+                                                        need_tokens=self.max_length * self.batch)
         except MolinkError:
             self.closed = True
             self.client.sessions.discard(self)
@@ -265,6 +257,24 @@ class InferenceSession:
             await self.links[0].send(Step(session=self.session_id, secret=self.secrets[0], layer=self.hops[0].start,
                                           step=self.step_index - 1, position=0, tensor=meta, replay=True), body)
         log.warning("session %s re-routed: %s", session_tag(self.session_id), self.route.describe())
+
+    def _opener(self, secrets: list[str], next_after: Hop | None,
+                next_secret: str | None) -> Callable[[Route], Awaitable[list[PeerLink]]]:
+        """An opener for ``SwarmCore.open_route``: links to the route's hops, a fresh capability for each on every
+        attempt (left in ``secrets``), and the session opened there, pushing on to ``next_after``."""
+
+        async def opener(route: Route) -> list[PeerLink]:
+            links: list[PeerLink] = []
+            for i, hop in enumerate(route.hops):
+                try:
+                    links.append(await self.client.link(hop.addr))
+                except MolinkError as e:
+                    raise hop_failed(HopFailure(i, FailureKind.CLOSED, str(e))) from e
+            secrets[:] = [new_secret() for _ in route.hops]
+            await self._open_hops(list(route.hops), links, secrets, next_after, next_secret)
+            return links
+
+        return opener
 
     async def _attempt(self, hidden: torch.Tensor) -> torch.Tensor:
         step = self.step_index
@@ -362,21 +372,9 @@ class InferenceSession:
         next_after = self.hops[k + 1] if k + 1 < len(self.hops) else None
         next_secret = self.secrets[k + 1] if k + 1 < len(self.hops) else None
         new_secrets: list[str] = []
-
-        async def open_replacement(route: Route) -> list[PeerLink]:
-            links: list[PeerLink] = []
-            for i, hop in enumerate(route.hops):
-                try:
-                    links.append(await self.client.link(hop.addr))
-                except MolinkError as e:
-                    raise hop_failed(HopFailure(i, FailureKind.CLOSED, str(e))) from e
-            new_secrets[:] = [new_secret() for _ in route.hops]  # fresh capabilities for every attempt
-            await self._open_hops(list(route.hops), links, new_secrets, next_after, next_secret)
-            return links
-
         try:
             replacement, new_links = await self.client.open_route(
-                open_replacement, start=failed.start, end=failed.end, avoid={failed.peer_id},
+                self._opener(new_secrets, next_after, next_secret), start=failed.start, end=failed.end, avoid={failed.peer_id},
                 need_tokens=self.max_length * self.batch, replacement=True, max_failures=0)
         except HopFailedError as e:  # the replacement could not take the session (now in back-off)
             raise hop_failed(HopFailure(k, failure.kind, f"replacement failed: {e}")) from e

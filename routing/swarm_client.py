@@ -68,7 +68,7 @@ class SwarmCore:
         self._connecting: dict[str, asyncio.Future[PeerLink]] = {}
         self._reading: asyncio.Future[list[PeerRecord]] | None = None
         self.failures = FailureHistory()  # shared by this client's sessions: a dead peer is avoided by all
-        self.known: list[PeerRecord] = []  # the last records read from the DHT, proved and capped
+        self.known: list[PeerRecord] = []  # the last records read from the DHT whose peers proved who they are
         # (peer id, first layer, address) of the peers that proved who they are to this client (routing/trust.py)
         self.proven: set[tuple[str, int, str]] = set()
         self.measured: dict[tuple[str, int], float] = {}  # (peer id, first layer) -> tokens/s this client timed
@@ -104,7 +104,7 @@ class SwarmCore:
 
     async def _vetted(self, records: list[PeerRecord]) -> list[PeerRecord]:
         """The records whose peers have proved who they are (a few new ones are proved now; one that fails
-        goes into back-off like any failed peer), their claimed throughput capped (routing/trust.py)."""
+        goes into back-off like any failed peer), banned peers left out (routing/trust.py)."""
         avoid = avoided(self.failures, self.clock(), self.config.backoff)
         probing = to_probe(records, self.proven, avoid, self.rng)
         results = await asyncio.gather(*(self._proves(r) for r in probing))
