@@ -79,14 +79,21 @@ class Channel:
         return self._closed or self._writer.is_closing()
 
     async def send(self, header: dict, body: bytes | memoryview = b"") -> None:
-        """Write one frame and wait until the kernel took it (drain); TransportError when the link is gone."""
+        """Write one frame and wait until the kernel took it (drain); TransportError when the link is gone, or
+        when the other side takes no frame within the deadline a received frame of its size gets
+        (``Limits.frame_deadline``): a reader that stalls cannot hold the sender's frames and tasks forever."""
         buffers = encode_frame(header, body)
+        deadline = self.limits.frame_deadline(sum(len(b) for b in buffers))
         async with self._send_lock:
             if self.closed:
                 raise TransportError(f"channel to {self.remote} is closed")
             try:
                 self._writer.writelines(buffers)
-                await self._writer.drain()
+                await asyncio.wait_for(self._writer.drain(), deadline)
+            except asyncio.TimeoutError:  # before OSError: it is one
+                self._closed = True
+                self._writer.close()
+                raise TransportError(f"{self.remote} took nothing for {deadline:.0f} s: connection closed") from None
             except (ConnectionError, OSError) as exc:
                 # the peer reset or the socket died: the channel cannot be used again
                 self._closed = True

@@ -9,7 +9,7 @@ import torch
 
 from swarm.errors import PeerUnreachableError, TransportError
 from swarm.net.transport import open_channel, start_server
-from swarm.net.wire import tensor_from_wire, tensor_to_wire
+from swarm.net.wire import Limits, tensor_from_wire, tensor_to_wire
 
 
 async def test_concurrent_sends_arrive_whole_and_a_handler_error_keeps_the_server_up():
@@ -55,3 +55,30 @@ async def test_dead_port_is_unreachable():
     with pytest.raises(PeerUnreachableError) as err:
         await open_channel(f"127.0.0.1:{port}", timeout=5)
     assert str(port) in str(err.value)
+
+
+async def test_a_receiver_that_stops_reading_is_cut_off_at_the_frame_deadline():
+    """Frames to a connection whose other side reads nothing used to wait for ever (and with them the tasks
+    that sent them); now a send that the kernel cannot take within the frame deadline closes the channel."""
+    accepted = asyncio.Event()
+    writers = []
+
+    async def never_reads(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        accepted.set()
+
+    server = await asyncio.start_server(never_reads, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        ch = await open_channel(f"127.0.0.1:{port}", limits=Limits(frame_deadline_s=0.5, min_rate=1e12))
+        await asyncio.wait_for(accepted.wait(), 10)
+        body = bytes(1 << 20)
+        with pytest.raises(TransportError, match="took nothing"):
+            for _ in range(512):  # the socket buffers hold a few MiB at most: a send blocks long before this
+                await ch.send({"type": "t"}, body)
+        assert ch.closed
+    finally:
+        for writer in writers:
+            writer.close()
+        server.close()
+        await server.wait_closed()
