@@ -34,6 +34,8 @@ from typing import Any, Protocol
 
 import msgpack
 from hivemind.dht.node import DHTNode
+from hivemind.dht.routing import DHTID
+from hivemind.dht.storage import DictionaryDHTValue
 from hivemind.dht.validation import DHTRecord, RecordValidatorBase
 from hivemind.p2p import P2P, P2PDaemonError, PeerID
 from hivemind.utils.multiaddr import Multiaddr
@@ -94,11 +96,29 @@ class Discovery(Protocol):
 _REGULAR_VALUE_SUBKEY = MSGPackSerializer.dumps(None)  # how hivemind marks a value stored without subkey
 
 
+MAX_ENTRIES_PER_KEY = 1024  # records one node holds under one key (one model's peers, or the model listing)
+
+
 class MolinkRecordValidator(RecordValidatorBase):
     """Lets a DHT node store and accept only signed peer records filed under their own peer id.
 
-    Only molink uses this DHT, so anything else (plain values, foreign formats) is refused as well.
+    Only molink uses this DHT, so anything else (plain values, foreign formats) is refused as well. Once it
+    knows its node's ``storage``, it also refuses a new subkey under a key that already holds
+    ``max_entries`` live ones: a flood of records from fresh keys cannot grow one model's entry (which every
+    lookup returns whole) past what a lookup can carry, and peers already listed keep refreshing theirs.
     """
+
+    def __init__(self, max_entries: int = MAX_ENTRIES_PER_KEY) -> None:
+        self.storage: Any = None  # hivemind's DHTLocalStorage of the node, set once the node exists
+        self.max_entries = max_entries
+
+    def _has_room(self, key: bytes, subkey: Any) -> bool:
+        if self.storage is None:
+            return True
+        held = self.storage.get(DHTID.from_bytes(key))
+        if held is None or not isinstance(held.value, DictionaryDHTValue):
+            return True
+        return subkey in held.value or len(held.value) < self.max_entries
 
     def validate(self, record: DHTRecord) -> bool:
         if record.subkey == _REGULAR_VALUE_SUBKEY:
@@ -119,7 +139,8 @@ class MolinkRecordValidator(RecordValidatorBase):
             return False  # malformed bytes or an untrustworthy record: not stored, not accepted
         # filed under its own peer id (a model's swarm), or under its model key (the swarm-wide listing,
         # where any peer serving a model may refresh that model's entry); kept no longer than it says
-        return subkey in (peer.peer_id, peer.model) and storable(peer, record.expiration_time, get_dht_time())
+        return (subkey in (peer.peer_id, peer.model) and storable(peer, record.expiration_time, get_dht_time())
+                and self._has_room(record.key, subkey))
 
 
 def _host_maddr(host: str, port: int) -> str:
@@ -236,16 +257,18 @@ class HivemindDiscovery:
             if peers and "bootstrap" in reason:
                 raise PeerUnreachableError(f"cannot reach any initial peer ({where}): {reason}") from exc
             raise ConfigError(f"cannot start the DHT daemon on {listen}: {reason}") from exc
+        validator = MolinkRecordValidator()
         try:
             node = await asyncio.wait_for(
                 DHTNode.create(
                     p2p=p2p,
                     initial_peers=peers or None,
                     client_mode=client_mode,
-                    record_validator=MolinkRecordValidator(),
+                    record_validator=validator,
                 ),
                 join_timeout,
             )
+            validator.storage = node.protocol.storage  # from now on, entries per key are capped
             maddrs = order_swarm_addrs(
                 [str(m) for m in await p2p.get_visible_maddrs()], host, advertised_hosts(host)
             )

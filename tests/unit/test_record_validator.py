@@ -51,3 +51,33 @@ def test_a_record_is_kept_no_longer_than_its_signed_expiry_and_that_is_near():
     assert not validator.validate(as_dht(far.peer_id, far.to_wire(), NOW + 60))
     edited = dict(fresh.to_wire(), expires_at=NOW + 10 * 365 * 86400)
     assert not validator.validate(as_dht(fresh.peer_id, edited, NOW + 10 * 365 * 86400))  # signature breaks
+
+
+def test_a_node_holds_at_most_max_entries_under_one_key_and_listed_peers_keep_refreshing():
+    """Before, 422 maximum-size records of fresh keys made every lookup of a model return nothing. Now a node
+    refuses new subkeys under a key that holds ``max_entries`` live ones (records are also capped at 2 KiB),
+    while the peers already listed keep refreshing their own."""
+    from hivemind.dht.routing import DHTID
+    from hivemind.dht.storage import DHTLocalStorage
+
+    storage = DHTLocalStorage()
+    validator = MolinkRecordValidator(max_entries=3)
+    validator.storage = storage
+    key = DHTID.generate()
+    NOW = get_dht_time()  # noqa: N806
+
+    def offer(record) -> bool:
+        dht = DHTRecord(key=key.to_bytes(), subkey=MSGPackSerializer.dumps(record.peer_id),
+                        value=MSGPackSerializer.dumps(record.to_wire()), expiration_time=NOW + 15)
+        ok = validator.validate(dht)
+        if ok:
+            storage.store_subkey(key, record.peer_id, dht.value, NOW + 15)
+        return ok
+
+    listed = [make_peer_record(expires_at=NOW + 15) for _ in range(3)]
+    assert all(offer(r) for r in listed)
+    assert not offer(make_peer_record(expires_at=NOW + 15))  # a newcomer beyond the cap
+    assert offer(listed[0])  # a listed peer's refresh
+    other = DHTRecord(key=DHTID.generate().to_bytes(), subkey=MSGPackSerializer.dumps(listed[0].peer_id),
+                      value=MSGPackSerializer.dumps(listed[0].to_wire()), expiration_time=NOW + 15)
+    assert validator.validate(other)  # another key has room of its own
