@@ -457,3 +457,45 @@ def test_a_peer_that_noises_its_outputs_is_caught_and_the_text_stays_exact(check
     assert banned == {liar_id}
     assert audits.caught == [liar_id] and audits.positions > 0
     assert torch.equal(out, expected)
+
+
+def test_a_flood_of_signed_records_at_dead_addresses_does_not_stop_generation(checkpoints, swarm_of, bootstrap):
+    """Before, 20 signed records of fresh keys claiming absurd throughput at dead addresses made generation
+    fail. Now a client plans only with peers that proved their key at their address."""
+    from swarm.net.dht import HivemindDiscovery
+    from swarm.net.records import Identity, PeerRecord, PeerState
+
+    path = checkpoints("llama", num_layers=4)
+    swarm = swarm_of(path, ["0:2", "2:4"])
+    with AutoDistributedModelForCausalLM.from_pretrained(
+        str(path), initial_peers=[bootstrap], config=ClientConfig(route_wait_s=30)
+    ) as model:
+        model_key = model.checkpoint.model_key
+        expected = model.generate(PROMPT, max_new_tokens=NEW, do_sample=False)
+
+    async def flood() -> None:
+        dht = await HivemindDiscovery.create([bootstrap], listen="127.0.0.1:0", upnp=False)
+        try:
+            for i in range(24):
+                key = Identity.generate()
+                start, end = (0, 2) if i % 2 else (2, 4)
+                await dht.announce(key.sign_record(PeerRecord(
+                    peer_id=key.peer_id, model=model_key, addrs=(f"127.0.0.1:{1 + i}",), start=start, end=end,
+                    state=PeerState.ONLINE, throughput=1e9, net_throughput=1e3, free_cache_tokens=10**6, load=0,
+                    dtype="float32", version="0", expires_at=time.time() + 60)), ttl=60)
+        finally:
+            await dht.shutdown()
+
+    asyncio.run(asyncio.wait_for(flood(), 120))
+    honest = set()
+    for proc in swarm.peers:
+        words = proc.ready.split()
+        honest.add(words[words.index("peer_id") + 1])
+    with AutoDistributedModelForCausalLM.from_pretrained(
+        str(path), initial_peers=[bootstrap], config=ClientConfig(route_wait_s=60)
+    ) as model:
+        flooded = model.generate(PROMPT, max_new_tokens=NEW, do_sample=False)
+        route = set(model.last_route.peer_ids)
+        strangers_proved = {key[0] for key in model.client.proven} - honest
+    assert route <= honest and not strangers_proved
+    assert torch.equal(flooded, expected)
