@@ -301,6 +301,20 @@ def test_a_swarm_on_a_machine_whose_cores_are_all_busy_still_generates_exactly(c
     assert all(torch.equal(out, quiet) for out in busy)
 
 
+def _until_listed(model, peer_ids: set[str], *, proved: bool = False, timeout_s: float = 60.0) -> None:
+    """Wait until the client's DHT reads list every record of ``peer_ids`` (a record stored a moment ago may not
+    have reached the DHT nodes a reader asks first); ``proved``: until the client also proved them (it then
+    keeps them while they answer, whatever a later read misses)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        read = model.client.records() if proved else model.client.discovery.read(model.checkpoint.model_key)
+        listed = {r.peer_id for r in model.client.run(read)}
+        if peer_ids <= listed:
+            return
+        assert time.monotonic() < deadline, f"{len(peer_ids - listed)} records never listed"
+        time.sleep(0.2)  # between DHT reads
+
+
 async def _trap() -> tuple[asyncio.AbstractServer, str, list[str]]:
     """A listener that is no molink peer: it notes the type of the first frame of each connection (what a
     peer sent it) and hangs up."""
@@ -382,6 +396,7 @@ def test_a_next_hop_is_a_peer_of_the_records_that_proves_who_it_is(checkpoints, 
         server, trap, seen = await _trap()
         try:
             await forge(model.checkpoint.model_key, trap)
+            await asyncio.to_thread(_until_listed, model, {forger.peer_id})
             expected = await asyncio.to_thread(model.generate, PROMPT, max_new_tokens=NEW, do_sample=False)
             with model.inference_session(max_length=8) as sess:
                 hops = list(sess.route.hops)
@@ -419,6 +434,7 @@ def test_a_peer_that_claims_an_absurd_throughput_is_measured_and_banned(checkpoi
     with AutoDistributedModelForCausalLM.from_pretrained(
         str(path), initial_peers=[bootstrap], config=ClientConfig(route_wait_s=30)
     ) as model:
+        _until_listed(model, {liar_id}, proved=True)
         out = model.generate(PROMPT, max_new_tokens=NEW, do_sample=False)
         assert liar_id not in model.last_route.peer_ids
         assert model.client.banned == {liar_id}
@@ -450,6 +466,7 @@ def test_a_peer_that_noises_its_outputs_is_caught_and_the_text_stays_exact(check
         with AutoDistributedModelForCausalLM.from_pretrained(
             str(path), initial_peers=[bootstrap], config=ClientConfig(route_wait_s=30, verify_fraction=1.0)
         ) as model:
+            _until_listed(model, {liar_id}, proved=True)
             out = model.generate(PROMPT, max_new_tokens=NEW, do_sample=False)
             banned, audits = set(model.client.banned), model.client.audits
     finally:
@@ -473,11 +490,14 @@ def test_a_flood_of_signed_records_at_dead_addresses_does_not_stop_generation(ch
         model_key = model.checkpoint.model_key
         expected = model.generate(PROMPT, max_new_tokens=NEW, do_sample=False)
 
+    strangers: set[str] = set()
+
     async def flood() -> None:
         dht = await HivemindDiscovery.create([bootstrap], listen="127.0.0.1:0", upnp=False)
         try:
             for i in range(24):
                 key = Identity.generate()
+                strangers.add(key.peer_id)
                 start, end = (0, 2) if i % 2 else (2, 4)
                 await dht.announce(key.sign_record(PeerRecord(
                     peer_id=key.peer_id, model=model_key, addrs=(f"127.0.0.1:{1 + i}",), start=start, end=end,
@@ -494,6 +514,7 @@ def test_a_flood_of_signed_records_at_dead_addresses_does_not_stop_generation(ch
     with AutoDistributedModelForCausalLM.from_pretrained(
         str(path), initial_peers=[bootstrap], config=ClientConfig(route_wait_s=60)
     ) as model:
+        _until_listed(model, strangers)  # the client reads the flood
         flooded = model.generate(PROMPT, max_new_tokens=NEW, do_sample=False)
         route = set(model.last_route.peer_ids)
         strangers_proved = {key[0] for key in model.client.proven} - honest
