@@ -30,8 +30,10 @@ from peer.placement import choose_span, layers_that_fit, parse_layers
 from peer.server import PeerServer
 from swarm.errors import ConfigError, SpanError, TransportError
 from swarm.net.addresses import bind_listener, check_port_free
-from swarm.net.records import Identity
+from swarm.net.circuits import Dialer, check_reach, serve_relayed
+from swarm.net.records import MAX_ADDRS, Identity
 from swarm.net.transport import format_addr, parse_addr
+from swarm.net.ways import Reachability, choose_ways
 
 log = logging.getLogger("molink.peer")
 
@@ -145,8 +147,13 @@ async def run_peer(config: PeerConfig, *, ready: Any = None, version: str = "0")
             kv_budget = session_budget(config, ckpt, plan, dtype)
             server = PeerServer(config=config, span=span, identity=identity, model_key=ckpt.model_key,
                                 discovery=discovery, version=version, listener=listener,
-                                num_layers=ckpt.num_layers, model_name=ckpt.display_name, kv_budget=kv_budget)
+                                num_layers=ckpt.num_layers, model_name=ckpt.display_name, kv_budget=kv_budget,
+                                connect=Dialer(discovery.p2p))
             await server.start()
+            await serve_relayed(discovery.p2p, server.serve, server.gate, server.limits)
+            reach = await find_reach(discovery, config, server)
+            server.addrs, server.reach = reach.ways, reach.kind
+            log.info("%s", reach.summary)
             await announce_first(discovery, server, config)
             heartbeat = asyncio.ensure_future(server.heartbeat_forever())
             if ready is not None:
@@ -162,6 +169,16 @@ async def run_peer(config: PeerConfig, *, ready: Any = None, version: str = "0")
             await discovery.shutdown()
     finally:
         listener.close()
+
+
+async def find_reach(discovery: Any, config: PeerConfig, server: PeerServer) -> Reachability:
+    """What this peer publishes: the relays among its initial peers connect back to its data port, and a peer
+    none of them reached serves through them (``swarm/net/ways.py: choose_ways``)."""
+    answers = await check_reach(discovery.p2p, config.initial_peers, server.bound_port) if config.initial_peers else []
+    relays = [maddr for maddr, reach in answers if reach is not None]
+    observed = [(reach.addr, reach.reachable) for _, reach in answers if reach is not None]
+    return choose_ways(server.addrs, announce=config.announce_addr, relays=relays, observed=observed,
+                       target=discovery.p2p_id, max_ways=MAX_ADDRS)
 
 
 async def announce_first(discovery: Any, server: PeerServer, config: PeerConfig, attempts: int = 6) -> None:

@@ -67,7 +67,16 @@ from swarm.net.protocol import (
     session_tag,
 )
 from swarm.net.records import MAX_ADDRS, MAX_STR, Identity, PeerRecord, PeerState
-from swarm.net.transport import Channel, format_addr, open_channel, parse_addr, remote_host, start_server
+from swarm.net.transport import (
+    Channel,
+    Gate,
+    format_addr,
+    open_channel,
+    parse_addr,
+    remote_host,
+    start_server,
+)
+from swarm.net.ways import DIRECT, RELAYED, is_relayed, parse_relayed, prefer_connected
 from swarm.net.wire import Frame, Limits, tensor_from_wire, tensor_to_wire
 
 log = logging.getLogger("molink.peer")
@@ -108,7 +117,9 @@ class PeerServer:
         self.version = version
         self.sessions: dict[str, Session] = {}
         self.throughput = 0.0
-        self.addrs: tuple[str, ...] = ()  # every published address of the data port, the preferred first
+        self.addrs: tuple[str, ...] = ()  # every published way to this peer (swarm/net/ways.py), the preferred first
+        self.reach = DIRECT  # how others reach it: DIRECT, or RELAYED (behind a NAT, through relays)
+        self.bound_port = 0  # the data port, once started
         self.num_layers = num_layers
         self.model_name = model_name
         self._listener = listener
@@ -128,6 +139,7 @@ class PeerServer:
                              inline_tokens=config.inline_step_tokens, run_compute=self._run_compute,
                              open_rows=lambda: sum(s.batch for s in self.sessions.values()), clock=clock)
         self._connect = connect or (lambda addr: open_channel(addr, limits=self.limits))
+        self.gate = Gate(limits)  # connection caps, shared by the TCP port and streams relays join to this peer
         # the peers of this model, from the DHT: where a session's next hop (named by peer id) is
         self.directory = Directory(None if discovery is None else lambda: discovery.read(model_key), clock=clock)
         self.relay = Relay(self._dial_next, on_error=self._next_hop_refused, spawn=self._spawn)
@@ -138,8 +150,10 @@ class PeerServer:
         """Measure throughput, open the data port; returns the address to publish."""
         self.throughput = self.config.throughput or await self._run_compute(measure_throughput, self.span)
         host, port = parse_addr(self.config.listen)
-        self._server = await start_server(self._handle, host, port, limits=self.limits, sock=self._listener)
+        self._server = await start_server(self.serve, host, port, limits=self.limits, sock=self._listener,
+                                          gate=self.gate)
         bound = self._server.sockets[0].getsockname()
+        self.bound_port = int(bound[1])
         if self.config.announce_addr:
             self.addrs = (self.config.announce_addr,)
         else:
@@ -241,6 +255,12 @@ class PeerServer:
         """Redial lost initial peers (a restarted bootstrap) and say so when this peer cannot see the swarm,
         once when it happens and once when it ends, not on every beat."""
         neighbours = await self.discovery.rejoin()
+        if self.reach == RELAYED and hasattr(self.discovery, "connected"):
+            ordered = prefer_connected(self.addrs, await self.discovery.connected())
+            if ordered != self.addrs:
+                log.info("relays this peer is connected to come first now: %s", ", ".join(
+                    parse_relayed(w).relay_maddr for w in ordered if is_relayed(w)))
+                self.addrs = ordered
         alone = neighbours == 0 and bool(self.config.initial_peers)
         if alone and not self._dht_alone:
             log.warning("this peer cannot see the swarm: no other DHT node answers (initial peers %s down or "
@@ -257,7 +277,8 @@ class PeerServer:
 
     # ---- connections -----------------------------------------------------------------------------------
 
-    async def _handle(self, channel: Channel) -> None:
+    async def serve(self, channel: Channel) -> None:
+        """Serve one connection (from the TCP port, or a stream a relay joined) until it ends."""
         try:
             while True:
                 try:

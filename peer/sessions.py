@@ -18,7 +18,7 @@ import torch
 from peer.config import PeerConfig
 from swarm.errors import ConfigError, ProtocolError
 from swarm.net.protocol import SECRET_CHARS, Code, Open, session_tag
-from swarm.net.transport import parse_addr
+from swarm.net.ways import check_way
 
 MAX_SESSION_ID = 128
 MAX_PEER_ID = 64
@@ -101,10 +101,10 @@ def check_next_peer(peer_id: str, own_id: str) -> None:
 
 
 def check_addr(addr: str, own_addrs: Container[str] = ()) -> None:
-    """A next-hop address from the network must be HOST:PORT and not one of this peer's own ``own_addrs``
-    (ProtocolError, never a crash, otherwise)."""
+    """A next hop's way from the network must be a HOST:PORT or a relayed way (``swarm/net/ways.py``) and not one
+    of this peer's own ``own_addrs`` (ProtocolError, never a crash, otherwise)."""
     try:
-        parse_addr(addr)
+        check_way(addr)
     except ConfigError as e:
         raise ProtocolError(f"next hop: {e}", code=Code.BAD_MESSAGE) from e
     if addr in own_addrs:

@@ -16,7 +16,9 @@ optional random generator) to a typed plan. The cost of a route is the expected 
   client measured to that address (an EWMA kept by its PeerLink); between two peers, the round trip the
   upstream peer published for the downstream one, else the client's round trip to the downstream one (a
   proxy: a peer slow to reach from the client is usually slow to reach from other peers too), else
-  ``DEFAULT_LINK_LATENCY_S``.
+  ``DEFAULT_LINK_LATENCY_S`` (``DEFAULT_RELAYED_LATENCY_S`` into a peer that is reached through a relay, whose
+  record's first way is a relayed one: two legs and a relay's queue, so an unmeasured relayed edge never looks
+  as cheap as an unmeasured direct one). A relayed edge is then costed by what the client measured on it.
 - A peer whose record says it has less free KV cache than the session needs (max_length x batch tokens) gets
   ``NO_ROOM_PENALTY_S`` per token: it is used only when no peer with room serves those layers (records are a
   few seconds old; the peer's answer to ``open`` decides). The penalty steers the choice only: the route's
@@ -42,8 +44,10 @@ from dataclasses import dataclass
 
 from swarm.errors import MissingLayersError, RoutingError
 from swarm.net.records import PeerRecord, PeerState
+from swarm.net.ways import is_relayed
 
 DEFAULT_LINK_LATENCY_S = 0.005  # assumed one-way latency of a link nobody has measured yet
+DEFAULT_RELAYED_LATENCY_S = 0.02  # the same, into a peer reached through a relay
 MIN_THROUGHPUT = 1e-3  # tokens/s; floor so a peer reporting 0 is very expensive, not a division by zero
 NO_ROOM_PENALTY_S = 10.0  # per token, for a hop whose record says the session's KV does not fit
 TIE_TOLERANCE = 0.05  # routes within 5% of the cheapest are equals (throughput figures are that noisy)
@@ -98,14 +102,19 @@ def link_s(record: PeerRecord, prev: PeerRecord | None, rtt_s: Mapping[str, floa
     """One-way latency of the link into this hop (from the client when ``prev`` is None)."""
     if prev is not None and record.peer_id in prev.rtts:
         return prev.rtts[record.peer_id] / 2
+    return _unmeasured_or(record, rtt_s)
+
+
+def _unmeasured_or(record: PeerRecord, rtt_s: Mapping[str, float]) -> float:
     measured = rtt_s.get(record.addrs[0])
-    return measured / 2 if measured is not None else DEFAULT_LINK_LATENCY_S
+    if measured is not None:
+        return measured / 2
+    return DEFAULT_RELAYED_LATENCY_S if is_relayed(record.addrs[0]) else DEFAULT_LINK_LATENCY_S
 
 
 def return_s(record: PeerRecord, rtt_s: Mapping[str, float]) -> float:
     """One-way latency of the result's way back from the last hop to the client."""
-    measured = rtt_s.get(record.addrs[0])
-    return measured / 2 if measured is not None else DEFAULT_LINK_LATENCY_S
+    return _unmeasured_or(record, rtt_s)
 
 
 def hop_time_s(record: PeerRecord, prev: PeerRecord | None, inputs: CostInputs) -> float:

@@ -55,6 +55,7 @@ from swarm.net.protocol import (
     new_secret,
     session_tag,
 )
+from swarm.net.ways import is_relayed
 from swarm.net.wire import tensor_from_wire, tensor_to_wire
 
 if TYPE_CHECKING:
@@ -365,6 +366,15 @@ class InferenceSession:
     async def _recover(self, failure: HopFailure) -> None:
         k = failure.hop_index
         failed, failed_link = self.hops[k], self.links[k]
+        if failure.kind is FailureKind.CLOSED and is_relayed(failed.addr):
+            # the relay may be what was lost, not the peer, and every hop this client reaches through it lost
+            # its connection (and so this session) too: open the whole route again, each peer over the next of
+            # its ways, and rebuild the caches from the session's inputs
+            log.warning("hop %d (layers %d:%d) was reached through a relay and its connection was lost (%s); "
+                        "opening the route again", k, failed.start, failed.end, failure.detail)
+            await self._restart()
+            self.failovers += 1
+            return
         if blamed(failure.kind):  # a draining or full peer did nothing wrong: no back-off
             self.client.failures = self.client.failures.record(failed.peer_id, self.client.clock())
         log.warning("hop %d (%s, layers %d:%d) failed: %s %s; re-routing", k, failed.addr, failed.start,

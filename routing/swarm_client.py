@@ -36,10 +36,10 @@ from routing.trust import (
     to_probe,
 )
 from routing.verify import AuditStats
-from swarm.errors import HopFailedError, MolinkError, RoutingError, SwarmBusyError
+from swarm.errors import HopFailedError, MolinkError, RoutingError, SwarmBusyError, TransportError
+from swarm.net.circuits import Dialer
 from swarm.net.protocol import Close, Open, Ping, Pong, Result, Step, check_pong, new_secret
 from swarm.net.records import PeerRecord
-from swarm.net.transport import open_channel
 from swarm.net.wire import tensor_to_wire
 
 log = logging.getLogger("molink.client")
@@ -63,7 +63,9 @@ class SwarmCore:
         self.clock = clock
         self.sleep = sleep  # waits for busy peers go through it (the sim tier advances a fake clock)
         self.rng = rng or random.Random()  # draws among near-equal routes and jitters busy waits
-        self._connect = connect or (lambda addr: open_channel(addr, timeout=self.config.connect_timeout_s))
+        # TCP for HOST:PORT, this client's libp2p node for a way through a relay (swarm/net/ways.py)
+        self._connect = connect or Dialer(getattr(discovery, "p2p", None), timeout=self.config.connect_timeout_s)
+        self._ways: dict[str, tuple[str, ...]] = {}  # a peer's first way -> all its ways, from its last record
         self._links: dict[str, PeerLink] = {}
         self._connecting: dict[str, asyncio.Future[PeerLink]] = {}
         self._reading: asyncio.Future[list[PeerRecord]] | None = None
@@ -89,6 +91,7 @@ class SwarmCore:
             await self.discovery.rejoin()
             found = await self.discovery.read(self.model_key)
         listed = {r.peer_id for r in found}
+        self._ways.update((r.addrs[0], r.addrs) for r in found if len(r.addrs) > 1)
         unlisted = [r for r in self.known if r.peer_id not in listed]
         if unlisted:
             # on a busy machine the DHT can lose records (even all of them) while the peers serve on: keep to
@@ -194,9 +197,21 @@ class SwarmCore:
         return await asyncio.shield(pending)
 
     async def _new_link(self, addr: str) -> PeerLink:
-        link = PeerLink(await self._connect(addr), addr, clock=self.clock)
-        self._links[addr] = link
-        return link
+        """A link to the peer whose first way is ``addr``, over the first of its ways that connects (a peer
+        behind a NAT lists one way per relay: losing a relay moves its clients to the next)."""
+        ways = self._ways.get(addr, (addr,))
+        for i, way in enumerate(ways):
+            try:
+                channel = await self._connect(way)
+            except TransportError as e:
+                if i == len(ways) - 1:
+                    raise
+                log.info("%s: %s; trying %s", way, e, ways[i + 1])
+                continue
+            link = PeerLink(channel, addr, clock=self.clock)
+            self._links[addr] = link
+            return link
+        raise TransportError(f"{addr}: no way to connect")  # unreachable: ways is never empty
 
     async def open_route(self, opener: Callable[[Route], Awaitable[T]], *, start: int = 0, end: int | None = None,
                          avoid: Collection[str] = (), need_tokens: int = 0, replacement: bool = False,

@@ -5,6 +5,12 @@ It serves no layers; it only keeps a stable, reachable place in the DHT. Once re
 address it has (--addr-file gets all of them, one per line, the first one first), and runs until SIGINT
 or SIGTERM, when it leaves the DHT and exits with 0. For a public swarm run it on a reachable host with
 ``--listen 0.0.0.0:PORT --identity bootstrap.key``, so its address stays the same across restarts.
+
+With ``--relay`` it also relays for peers behind NATs (``swarm/net/circuits.py``): it tells a joining peer
+whether its data port can be reached from outside (it connects back), and joins a client's or another
+peer's stream to a peer that cannot be reached, within the limits its flags set; it logs every circuit. A
+public swarm runs several such bootstraps (``--initial-peers`` joins a bootstrap to the others): a peer lists
+every relay among its initial peers, and those who dial it move to the next when one is lost.
 """
 
 from __future__ import annotations
@@ -17,8 +23,10 @@ import signal
 import sys
 import tempfile
 
-from swarm.errors import MolinkError
+from swarm.cli_args import add_initial_peers, check_initial_peers_given
+from swarm.errors import ConfigError, MolinkError
 from swarm.logging_setup import setup_logging
+from swarm.net.circuits import CircuitLimits, RelayService
 from swarm.net.dht import HivemindDiscovery
 
 logger = logging.getLogger("swarm.bootstrap")
@@ -61,6 +69,24 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="ask the LAN gateway to forward the port by UPnP/NAT-PMP (off by default: no probes of the router)",
     )
+    add_initial_peers(parser, required=False)
+    relay = parser.add_argument_group("relaying for peers behind NATs")
+    relay.add_argument(
+        "--relay",
+        action="store_true",
+        help="also check peers' reachability (connect back to their data port) and relay for the peers that "
+        "cannot be reached directly; run it on a host others can reach",
+    )
+    defaults = CircuitLimits()
+    relay.add_argument("--relay-max-circuits", type=int, default=defaults.max_circuits, metavar="N",
+                       help=f"circuits open at once, in all (default {defaults.max_circuits})")
+    relay.add_argument("--relay-max-per-peer", type=int, default=defaults.max_per_peer, metavar="N",
+                       help=f"circuits open at once with one peer at either end (default {defaults.max_per_peer})")
+    relay.add_argument("--relay-rate-mbit", type=float, default=0.0, metavar="MBIT",
+                       help="bandwidth per dialling peer, Mbit/s each way (default 0: no cap)")
+    relay.add_argument("--relay-max-duration", type=float, default=defaults.max_duration_s, metavar="S",
+                       help=f"seconds one circuit may last (default {defaults.max_duration_s:g}); a client whose "
+                       "circuit ends re-routes, and its text stays the same")
     parser.add_argument(
         "--log-level",
         default="INFO",
@@ -84,10 +110,27 @@ def write_atomically(path: str, text: str) -> None:
         raise
 
 
+def circuit_limits(args: argparse.Namespace) -> CircuitLimits:
+    for flag, value in (("--relay-max-circuits", args.relay_max_circuits), ("--relay-max-per-peer",
+                        args.relay_max_per_peer), ("--relay-max-duration", args.relay_max_duration)):
+        if not value > 0:
+            raise ConfigError(f"{flag} must be positive, got {value:g}")
+    if not args.relay_rate_mbit >= 0:
+        raise ConfigError(f"--relay-rate-mbit must be 0 (no cap) or positive, got {args.relay_rate_mbit:g}")
+    return CircuitLimits(max_circuits=args.relay_max_circuits, max_per_peer=args.relay_max_per_peer,
+                         rate_bytes_s=args.relay_rate_mbit * 1e6 / 8, max_duration_s=args.relay_max_duration)
+
+
 async def run(args: argparse.Namespace) -> None:
+    limits = circuit_limits(args) if args.relay else None
     discovery = await HivemindDiscovery.create(
-        listen=args.listen, identity_path=args.identity, upnp=args.upnp, announce_addr=args.announce_addr
+        args.initial_peers, listen=args.listen, identity_path=args.identity, upnp=args.upnp,
+        announce_addr=args.announce_addr,
     )
+    if limits is not None:
+        relay = RelayService(discovery.p2p, limits)
+        await relay.start()
+        logger.info("%s", relay.describe())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -108,7 +151,9 @@ async def run(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_initial_peers_given(parser, args)
     setup_logging(args.log_level)
     try:
         asyncio.run(run(args))

@@ -13,6 +13,7 @@ from typing import Any
 from swarm.cli_args import add_initial_peers, check_initial_peers_given
 from swarm.errors import MolinkError, exit_code
 from swarm.net.records import PeerRecord
+from swarm.net.ways import DIRECT, RELAYED, is_relayed, parse_relayed, way_kind
 
 
 def coverage_report(records: Sequence[PeerRecord], num_layers: int) -> dict[str, Any]:
@@ -29,10 +30,29 @@ def coverage_report(records: Sequence[PeerRecord], num_layers: int) -> dict[str,
     }
 
 
+def reached(record: PeerRecord) -> dict[str, Any]:
+    """How others reach a peer, from its record's ways (swarm/net/ways.py): ``direct`` at its address, or
+    ``relayed`` through the relays listed (a peer behind a NAT). molink opens no hole-punched connections."""
+    if not record.addrs:
+        return {"reached": "-", "address": "-", "relays": []}
+    relays = [parse_relayed(w).relay_maddr for w in record.addrs if is_relayed(w)]
+    if way_kind(record.addrs[0]) == RELAYED:
+        return {"reached": RELAYED, "address": f"p2p:{parse_relayed(record.addrs[0]).target[-12:]}", "relays": relays}
+    return {"reached": DIRECT, "address": record.addrs[0], "relays": relays}
+
+
+def _reached_cell(how: dict[str, Any]) -> str:
+    if how["reached"] != RELAYED:
+        return how["reached"]
+    hosts = [m.split("/")[2] for m in how["relays"]]
+    return f"relayed via {hosts[0]}" + (f" (+{len(hosts) - 1})" if len(hosts) > 1 else "")
+
+
 def render_table(model: str, records: Sequence[PeerRecord], report: dict[str, Any]) -> str:
-    rows = [("PEER", "ADDRESS", "LAYERS", "STATE", "TOK/S", "SESSIONS", "FREE KV", "DTYPE", "VERSION")]
+    rows = [("PEER", "ADDRESS", "REACHED", "LAYERS", "STATE", "TOK/S", "SESSIONS", "FREE KV", "DTYPE", "VERSION")]
     for r in sorted(records, key=lambda r: (r.start, r.end, r.peer_id)):
-        rows.append((r.peer_id[:12], r.addrs[0] if r.addrs else "-", f"{r.start}:{r.end}", r.state.value,
+        how = reached(r)
+        rows.append((r.peer_id[:12], how["address"], _reached_cell(how), f"{r.start}:{r.end}", r.state.value,
                      f"{r.throughput:.1f}", str(r.load), str(r.free_cache_tokens), r.dtype, r.version))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = [f"model {model}: {len(records)} peer(s), {report['num_layers']} layers"]
@@ -124,8 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps({
             "model": ckpt.model_key, "time": time.time(), **report,
-            "peers": [{k: v for k, v in r.to_wire().items() if k not in ("public_key", "signature")}
-                      for r in records],
+            "peers": [{**{k: v for k, v in r.to_wire().items() if k not in ("public_key", "signature")},
+                       **reached(r)} for r in records],
         }, default=str))
     else:
         print(render_table(ckpt.model_key, records, report))

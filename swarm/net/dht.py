@@ -288,6 +288,16 @@ class HivemindDiscovery:
         return list(self._swarm_addrs)
 
     @property
+    def p2p(self) -> P2P:
+        """This node's libp2p daemon (hivemind's P2P): relayed connections go through it (swarm/net/circuits.py)."""
+        return self._p2p
+
+    @property
+    def p2p_id(self) -> str:
+        """This node's libp2p peer id (base58), what a relayed way to it names."""
+        return str(self._p2p.peer_id)
+
+    @property
     def dht_node(self) -> DHTNode:
         """The underlying hivemind node, for tools and tests that need raw DHT access."""
         return self._node
@@ -304,14 +314,27 @@ class HivemindDiscovery:
             except (P2PDaemonError, ConnectionError, OSError) as exc:
                 logger.warning("cannot list the DHT daemon's connections: %s", _one_line(exc))
                 connected = set()
-            lost = [(pid, maddr) for pid, maddr in self._initial if pid not in connected]
+            known = self._node.protocol.routing_table.peer_id_to_uid
+            # not connected, or connected but missing from the routing table (a node behind a NAT can be left with
+            # only the initial peer that answered first; losing that one must not cut it off from the others)
+            lost = [(pid, maddr) for pid, maddr in self._initial if pid not in connected or pid not in known]
             await asyncio.gather(*(self._reconnect(pid, maddr) for pid, maddr in lost))
         return len(self._node.protocol.routing_table.peer_id_to_uid)
+
+    async def connected(self) -> set[str]:
+        """The libp2p peer ids this node's daemon holds a connection to (empty when it cannot tell)."""
+        try:
+            return {str(info.peer_id) for info in await self._p2p.list_peers()}
+        except (P2PDaemonError, ConnectionError, OSError) as exc:
+            logger.debug("cannot list the DHT daemon's connections: %s", _one_line(exc))
+            return set()
 
     async def _reconnect(self, peer_id: PeerID, maddr: Multiaddr) -> None:
         was_known = peer_id in self._node.protocol.routing_table.peer_id_to_uid
         try:
-            await asyncio.wait_for(self._p2p._client.connect(peer_id, [maddr]), REJOIN_TIMEOUT)
+            # without its /p2p/ part: the daemon reads that part in another form than hivemind writes it
+            plain = Multiaddr(str(maddr).rpartition("/p2p/")[0])
+            await asyncio.wait_for(self._p2p._client.connect(peer_id, [plain]), REJOIN_TIMEOUT)
         except (TimeoutError, P2PDaemonError, ConnectionError, OSError, ValueError) as exc:
             logger.debug("initial peer %s unreachable: %s", maddr, _one_line(exc))
         # pinged either way: an answer puts it back in the routing table, silence takes it out

@@ -224,8 +224,41 @@ class Error(Message):
         return self.code in HOP_FAILURE_CODES
 
 
-__all__ = ["SECRET_CHARS", "new_secret", "secret_matches", "session_tag", "BUSY_CODES", "FATAL_CODES", "HOP_FAILURE_CODES", "MESSAGES", "REQUESTS", "Close", "Code", "Draining",
-           "Error", "Message", "Ok", "Open", "Ping", "Pong", "Rebind", "Replayed", "Result", "Step", "parse", "check_pong"]
+# ---- relays (swarm/net/circuits.py): on a libp2p stream to a relay, then from the relay to the peer ----------
+
+@dataclass(frozen=True)
+class Connect(Message):
+    """To a relay: join this stream to the peer whose libp2p node is ``peer``; answered ``ok`` or ``error``."""
+    TYPE: ClassVar[str] = "connect"
+    peer: str
+    id: int = 0
+
+
+@dataclass(frozen=True)
+class Dialback(Message):
+    """To a relay: connect to my data ``port`` at the address you see me at; answered ``reach``."""
+    TYPE: ClassVar[str] = "dialback"
+    port: int
+    id: int = 0
+
+
+@dataclass(frozen=True)
+class Reach(Message):
+    TYPE: ClassVar[str] = "reach"
+    addr: str         # HOST:PORT the relay tried: the asker's address as the relay saw it
+    reachable: bool   # whether a connection there was accepted
+    id: int = 0
+
+
+@dataclass(frozen=True)
+class Relayed(Message):
+    """From a relay to the peer, first on a joined stream: who dialled (a libp2p peer id)."""
+    TYPE: ClassVar[str] = "relayed"
+    source: str
+
+
+__all__ = ["SECRET_CHARS", "new_secret", "secret_matches", "session_tag", "BUSY_CODES", "FATAL_CODES", "HOP_FAILURE_CODES", "MESSAGES", "REQUESTS", "Close", "Code", "Connect", "Dialback", "Draining",
+           "Error", "Message", "Ok", "Open", "Ping", "Pong", "Reach", "Rebind", "Relayed", "Replayed", "Result", "Step", "parse", "check_pong"]
 
 
 # ---- session traffic ----------------------------------------------------------------------------------------

@@ -133,6 +133,51 @@ async def open_channel(addr: str, *, limits: Limits = Limits(), timeout: float =
     return Channel(reader, writer, remote=addr, limits=limits)
 
 
+class Gate:
+    """The caps on the connections one server holds: ``limits.max_connections`` in all, and
+    ``limits.max_per_host`` from one source (a host, or a libp2p peer for streams through a relay)."""
+
+    def __init__(self, limits: Limits = Limits()) -> None:
+        self.limits = limits
+        self.per_source: dict[str, int] = {}
+        self.quiet = LogLimiter()  # what strangers can trigger is logged at a bounded rate
+
+    def admit(self, source: str) -> bool:
+        """Count a new connection from ``source`` in; False (logged, rate-limited) when a cap is reached."""
+        total = sum(self.per_source.values())
+        held = self.per_source.get(source, 0)
+        if total >= self.limits.max_connections or held >= self.limits.max_per_host:
+            self.quiet.log(logger, logging.WARNING, f"cap {source}",
+                            "refused a connection from %s: %d open from it, %d in all (caps %d and %d)", source,
+                            held, total, self.limits.max_per_host, self.limits.max_connections)
+            return False
+        self.per_source[source] = held + 1
+        return True
+
+    def release(self, source: str) -> None:
+        self.per_source[source] -= 1
+        if not self.per_source[source]:
+            del self.per_source[source]
+
+
+async def serve_channel(handler: Callable[[Channel], Awaitable[None]], channel: Channel, source: str,
+                        gate: Gate) -> None:
+    """Run ``handler`` on a channel ``gate`` admitted from ``source``; never raises, always closes and releases."""
+    try:
+        await handler(channel)
+    except asyncio.CancelledError:  # the server is shutting down: nobody awaits this task, end quietly
+        pass
+    except MolinkError as exc:  # a peer broke the protocol or dropped the link: expected, no traceback
+        gate.quiet.log(logger, logging.WARNING, f"ended {source}", "connection from %s ended: %s", channel.remote,
+                        exc)
+    except Exception:  # noqa: BLE001 - one bad connection must never take the server down
+        gate.quiet.log(logger, logging.ERROR, f"failed {source}", "handler for connection from %s failed",
+                        channel.remote, exc_info=True)
+    finally:
+        gate.release(source)
+        await channel.close()
+
+
 async def start_server(
     handler: Callable[[Channel], Awaitable[None]],
     host: str,
@@ -140,44 +185,26 @@ async def start_server(
     *,
     limits: Limits = Limits(),
     sock: socket.socket | None = None,
+    gate: Gate | None = None,
 ) -> asyncio.Server:
     """A listening server that runs ``handler`` on a Channel per inbound connection and closes it afterwards.
 
     The bound port is ``server.sockets[0].getsockname()[1]`` (useful with port 0). ``sock``: a socket
-    already bound and listening (host and port are then only for messages).
+    already bound and listening (host and port are then only for messages). ``gate``: the connection caps,
+    shared with the server's other ways in (streams through relays, ``swarm/net/circuits.py``).
     """
 
-    per_host: dict[str, int] = {}
-    quiet = LogLimiter()
+    gate = gate or Gate(limits)
 
     async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peername = writer.get_extra_info("peername")
         host = str(peername[0]) if peername else "unknown"
         remote = format_addr(host, peername[1]) if peername else "unknown"
-        total = sum(per_host.values())
-        if total >= limits.max_connections or per_host.get(host, 0) >= limits.max_per_host:
-            quiet.log(logger, logging.WARNING, f"cap {host}",
-                      "refused a connection from %s: %d open from it, %d in all (caps %d and %d)", host,
-                      per_host.get(host, 0), total, limits.max_per_host, limits.max_connections)
+        if not gate.admit(host):
             writer.close()
             return
-        per_host[host] = per_host.get(host, 0) + 1
         _set_nodelay(writer)
-        channel = Channel(reader, writer, remote=remote, limits=limits)
-        try:
-            await handler(channel)
-        except asyncio.CancelledError:  # the server is shutting down: nobody awaits this task, end quietly
-            pass
-        except MolinkError as exc:  # a peer broke the protocol or dropped the link: expected, no traceback
-            quiet.log(logger, logging.WARNING, f"ended {host}", "connection from %s ended: %s", remote, exc)
-        except Exception:  # noqa: BLE001 - one bad connection must never take the server down
-            quiet.log(logger, logging.ERROR, f"failed {host}", "handler for connection from %s failed", remote,
-                      exc_info=True)
-        finally:
-            per_host[host] -= 1
-            if not per_host[host]:
-                del per_host[host]
-            await channel.close()
+        await serve_channel(handler, Channel(reader, writer, remote=remote, limits=limits), host, gate)
 
     try:
         if sock is not None:

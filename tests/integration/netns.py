@@ -11,9 +11,16 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from swarm.launch import ManagedProcess, start_process
+from tests.integration.conftest import CHILD_ENV
 
 SUBNET = "198.51.100"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def netns_usable() -> str | None:
@@ -77,3 +84,24 @@ class Lan:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class Hosts:
+    """Processes on the hosts of a ``Lan`` or an ``Internet`` (anything with ``wrap``), all stopped by PID at the
+    end, even when the test failed."""
+
+    def __init__(self, net: Any, log_dir: Path) -> None:
+        self.net, self.log_dir, self.procs = net, log_dir, []
+
+    def start(self, host: str, name: str, argv: list[str]) -> ManagedProcess:
+        proc = start_process(self.net.wrap(host, [sys.executable, *argv]), name, self.log_dir, CHILD_ENV)
+        self.procs.append(proc)
+        return proc
+
+    def run(self, host: str, argv: list[str], timeout: float = 240) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(self.net.wrap(host, [sys.executable, *argv]), capture_output=True, text=True,
+                              timeout=timeout, cwd=ROOT, env={**os.environ, **CHILD_ENV})
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            proc.stop()

@@ -8,12 +8,35 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import time
 
 import torch
 
 from routing.config import ClientConfig
 from swarm import AutoDistributedModelForCausalLM
+
+
+class Pause:
+    """A streamer that holds generation after ``after`` new tokens until ``go_file`` exists: the test does
+    something to the swarm (stops a relay) in the middle of a generation."""
+
+    def __init__(self, after: int, go_file: str | None, client: object = None) -> None:
+        self.after, self.go_file, self.client, self.seen = after, go_file, client, -1  # the first put(): the prompt
+
+    def put(self, value: object) -> None:
+        self.seen += 1
+        if self.seen == self.after and self.go_file:
+            # the way to the first hop of the open session: the test knows which relay carries it
+            sessions = list(getattr(self.client, "sessions", ()))
+            print("paused", sessions[0].hops[0].addr if sessions else "", flush=True)
+            deadline = time.monotonic() + 300
+            while not os.path.exists(self.go_file) and time.monotonic() < deadline:
+                time.sleep(0.05)  # the test creates the file once it has done what it does mid-generation
+
+    def end(self) -> None:
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,12 +45,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("initial_peers", nargs="+")
     p.add_argument("--ids", required=True, help="prompt token ids, comma-separated")
     p.add_argument("--max-new-tokens", type=int, default=16)
+    p.add_argument("--pause-after", type=int, default=0, metavar="K",
+                   help="after K new tokens print 'paused' and wait (at most 300 s) until --go-file exists")
+    p.add_argument("--go-file", default=None)
     args = p.parse_args(argv)
     ids = torch.tensor([[int(t) for t in args.ids.split(",")]])
     with AutoDistributedModelForCausalLM.from_pretrained(
         args.model, initial_peers=args.initial_peers, config=ClientConfig(route_wait_s=90)
     ) as model:
-        out = model.generate(ids, max_new_tokens=args.max_new_tokens, do_sample=False)
+        streamer = Pause(args.pause_after, args.go_file, model.client) if args.pause_after else None
+        out = model.generate(ids, max_new_tokens=args.max_new_tokens, do_sample=False, streamer=streamer)
         hops = [{"addr": h.addr, "start": h.start, "end": h.end} for h in model.last_route.hops]
     print(json.dumps({"ids": out[0].tolist(), "hops": hops}), flush=True)
     return 0

@@ -14,8 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,9 +22,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from swarm.launch import ManagedProcess, bootstrap_address, start_process
-from tests.integration.conftest import CHILD_ENV, PEER_ARGS
-from tests.integration.netns import Lan, netns_usable
+from swarm.launch import ManagedProcess, bootstrap_address
+from tests.integration.conftest import PEER_ARGS
+from tests.integration.netns import Hosts, Lan, netns_usable
 
 pytestmark = pytest.mark.skipif(netns_usable() is not None, reason=str(netns_usable()))
 
@@ -40,32 +38,6 @@ ROOT = Path(__file__).resolve().parents[2]
 def lan() -> Iterator[Lan]:
     with Lan(HOSTS) as made:
         yield made
-
-
-class Hosts:
-    """Processes on the LAN's hosts, all stopped by PID at the end, even when the test failed."""
-
-    def __init__(self, lan: Lan, log_dir: Path) -> None:
-        self.lan, self.log_dir, self.procs = lan, log_dir, []
-
-    def start(self, host: str, name: str, argv: list[str]) -> ManagedProcess:
-        proc = start_process(self.lan.wrap(host, [sys.executable, *argv]), name, self.log_dir, CHILD_ENV)
-        self.procs.append(proc)
-        return proc
-
-    def run(self, host: str, argv: list[str], timeout: float = 240) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(self.lan.wrap(host, [sys.executable, *argv]), capture_output=True, text=True,
-                              timeout=timeout, cwd=ROOT, env={**_env(), **CHILD_ENV})
-
-    def stop_all(self) -> None:
-        for proc in self.procs:
-            proc.stop()
-
-
-def _env() -> dict[str, str]:
-    import os
-
-    return dict(os.environ)
 
 
 def bootstrap_on(hosts: Hosts, key: Path, name: str) -> tuple[ManagedProcess, str, list[str]]:

@@ -75,7 +75,7 @@ class MemNetwork:
             mine.peer, theirs.peer = theirs, mine
             for key in (addr, source):
                 self.channels.setdefault(key, []).extend([mine, theirs])
-            self.tasks.append(asyncio.ensure_future(server._handle(theirs)))
+            self.tasks.append(asyncio.ensure_future(server.serve(theirs)))
             return mine
 
         return connect

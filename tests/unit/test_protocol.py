@@ -15,13 +15,17 @@ from swarm.net.protocol import (
     MESSAGES,
     Close,
     Code,
+    Connect,
+    Dialback,
     Draining,
     Error,
     Ok,
     Open,
     Ping,
     Pong,
+    Reach,
     Rebind,
+    Relayed,
     Replayed,
     Result,
     Step,
@@ -57,6 +61,10 @@ SAMPLES = [
     Result(session="s1", step=2, position=5, tensor=META),
     Replayed(session="s1", step=2, positions=5),
     Draining(session="s1"),
+    Connect(peer="12D3KooWRch1rxjvgvMT7s4KP2Tsy1bfZeMUVND4a9xbrB16LJ9m"),
+    Dialback(port=31400, id=14),
+    Reach(addr="203.0.113.200:31400", reachable=False, id=14),
+    Relayed(source="12D3KooWRch1rxjvgvMT7s4KP2Tsy1bfZeMUVND4a9xbrB16LJ9m"),
 ]
 
 
