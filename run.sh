@@ -26,11 +26,15 @@ setup() {
     fi
 }
 
-# the multi-host tests build machines out of network namespaces with iproute2's `ip`
+# the multi-host tests build machines out of network namespaces with iproute2's `ip`, and the NAT tests put
+# homes behind routers that masquerade with nftables' `nft`
 need_ip() {
-    if ! command -v ip >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "installing iproute2 (network namespaces for the multi-host tests)" >&2
-        apt-get -q update >/dev/null && apt-get install -y -q iproute2 >/dev/null
+    local missing=()
+    command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+    command -v nft >/dev/null 2>&1 || missing+=(nftables)
+    if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "installing ${missing[*]} (network namespaces and NATs for the multi-host tests)" >&2
+        apt-get -q update >/dev/null && apt-get install -y -q "${missing[@]}" >/dev/null
     fi
 }
 
