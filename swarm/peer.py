@@ -40,8 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="data port; 0.0.0.0:PORT accepts other machines and publishes this machine's interface "
                    "addresses (the default route's first), never 0.0.0.0 or 127.0.0.1")
     p.add_argument("--announce-addr", metavar="HOST:PORT",
-                   help="the one address to publish when others reach this peer elsewhere (port forward, relay, "
-                   "link emulator)")
+                   help="the address to publish when others reach this peer elsewhere (a port forward, a link "
+                   "emulator), without a reachability check. Without it, the relays among --initial-peers (bootstraps "
+                   "run with --relay) connect back to the data port: a peer they cannot reach (behind a NAT) serves "
+                   "through them, with nothing to configure")
     p.add_argument("--dht-listen", default=None, metavar="HOST:PORT",
                    help="the DHT node's address (default: the --listen host, port PORT+1 for a fixed PORT, "
                    "else any free port)")

@@ -1,7 +1,8 @@
 """Persistent TCP connections that carry molink frames (see swarm.net.wire).
 
-Activations go over plain asyncio TCP streams, not through the libp2p daemon the DHT uses: one
-connection per pair of peers stays open for the whole session, TCP_NODELAY is set so a decode step
+Activations go over plain asyncio TCP streams wherever a peer can be reached directly (a peer behind a NAT is
+reached through a relay instead, over the libp2p daemon the DHT uses: ``swarm/net/circuits.py``, and a
+``Channel`` wraps that stream just the same): one connection per pair of peers stays open for the whole session, TCP_NODELAY is set so a decode step
 of a few kilobytes leaves at once instead of waiting for Nagle's algorithm, and a frame's body is
 written straight from the tensor's memory. A ``Channel`` wraps one connection; writers share it
 through a lock so frames never interleave.

@@ -17,7 +17,8 @@ import swarm
     ("module", "flags"),
     [("swarm.peer", ["--model", "--initial-peers", "--layers", "--num-layers", "--dtype", "--announce-addr",
                      "--max-memory", "--device", "--listen"]),
-     ("swarm.bootstrap", ["--listen", "--identity", "--addr-file"]),
+     ("swarm.bootstrap", ["--listen", "--identity", "--addr-file", "--initial-peers", "--relay",
+                          "--relay-max-circuits", "--relay-max-per-peer", "--relay-rate-mbit", "--relay-max-duration"]),
      ("swarm.status", ["--initial-peers", "--model", "--json"]),
      ("swarm.demo", ["--prompt", "--max-new-tokens"])],
 )
@@ -81,3 +82,15 @@ def test_demo_refuses_bad_flags_with_exit_2(flags, message):
     assert proc.returncode == 2, proc.stderr
     errors = [line for line in proc.stderr.splitlines() if "error:" in line]
     assert len(errors) == 1 and message in errors[0] and "Traceback" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [(["--relay-max-circuits", "0"], "--relay-max-circuits must be positive"),
+     (["--relay-max-duration", "-5"], "--relay-max-duration must be positive"),
+     (["--relay-rate-mbit", "-1"], "--relay-rate-mbit must be 0 (no cap) or positive")],
+)
+def test_bootstrap_refuses_bad_relay_limits(flags, message):
+    """Checked before the DHT daemon starts: one error line and exit code 1, no traceback."""
+    proc = run_cli(sys.executable, "-m", "swarm.bootstrap", "--relay", *flags)
+    assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr

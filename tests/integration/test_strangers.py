@@ -13,6 +13,7 @@ import random
 import re
 import subprocess
 import sys
+import threading
 import time
 
 import torch
@@ -492,21 +493,32 @@ def test_a_flood_of_signed_records_at_dead_addresses_does_not_stop_generation(ch
 
     strangers: set[str] = set()
 
-    async def flood() -> None:
-        dht = await HivemindDiscovery.create([bootstrap], listen="127.0.0.1:0", upnp=False)
-        try:
-            for i in range(24):
-                key = Identity.generate()
-                strangers.add(key.peer_id)
-                start, end = (0, 2) if i % 2 else (2, 4)
-                await dht.announce(key.sign_record(PeerRecord(
-                    peer_id=key.peer_id, model=model_key, addrs=(f"127.0.0.1:{1 + i}",), start=start, end=end,
-                    state=PeerState.ONLINE, throughput=1e9, net_throughput=1e3, free_cache_tokens=10**6, load=0,
-                    dtype="float32", version="0", expires_at=time.time() + 60)), ttl=60)
-        finally:
-            await dht.shutdown()
+    async def flood(dht: HivemindDiscovery) -> None:
+        for i in range(24):
+            key = Identity.generate()
+            strangers.add(key.peer_id)
+            start, end = (0, 2) if i % 2 else (2, 4)
+            await dht.announce(key.sign_record(PeerRecord(
+                peer_id=key.peer_id, model=model_key, addrs=(f"127.0.0.1:{1 + i}",), start=start, end=end,
+                state=PeerState.ONLINE, throughput=1e9, net_throughput=1e3, free_cache_tokens=10**6, load=0,
+                dtype="float32", version="0", expires_at=time.time() + 60)), ttl=60)
 
-    asyncio.run(asyncio.wait_for(flood(), 120))
+    # the flooder's DHT node stays up while the client reads (a node holds what it stored near itself)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="flooder", daemon=True)
+    thread.start()
+    dht = asyncio.run_coroutine_threadsafe(
+        HivemindDiscovery.create([bootstrap], listen="127.0.0.1:0", upnp=False), loop).result(120)
+    try:
+        asyncio.run_coroutine_threadsafe(flood(dht), loop).result(120)
+        _flooded_generation(path, bootstrap, swarm, strangers, expected)
+    finally:
+        asyncio.run_coroutine_threadsafe(dht.shutdown(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+
+
+def _flooded_generation(path, bootstrap, swarm, strangers: set[str], expected) -> None:
     honest = set()
     for proc in swarm.peers:
         words = proc.ready.split()
