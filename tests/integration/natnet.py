@@ -22,6 +22,8 @@ import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 
+from tests.integration.netns import Machines
+
 PUBLIC = "203.0.113"
 HOMES = "198.51.100"
 NAT_KINDS = ("cone", "symmetric")
@@ -65,7 +67,7 @@ table ip filter {{
 """
 
 
-class Internet:
+class Internet(Machines):
     """Public hosts and NATed homes; see the module's docstring."""
 
     def __init__(self, public: Sequence[str], homes: Mapping[str, str]) -> None:
@@ -76,9 +78,9 @@ class Internet:
             nat_rules(kind)  # checks the kind before anything is made
         if len(self.homes) > 4 or len(self.public) + len(self.homes) > 100:
             raise ValueError("at most 4 homes and 100 internet hosts")
-        self.addrs: dict[str, str] = {}
+        self.addrs: dict[str, str] = {}  # a public host's address, or a home host's private one behind its NAT
         self.router_addrs: dict[str, str] = {}
-        self._ns: dict[str, str] = {}
+        self.namespaces: dict[str, str] = {}
         self._made: list[str] = []
 
     def __enter__(self) -> Internet:
@@ -113,7 +115,7 @@ class Internet:
             ns = self._netns_add(name)
             self.addrs[name] = f"{PUBLIC}.{10 + i}"
             self._join_internet(ns, "eth0", self.addrs[name], index)
-            self._ns[name] = ns
+            self.namespaces[name] = ns
             index += 1
         for h, (name, kind) in enumerate(self.homes.items()):
             router = self._netns_add(f"{name}r")
@@ -132,20 +134,5 @@ class Internet:
             _run("ip", "netns", "exec", router, "sysctl", "-qw", "net.ipv4.ip_forward=1")
             _run("ip", "netns", "exec", router, "nft", "-f", "-", stdin=nat_rules(kind))
             self.addrs[name] = lan_host
-            self._ns[name] = host
+            self.namespaces[name] = host
 
-    def addr(self, host: str) -> str:
-        """The host's own address: public for a public host, its home's private one behind a NAT."""
-        return self.addrs[host]
-
-    def wrap(self, host: str, argv: Sequence[str]) -> list[str]:
-        """``argv`` run on ``host``: ``ip netns exec`` execs it in place, so its PID is the program's own."""
-        return ["ip", "netns", "exec", self._ns[host], *argv]
-
-    def close(self) -> None:
-        for ns in reversed(self._made):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
-        self._made.clear()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -36,13 +36,38 @@ def _ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True, text=True, timeout=30)
 
 
-class Lan:
+class Machines:
+    """What every set of namespace hosts shares: ``addrs`` and ``namespaces`` by host name, the namespaces made
+    (deleted by ``close``, also when the test failed)."""
+
+    addrs: dict[str, str]
+    namespaces: dict[str, str]
+    _made: list[str]
+
+    def addr(self, host: str) -> str:
+        return self.addrs[host]
+
+    def wrap(self, host: str, argv: Sequence[str]) -> list[str]:
+        """``argv`` run on ``host``: ``ip netns exec`` execs it in place, so its PID is the program's own."""
+        return ["ip", "netns", "exec", self.namespaces[host], *argv]
+
+    def close(self) -> None:
+        for ns in reversed(self._made):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
+        self._made.clear()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Lan(Machines):
     """Hosts on one bridged LAN: ``Lan(["boot", "peer1"])``, then ``lan.addr("boot")`` and ``lan.wrap(...)``."""
 
     def __init__(self, hosts: Sequence[str], *, first_octet: int = 10) -> None:
         self.prefix = f"mlk{os.getpid() % 100000}"  # unique per test process; interface names stay < 16 chars
         self.switch = f"{self.prefix}-sw"
         self.hosts = {name: f"{self.prefix}-{name}" for name in hosts}
+        self.namespaces = self.hosts
         self.addrs = {name: f"{SUBNET}.{first_octet + i}" for i, name in enumerate(hosts)}
         self._made: list[str] = []
 
@@ -70,20 +95,6 @@ class Lan:
         _ip("netns", "add", ns)
         self._made.append(ns)
 
-    def addr(self, host: str) -> str:
-        return self.addrs[host]
-
-    def wrap(self, host: str, argv: Sequence[str]) -> list[str]:
-        """``argv`` run on ``host``: ``ip netns exec`` execs it in place, so its PID is the program's own."""
-        return ["ip", "netns", "exec", self.hosts[host], *argv]
-
-    def close(self) -> None:
-        for ns in reversed(self._made):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
-        self._made.clear()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 class Hosts:
