@@ -187,21 +187,28 @@ class CircuitLimits:
     max_dialbacks: int = 4  # connects back to askers at once
 
 
-class _Bucket:
-    """A token bucket: ``take(n)`` waits until ``n`` bytes fit the rate (one second's worth may burst)."""
+class Bucket:
+    """A token bucket of ``rate`` bytes/s (0: no cap): ``take(n)`` waits until ``n`` bytes fit the rate, one
+    second's worth may burst. Clock and sleep are injected (the tests run it on a fake clock)."""
 
-    def __init__(self, rate: float, clock: Callable[[], float]) -> None:
-        self.rate, self.clock = rate, clock
+    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        self.rate, self.clock, self.sleep = rate, clock, sleep
         self.tokens, self.at = rate, clock()
 
-    async def take(self, n: int) -> None:
+    def wait_s(self, n: int) -> float:
+        """Take ``n`` bytes now; the seconds to wait before sending them (pure but for the bucket's state)."""
         if self.rate <= 0:
-            return
+            return 0.0
         now = self.clock()
         self.tokens = min(self.rate, self.tokens + (now - self.at) * self.rate) - n
         self.at = now
-        if self.tokens < 0:
-            await asyncio.sleep(-self.tokens / self.rate)
+        return max(0.0, -self.tokens / self.rate)
+
+    async def take(self, n: int) -> None:
+        wait = self.wait_s(n)
+        if wait > 0:
+            await self.sleep(wait)
 
 
 class RelayService:
@@ -215,7 +222,7 @@ class RelayService:
         self.open: dict[int, tuple[str, str]] = {}  # circuit number -> (source, target) libp2p peer ids
         self.relayed_bytes = 0
         self.circuits_served = 0
-        self._buckets: dict[str, _Bucket] = {}
+        self._buckets: dict[str, Bucket] = {}
         self._dialbacks = asyncio.Semaphore(limits.max_dialbacks)
         self._next = 0
         self._quiet = LogLimiter()
@@ -306,7 +313,7 @@ class RelayService:
             del self.open[number]
 
     async def _join(self, number: int, source: str, a: tuple[Any, Any], b: tuple[Any, Any]) -> None:
-        bucket = self._buckets.setdefault(source, _Bucket(self.limits.rate_bytes_s, self.clock))
+        bucket = self._buckets.setdefault(source, Bucket(self.limits.rate_bytes_s, self.clock))
         moved = [0, 0]
         began = self.clock()
 

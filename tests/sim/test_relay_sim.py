@@ -194,3 +194,17 @@ async def _until(condition, timeout: float = 30.0) -> bool:
         while not condition():
             await asyncio.sleep(0.01)
     return True
+
+
+def test_a_peer_s_bytes_through_a_relay_keep_to_its_rate():
+    """--relay-rate-mbit: what one dialling peer sends waits for the bucket (a fake clock; no real waiting)."""
+    from swarm.net.circuits import Bucket
+
+    now = [0.0]
+    bucket = Bucket(1_000_000, clock=lambda: now[0])
+    assert bucket.wait_s(600_000) == 0.0  # within a second's burst
+    assert bucket.wait_s(600_000) == pytest.approx(0.2)  # 200 KB over: 0.2 s at 1 MB/s
+    now[0] += 1.2  # waited, and one more second passed: the bucket refilled to its burst
+    assert bucket.wait_s(1_000_000) == 0.0
+    assert bucket.wait_s(3_000_000) == pytest.approx(3.0)
+    assert Bucket(0, clock=lambda: now[0]).wait_s(10**9) == 0.0  # no cap
