@@ -17,9 +17,9 @@ runs a ``RelayService`` on its daemon, under the libp2p protocol ``/molink/relay
 for a relayed way. ``serve_relayed`` hands streams a relay joined to a peer's connection handler, under the
 same connection caps (``Gate``) as its TCP port.
 
-libp2p's own circuit relay v2 was measured first (``docs/architecture.md``, "Peers behind NATs"): with one or
-two relays the daemon's autorelay reserved a slot only after about three minutes (it waits for four
-candidates), so a peer behind a NAT could not serve for its first minutes; joining streams ourselves on the
+libp2p's own circuit relay v2 was measured first (``docs/architecture.md``, "Peers behind NATs"): with one
+relay the daemon's autorelay reserved a slot only after about three minutes (it waits for more candidate
+relays, or a boot delay), so a peer behind a NAT could not serve for its first minutes; joining streams ourselves on the
 same daemon connection needs no reservation.
 """
 
