@@ -11,7 +11,8 @@ runs a ``RelayService`` on its daemon, under the libp2p protocol ``/molink/relay
   ``/molink/frames/1``, says who dialled (``Relayed{source}``), answers ``ok``, and joins the two streams. From
   then on both ends speak plain molink frames, as over TCP: the same limits, the same checks, the same proof
   on connect. Only peers connected to the relay are served (the relay dials out to nobody for a stranger), and
-  circuits are bounded: in number, per peer, in bytes/s per peer and in duration (``CircuitLimits``).
+  circuits are bounded: in number, per peer, in bytes/s per peer and in duration (``CircuitLimits``). What a
+  stranger can make the relay log (dial-backs, circuits) is logged at a bounded rate per source.
 
 ``Dialer`` is the one way to open a connection to a way (``swarm/net/ways.py``): TCP for HOST:PORT, the relay
 for a relayed way. ``serve_relayed`` hands streams a relay joined to a peer's connection handler, under the
@@ -266,7 +267,8 @@ class RelayService:
             else:
                 reachable = True
                 writer.close()
-        log.info("dial-back to %s: %s", addr, "reachable" if reachable else "not reachable")
+        self._quiet.log(log, logging.INFO, f"dialback {found.group(2)}", "dial-back to %s: %s", addr,
+                        "reachable" if reachable else "not reachable")
         return Reach(addr=addr, reachable=reachable, id=msg.id)
 
     def _refusal(self, source: str, target: str) -> str | None:
@@ -304,7 +306,8 @@ class RelayService:
             await to_target.send(Relayed(source=source).to_header())
             await channel.send(Ok(id=0).to_header())
             self.circuits_served += 1
-            log.info("circuit %d open: %s -> %s (%d open)", number, source[-8:], target[-8:], len(self.open))
+            self._quiet.log(log, logging.INFO, f"open {source}", "circuit %d open: %s -> %s (%d open)", number,
+                            source[-8:], target[-8:], len(self.open))
             await self._join(number, source, (reader, writer), (t_reader, t_writer))
             await to_target.close()
             await channel.close()
@@ -338,8 +341,8 @@ class RelayService:
         if len(self._buckets) > 4 * self.limits.max_circuits:  # forget the buckets of peers long gone
             active = {s for s, _ in self.open.values()}
             self._buckets = {k: v for k, v in self._buckets.items() if k in active}
-        log.info("circuit %d ended (%s) after %.1f s: %d bytes up, %d down", number, why, self.clock() - began,
-                 moved[0], moved[1])
+        self._quiet.log(log, logging.INFO, f"ended {source}", "circuit %d ended (%s) after %.1f s: %d bytes up, %d down",
+                        number, why, self.clock() - began, moved[0], moved[1])
 
     def describe(self) -> str:
         rate = f"{self.limits.rate_bytes_s * 8 / 1e6:g} Mbit/s per peer" if self.limits.rate_bytes_s else "no rate cap"
