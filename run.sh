@@ -50,7 +50,7 @@ case "$cmd" in
         need_ip
         "$VENV/bin/ruff" check .
         echo "lines of code: $(cat swarm/*.py swarm/net/*.py peer/*.py routing/*.py models/*.py models/adapters/*.py | wc -l)"
-        exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider "$@"
+        exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider --durations=15 "$@"
         ;;
     *)
         echo "usage: bash run.sh demo [flags] | bash run.sh test [pytest args]" >&2
