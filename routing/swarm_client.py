@@ -326,7 +326,7 @@ class SwarmCore:
             await link.request(Open(session=sid, secret=secret, start=hop.start, end=hop.end,
                                     max_length=MEASURE_STEPS + 1, batch=1), timeout)
         except (MolinkError, asyncio.TimeoutError) as e:
-            log.debug("could not measure %s: %s", hop.addr, e)
+            log.info("could not measure %s: %s", hop.addr, e)
             return None
         times = []
         try:
@@ -336,12 +336,12 @@ class SwarmCore:
                                 body)
                 _, item = await asyncio.wait_for(inbox.get(), timeout)
                 if not isinstance(getattr(item, "msg", None), Result):
-                    log.debug("measuring %s: answered %r", hop.addr, item)
+                    log.info("measuring %s: answered %r", hop.addr, item)
                     return None
                 if i:  # the first step warms the peer's caches up
                     times.append(self.clock() - sent)
         except (MolinkError, asyncio.TimeoutError) as e:
-            log.debug("measuring %s failed: %s", hop.addr, e)
+            log.info("measuring %s failed: %s", hop.addr, e)
             return None
         finally:
             link.inboxes.pop(sid, None)

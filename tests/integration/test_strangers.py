@@ -432,8 +432,10 @@ def test_a_peer_that_claims_an_absurd_throughput_is_measured_and_banned(checkpoi
     liar = swarm.start_peer("0:2", name="liar", extra=["--throughput", "1e9"])
     words = liar.ready.split()
     liar_id = words[words.index("peer_id") + 1]
+    # generous step deadlines for the timing: the liar never ran a forward pass before (--throughput skips its
+    # own measurement), and a timing that times out is skipped rather than judged
     with AutoDistributedModelForCausalLM.from_pretrained(
-        str(path), initial_peers=[bootstrap], config=ClientConfig(route_wait_s=30)
+        str(path), initial_peers=[bootstrap], config=ClientConfig(route_wait_s=30, probe_timeout_s=30)
     ) as model:
         _until_listed(model, {liar_id}, proved=True)
         out = model.generate(PROMPT, max_new_tokens=NEW, do_sample=False)
