@@ -199,19 +199,18 @@ class SwarmCore:
     async def _new_link(self, addr: str) -> PeerLink:
         """A link to the peer whose first way is ``addr``, over the first of its ways that connects (a peer
         behind a NAT lists one way per relay: losing a relay moves its clients to the next)."""
-        ways = self._ways.get(addr, (addr,))
-        for i, way in enumerate(ways):
+        *others, last = self._ways.get(addr, (addr,))
+        for way in others:
             try:
                 channel = await self._connect(way)
+                break
             except TransportError as e:
-                if i == len(ways) - 1:
-                    raise
-                log.info("%s: %s; trying %s", way, e, ways[i + 1])
-                continue
-            link = PeerLink(channel, addr, clock=self.clock)
-            self._links[addr] = link
-            return link
-        raise TransportError(f"{addr}: no way to connect")  # unreachable: ways is never empty
+                log.info("%s: %s; trying the peer's next way", way, e)
+        else:
+            channel = await self._connect(last)  # its error is the caller's
+        link = PeerLink(channel, addr, clock=self.clock)
+        self._links[addr] = link
+        return link
 
     async def open_route(self, opener: Callable[[Route], Awaitable[T]], *, start: int = 0, end: int | None = None,
                          avoid: Collection[str] = (), need_tokens: int = 0, replacement: bool = False,

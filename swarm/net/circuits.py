@@ -34,9 +34,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from swarm.net.errors import MolinkError, PeerUnreachableError, ProtocolError
+from swarm.net.errors import MolinkError, PeerUnreachableError, ProtocolError, one_line
 from swarm.net.loglimit import LogLimiter
-from swarm.net.protocol import Connect, Dialback, Error, Ok, Reach, Relayed, parse
+from swarm.net.protocol import Connect, Dialback, Error, Message, Ok, Reach, Relayed, parse
 from swarm.net.transport import Channel, Gate, format_addr, open_channel, serve_channel
 from swarm.net.ways import is_relayed, parse_relayed
 from swarm.net.wire import Limits
@@ -50,11 +50,6 @@ DIALBACK_TIMEOUT_S = 3.0  # a relay's connect back to an asker's data port
 CHUNK = 64 * 1024
 _SMALL = Limits(max_header=4096, max_body=0)  # what the relay reads itself: one small request
 _OBSERVED = re.compile(r"^/(ip4|ip6)/([^/]+)/tcp/\d+")
-
-
-def _one_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[-1] if lines else type(exc).__name__
 
 
 def _p2p_errors() -> tuple[type[BaseException], ...]:
@@ -77,27 +72,33 @@ async def _open_stream(p2p: Any, peer_id: str, maddr: str | None, proto: str) ->
     return reader, writer
 
 
+async def _ask_relay(p2p: Any, relay_id: str, relay_addr: str, request: Message, *, remote: str,
+                     limits: Limits) -> tuple[Channel, Message | None]:
+    """Open a ``/molink/relay/1`` stream to a relay, send ``request`` and read the answer (None: it hung up);
+    the channel comes back open, or is closed when this fails."""
+    reader, writer = await _open_stream(p2p, relay_id, relay_addr, RELAY_PROTOCOL)
+    channel = Channel(reader, writer, remote=remote, limits=limits)
+    try:
+        await channel.send(request.to_header())
+        frame = await channel.recv()
+        return channel, parse(frame.header) if frame is not None else None
+    except BaseException:  # a timeout cancels it too: the stream must not stay open
+        await channel.close()
+        raise
+
+
 async def open_relayed(p2p: Any, way: str, *, limits: Limits = Limits(), timeout: float = 10.0) -> Channel:
     """A channel to the peer behind a relayed way; PeerUnreachableError naming the relay when there is none."""
     relayed = parse_relayed(way)
-    channel: Channel | None = None
     try:
         async with asyncio.timeout(timeout):
-            reader, writer = await _open_stream(p2p, relayed.relay_id, relayed.relay, RELAY_PROTOCOL)
-            channel = Channel(reader, writer, remote=way, limits=limits)
-            await channel.send(Connect(peer=relayed.target).to_header())
-            frame = await channel.recv()
-            answer = parse(frame.header) if frame is not None else None
+            channel, answer = await _ask_relay(p2p, relayed.relay_id, relayed.relay, Connect(peer=relayed.target),
+                                               remote=way, limits=limits)
     except TimeoutError as exc:
-        if channel is not None:
-            await channel.close()
         raise PeerUnreachableError(f"relay {relayed.relay_maddr} did not join a circuit within {timeout:g} s") from exc
     except (*_p2p_errors(), MolinkError) as exc:
-        if channel is not None:
-            await channel.close()
         raise PeerUnreachableError(f"cannot reach {relayed.target[-8:]} through relay {relayed.relay_maddr}: "
-                                   f"{_one_line(exc)}") from exc
-    assert channel is not None
+                                   f"{one_line(exc)}") from exc
     if isinstance(answer, Ok):
         return channel
     await channel.close()
@@ -156,21 +157,15 @@ async def check_reach(p2p: Any, initial_peers: Sequence[str], port: int, *,
     ``Reach`` answer, or None when it is no relay (or did not answer within ``timeout``)."""
 
     async def ask(maddr: str) -> tuple[str, Reach | None]:
-        peer_id = maddr.rpartition("/p2p/")[2]
-        channel: Channel | None = None
+        relay_addr, _, relay_id = maddr.rpartition("/p2p/")
         try:
             async with asyncio.timeout(timeout):
-                reader, writer = await _open_stream(p2p, peer_id, maddr.rpartition("/p2p/")[0], RELAY_PROTOCOL)
-                channel = Channel(reader, writer, remote=maddr, limits=_SMALL)
-                await channel.send(Dialback(port=port).to_header())
-                frame = await channel.recv()
-                answer = parse(frame.header) if frame is not None else None
+                channel, answer = await _ask_relay(p2p, relay_id, relay_addr, Dialback(port=port), remote=maddr,
+                                                   limits=_SMALL)
+            await channel.close()
         except (TimeoutError, *_p2p_errors(), MolinkError) as e:
-            log.debug("%s did not check reachability: %s", maddr, _one_line(e))
+            log.debug("%s did not check reachability: %s", maddr, one_line(e))
             answer = None
-        finally:
-            if channel is not None:
-                await channel.close()
         return maddr, answer if isinstance(answer, Reach) else None
 
     return list(await asyncio.gather(*(ask(m) for m in initial_peers)))
@@ -246,7 +241,7 @@ class RelayService:
                 await channel.send(Error(code="unknown_type", message=f"a relay does not take {msg.TYPE!r}").to_header())
         except (TimeoutError, MolinkError, *_p2p_errors()) as e:
             self._quiet.log(log, logging.INFO, f"bad {source}", "relay request from %s failed: %s", source,
-                            _one_line(e))
+                            one_line(e))
         except Exception:  # noqa: BLE001 - one stranger's stream must never take the relay down
             self._quiet.log(log, logging.ERROR, f"crash {source}", "relay request from %s failed", source,
                             exc_info=True)
@@ -300,7 +295,7 @@ class RelayService:
                                                             HELLO_TIMEOUT_S)
             except (TimeoutError, *_p2p_errors()) as e:
                 await channel.send(Error(code="busy", message=f"{target[-8:]} did not take a stream: "
-                                         f"{_one_line(e)}").to_header())
+                                         f"{one_line(e)}").to_header())
                 return False
             to_target = Channel(t_reader, t_writer, remote=target, limits=_SMALL)
             await to_target.send(Relayed(source=source).to_header())
@@ -337,7 +332,7 @@ class RelayService:
         why = "duration limit" if not done else "closed"
         for task in done:
             if not task.cancelled() and task.exception() is not None:
-                why = _one_line(task.exception())
+                why = one_line(task.exception())
         if len(self._buckets) > 4 * self.limits.max_circuits:  # forget the buckets of peers long gone
             active = {s for s, _ in self.open.values()}
             self._buckets = {k: v for k, v in self._buckets.items() if k in active}

@@ -27,7 +27,6 @@ import asyncio
 import ipaddress
 import logging
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, Protocol
@@ -43,7 +42,7 @@ from hivemind.utils.serializer import MSGPackSerializer
 from hivemind.utils.timed_storage import ValueWithExpiration, get_dht_time
 
 from swarm.net.addresses import advertised_hosts, check_port_free, is_loopback, is_wildcard
-from swarm.net.errors import ConfigError, PeerUnreachableError, RecordError, TransportError
+from swarm.net.errors import ConfigError, PeerUnreachableError, RecordError, TransportError, one_line
 from swarm.net.records import (
     MAX_RECORD_BYTES,
     MAX_RECORD_TTL_S,
@@ -253,7 +252,7 @@ class HivemindDiscovery:
                 f"DHT daemon did not start within {join_timeout:g} s ({where})"
             ) from exc
         except P2PDaemonError as exc:
-            reason = _one_line(exc)
+            reason = one_line(exc)
             if peers and "bootstrap" in reason:
                 raise PeerUnreachableError(f"cannot reach any initial peer ({where}): {reason}") from exc
             raise ConfigError(f"cannot start the DHT daemon on {listen}: {reason}") from exc
@@ -275,7 +274,7 @@ class HivemindDiscovery:
         except (TimeoutError, RuntimeError, P2PDaemonError, OSError) as exc:
             # RuntimeError: hivemind's "bootstrap failed: none of the initial_peers responded"
             await p2p.shutdown()
-            raise PeerUnreachableError(f"cannot join the swarm through {where}: {_one_line(exc)}") from exc
+            raise PeerUnreachableError(f"cannot join the swarm through {where}: {one_line(exc)}") from exc
         except BaseException:
             await p2p.shutdown()  # cancelled while joining: never leave the daemon process behind
             raise
@@ -309,15 +308,11 @@ class HivemindDiscovery:
         if self._closed:
             raise TransportError("discovery is shut down")
         if self._initial:
-            try:
-                connected = {info.peer_id for info in await self._p2p.list_peers()}
-            except (P2PDaemonError, ConnectionError, OSError) as exc:
-                logger.warning("cannot list the DHT daemon's connections: %s", _one_line(exc))
-                connected = set()
+            connected = await self.connected()
             known = self._node.protocol.routing_table.peer_id_to_uid
             # not connected, or connected but missing from the routing table (a node behind a NAT can be left with
             # only the initial peer that answered first; losing that one must not cut it off from the others)
-            lost = [(pid, maddr) for pid, maddr in self._initial if pid not in connected or pid not in known]
+            lost = [(pid, maddr) for pid, maddr in self._initial if str(pid) not in connected or pid not in known]
             await asyncio.gather(*(self._reconnect(pid, maddr) for pid, maddr in lost))
         return len(self._node.protocol.routing_table.peer_id_to_uid)
 
@@ -326,7 +321,7 @@ class HivemindDiscovery:
         try:
             return {str(info.peer_id) for info in await self._p2p.list_peers()}
         except (P2PDaemonError, ConnectionError, OSError) as exc:
-            logger.debug("cannot list the DHT daemon's connections: %s", _one_line(exc))
+            logger.warning("cannot list the DHT daemon's connections: %s", one_line(exc))
             return set()
 
     async def _reconnect(self, peer_id: PeerID, maddr: Multiaddr) -> None:
@@ -336,7 +331,7 @@ class HivemindDiscovery:
             plain = Multiaddr(str(maddr).rpartition("/p2p/")[0])
             await asyncio.wait_for(self._p2p._client.connect(peer_id, [plain]), REJOIN_TIMEOUT)
         except (TimeoutError, P2PDaemonError, ConnectionError, OSError, ValueError) as exc:
-            logger.debug("initial peer %s unreachable: %s", maddr, _one_line(exc))
+            logger.debug("initial peer %s unreachable: %s", maddr, one_line(exc))
         # pinged either way: an answer puts it back in the routing table, silence takes it out
         if await self._node.protocol.call_ping(peer_id) is not None:
             # back in the routing table; forget earlier failures so searches use it again at once
@@ -364,7 +359,7 @@ class HivemindDiscovery:
             listed = await self._node.store(MODELS_KEY, record.to_wire(), expiration, subkey=record.model)
         except (P2PDaemonError, ConnectionError, OSError, TimeoutError) as exc:
             listed = False
-            logger.debug("listing %s failed: %s", record.model, _one_line(exc))
+            logger.debug("listing %s failed: %s", record.model, one_line(exc))
         if not listed:
             logger.debug("the DHT did not take the swarm-wide listing entry of %s", record.model)
 
@@ -433,17 +428,9 @@ class HivemindDiscovery:
             else:
                 self._node.is_alive = False  # stops the node's background jobs, as its shutdown() would
         except (TimeoutError, P2PDaemonError, ConnectionError, OSError) as exc:
-            logger.warning("DHT node did not shut down cleanly: %s", _one_line(exc))
+            logger.warning("DHT node did not shut down cleanly: %s", one_line(exc))
         finally:
             await asyncio.wait_for(self._p2p.shutdown(), SHUTDOWN_TIMEOUT)
-
-
-def _one_line(exc: BaseException) -> str:
-    """The last non-empty line of an error, without the Go daemon's timestamp: errors here end in one line."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    if not lines:
-        return type(exc).__name__
-    return re.sub(r"\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2} ", "", lines[-1])
 
 
 def _check_ttl(ttl: float) -> float:

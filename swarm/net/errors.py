@@ -31,6 +31,7 @@ Error codes on the wire are the members of ``Code`` (a ProtocolError's ``code``,
 from __future__ import annotations
 
 import enum
+import re
 
 
 class Code(enum.StrEnum):
@@ -195,3 +196,12 @@ def error_from_wire(code: str, message: str, peer: str | None = None) -> RemoteE
 def exit_code(error: MolinkError) -> int:
     """A CLI's exit status for an error: 2 for what the user can fix (settings, unreachable addresses)."""
     return 2 if isinstance(error, ConfigError | TransportError) else 1
+
+
+def one_line(exc: BaseException) -> str:
+    """The last non-empty line of an error, without the Go daemon's timestamp (libp2p daemon errors end in one
+    line that says what went wrong); the exception's type name when it says nothing."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    return re.sub(r"\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2} ", "", lines[-1])
