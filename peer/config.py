@@ -33,6 +33,7 @@ class PeerConfig:
     threads: int | None = None                   # torch intra-op threads; None -> torch default
     cache_dir: str | None = None                 # where converted GGUF checkpoints are kept
     upnp: bool = False                           # let the DHT daemon ask the home router for a port mapping
+    hole_punching: bool = True                   # try, and answer, TCP hole punches over relayed connections
     progress: bool = True
     tune_linears: bool = True                    # CPU spans: measure and pick the faster linear form for 2-4 rows
     throughput: float | None = None              # announced tokens/s; None: measured at start-up

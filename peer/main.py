@@ -148,9 +148,9 @@ async def run_peer(config: PeerConfig, *, ready: Any = None, version: str = "0")
             server = PeerServer(config=config, span=span, identity=identity, model_key=ckpt.model_key,
                                 discovery=discovery, version=version, listener=listener,
                                 num_layers=ckpt.num_layers, model_name=ckpt.display_name, kv_budget=kv_budget,
-                                connect=Dialer(discovery.p2p))
+                                connect=Dialer(discovery.p2p, punch=config.hole_punching))
             await server.start()
-            await serve_relayed(discovery.p2p, server.serve, server.gate, server.limits)
+            await serve_relayed(discovery.p2p, server.serve, server.gate, server.limits, punch=config.hole_punching)
             reach = await find_reach(discovery, config, server)
             server.addrs, server.reach = reach.ways, reach.kind
             log.info("%s", reach.summary)

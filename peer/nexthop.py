@@ -118,13 +118,17 @@ async def dial(hop: NextHop, *, lookup: Callable[[str, str], Awaitable[PeerRecor
             continue
         nonce = new_secret()
         try:
+            began = time.monotonic()
             await channel.send(Ping(nonce=nonce).to_header())
             frame = await asyncio.wait_for(channel.recv(), timeout_s)
+            channel.rtt_s = time.monotonic() - began  # the edge's round trip, published in this peer's record
             why = check_pong(parse(frame.header) if frame is not None else None, peer_id=hop.peer_id,
                              model=model, start=start, nonce=nonce)
         except (TransportError, ProtocolError, asyncio.TimeoutError) as e:
             why = str(e) or type(e).__name__
         if why is None:
+            if channel.kind != "direct":
+                log.info("next hop %s reached %s (%s)", hop.peer_id[:16], channel.kind, channel.remote)
             return channel
         reasons.append(f"{addr}: {why}")
         await channel.close()

@@ -11,6 +11,7 @@ client which hop failed.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -37,6 +38,10 @@ class Relay:
         """Send ``msg`` to the peer ``hop`` names, connecting first if needed; TransportError when that fails."""
         channel = await self._channel(hop)
         await channel.send(msg.to_header(), body)
+
+    def links(self, most: int) -> dict[str, Channel]:
+        """The open push connections by next-hop peer id (at most ``most``): what the peer's record lists."""
+        return dict(itertools.islice(((k, c) for k, c in self._channels.items() if not c.closed), most))
 
     async def close(self) -> None:
         for channel in list(self._channels.values()):

@@ -66,7 +66,7 @@ from swarm.net.protocol import (
     secret_matches,
     session_tag,
 )
-from swarm.net.records import MAX_ADDRS, MAX_STR, Identity, PeerRecord, PeerState
+from swarm.net.records import MAX_ADDRS, MAX_LINKS, MAX_STR, Identity, PeerRecord, PeerState
 from swarm.net.transport import (
     Channel,
     Gate,
@@ -205,6 +205,7 @@ class PeerServer:
         return free_tokens(self.kv_budget, list(self._reservations.values()))
 
     def record(self, state: PeerState | None = None) -> PeerRecord:
+        pushes = self.relay.links(MAX_LINKS)
         rec = PeerRecord(
             peer_id=self.identity.peer_id,
             model=self.model_key,
@@ -219,7 +220,8 @@ class PeerServer:
             queue=self.engine.queue_depth,
             dtype=str(self.span.dtype).removeprefix("torch."),
             version=self.version,
-            rtts={},
+            rtts={p: c.rtt_s for p, c in pushes.items() if c.rtt_s is not None},  # the planner costs edges by them
+            links={p: c.kind for p, c in pushes.items()},
             num_layers=self.num_layers,
             model_name=self.model_name[:MAX_STR],
             expires_at=self.wall_clock() + self.config.ttl_s,  # the DHT node re-signs it to its own store time

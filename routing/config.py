@@ -18,6 +18,7 @@ class ClientConfig:
     max_recoveries: int = 8              # failovers within one step before the step fails
     backoff: BackoffPolicy = field(default_factory=BackoffPolicy)  # how long a failed peer is avoided
     connect_timeout_s: float = 10.0
+    hole_punching: bool = True           # a peer reached through a relay: try a TCP hole punch for a direct link
     route_wait_s: float = 30.0           # how long to wait for the swarm to cover every layer before failing
     dht_listen: str = "127.0.0.1:0"      # the client's own DHT node (client mode: it stores nothing)
     peer_dtype: str | None = None        # route through peers of this dtype when they cover the model (None:

@@ -40,6 +40,7 @@ from swarm.errors import HopFailedError, MolinkError, RoutingError, SwarmBusyErr
 from swarm.net.circuits import Dialer
 from swarm.net.protocol import Close, Open, Ping, Pong, Result, Step, check_pong, new_secret
 from swarm.net.records import PeerRecord
+from swarm.net.ways import DIRECT
 from swarm.net.wire import tensor_to_wire
 
 log = logging.getLogger("molink.client")
@@ -64,7 +65,8 @@ class SwarmCore:
         self.sleep = sleep  # waits for busy peers go through it (the sim tier advances a fake clock)
         self.rng = rng or random.Random()  # draws among near-equal routes and jitters busy waits
         # TCP for HOST:PORT, this client's libp2p node for a way through a relay (swarm/net/ways.py)
-        self._connect = connect or Dialer(getattr(discovery, "p2p", None), timeout=self.config.connect_timeout_s)
+        self._connect = connect or Dialer(getattr(discovery, "p2p", None), timeout=self.config.connect_timeout_s,
+                                           punch=self.config.hole_punching)
         self._ways: dict[str, tuple[str, ...]] = {}  # a peer's first way -> all its ways, from its last record
         self._links: dict[str, PeerLink] = {}
         self._connecting: dict[str, asyncio.Future[PeerLink]] = {}
@@ -142,6 +144,12 @@ class SwarmCore:
         alive = await asyncio.gather(*(answers(r) for r in records))
         return [r for r, ok in zip(records, alive, strict=True) if ok]
 
+    def reached(self, addr: str) -> tuple[str, str] | None:
+        """How this client's open link to the peer whose first way is ``addr`` was made (direct, punched or
+        relayed, ``swarm/net/ways.py``) and where it goes; None without one."""
+        link = self._links.get(addr)
+        return None if link is None or link.closed else (link.channel.kind, link.channel.remote)
+
     def rtts(self) -> dict[str, float]:
         """Round trips measured so far, by peer address (links that have had an answer)."""
         return {addr: link.rtt_s for addr, link in self._links.items() if link.rtt_s is not None}
@@ -208,6 +216,8 @@ class SwarmCore:
                 log.info("%s: %s; trying the peer's next way", way, e)
         else:
             channel = await self._connect(last)  # its error is the caller's
+        if channel.kind != DIRECT:
+            log.info("%s: connected %s (%s)", addr[-24:], channel.kind, channel.remote)
         link = PeerLink(channel, addr, clock=self.clock)
         self._links[addr] = link
         return link

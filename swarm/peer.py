@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--cache-dir", help="where converted GGUF checkpoints are kept (default ~/.cache/molink/models)")
     p.add_argument("--upnp", action="store_true", help="ask the home router for a port mapping (UPnP/NAT-PMP)")
+    p.add_argument("--no-hole-punching", action="store_true",
+                   help="keep connections through relays relayed: neither try nor answer TCP hole punches (by "
+                   "default a peer behind a NAT, and the peers pushing to it, try one for every relayed connection)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar while loading")
     p.add_argument("--max-client-share", type=float, default=0.5, metavar="FRACTION",
                    help="most of the KV memory the sessions of one client (source address) may hold together, so "
@@ -117,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         session_timeout_s=args.session_timeout,
         max_session_tokens=args.max_session_tokens, kv_reserve_tokens=args.kv_reserve_tokens,
         threads=args.threads, cache_dir=args.cache_dir, upnp=args.upnp, progress=not args.no_progress,
+        hole_punching=not args.no_hole_punching,
         tune_linears=not args.no_tune_linears, batch_wait_ms=args.batch_wait_ms,
         max_client_share=args.max_client_share, throughput=args.throughput,
     )

@@ -32,7 +32,8 @@ def coverage_report(records: Sequence[PeerRecord], num_layers: int) -> dict[str,
 
 def reached(record: PeerRecord) -> dict[str, Any]:
     """How others reach a peer, from its record's ways (swarm/net/ways.py): ``direct`` at its address, or
-    ``relayed`` through the relays listed (a peer behind a NAT). molink opens no hole-punched connections."""
+    ``relayed`` through the relays listed (a peer behind a NAT; a connection over a relay may then become a
+    hole-punched one, which the record's ``links`` show for the peer's own pushes: ``pushes_cell``)."""
     if not record.addrs:
         return {"reached": "-", "address": "-", "relays": []}
     relays = [parse_relayed(w).relay_maddr for w in record.addrs if is_relayed(w)]
@@ -48,12 +49,19 @@ def _reached_cell(how: dict[str, Any]) -> str:
     return f"relayed via {hosts[0]}" + (f" (+{len(hosts) - 1})" if len(hosts) > 1 else "")
 
 
+def pushes_cell(record: PeerRecord) -> str:
+    """The peer's open push connections to next hops and how each was made: "PEERID12 punched, ..."."""
+    return ", ".join(f"{peer[:12]} {how}" for peer, how in sorted(record.links.items())) or "-"
+
+
 def render_table(model: str, records: Sequence[PeerRecord], report: dict[str, Any]) -> str:
-    rows = [("PEER", "ADDRESS", "REACHED", "LAYERS", "STATE", "TOK/S", "SESSIONS", "FREE KV", "DTYPE", "VERSION")]
+    rows = [("PEER", "ADDRESS", "REACHED", "LAYERS", "STATE", "TOK/S", "SESSIONS", "FREE KV", "DTYPE", "VERSION",
+             "PUSHES TO")]
     for r in sorted(records, key=lambda r: (r.start, r.end, r.peer_id)):
         how = reached(r)
         rows.append((r.peer_id[:12], how["address"], _reached_cell(how), f"{r.start}:{r.end}", r.state.value,
-                     f"{r.throughput:.1f}", str(r.load), str(r.free_cache_tokens), r.dtype, r.version))
+                     f"{r.throughput:.1f}", str(r.load), str(r.free_cache_tokens), r.dtype, r.version,
+                     pushes_cell(r)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = [f"model {model}: {len(records)} peer(s), {report['num_layers']} layers"]
     lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]

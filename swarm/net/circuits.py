@@ -34,11 +34,21 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from swarm.net.errors import MolinkError, PeerUnreachableError, ProtocolError, one_line
+from swarm.net.errors import ConfigError, MolinkError, PeerUnreachableError, ProtocolError, one_line
 from swarm.net.loglimit import LogLimiter
-from swarm.net.protocol import Connect, Dialback, Error, Message, Ok, Reach, Relayed, parse
-from swarm.net.transport import Channel, Gate, format_addr, open_channel, serve_channel
-from swarm.net.ways import is_relayed, parse_relayed
+from swarm.net.protocol import Connect, Dialback, Error, Joined, Message, Ok, Punch, Reach, Relayed, parse
+from swarm.net.punch import punch_back, punch_port, simultaneous_open
+from swarm.net.transport import (
+    Channel,
+    Gate,
+    format_addr,
+    open_channel,
+    parse_addr,
+    remote_host,
+    serve_channel,
+    set_nodelay,
+)
+from swarm.net.ways import PUNCHED, RELAYED, is_relayed, parse_relayed
 from swarm.net.wire import Limits
 
 log = logging.getLogger("molink.relay")
@@ -47,9 +57,17 @@ RELAY_PROTOCOL = "/molink/relay/1"
 FRAMES_PROTOCOL = "/molink/frames/1"
 HELLO_TIMEOUT_S = 10.0  # the first frame on a new stream must come within this
 DIALBACK_TIMEOUT_S = 3.0  # a relay's connect back to an asker's data port
+MAX_PUNCHES = 8  # hole punches a peer tries at once (each holds a socket for at most PUNCH_TIMEOUT_S)
+NO_PUNCH_S = 600.0  # after a punch to a peer failed, its connections stay relayed this long
 CHUNK = 64 * 1024
 _SMALL = Limits(max_header=4096, max_body=0)  # what the relay reads itself: one small request
 _OBSERVED = re.compile(r"^/(ip4|ip6)/([^/]+)/tcp/\d+")
+
+
+def _observed_host(maddr: str | None) -> str | None:
+    """The host of a libp2p address /ip4/H/tcp/P (or /ip6/): where a relay sees a connection come from."""
+    found = _OBSERVED.match(maddr or "")
+    return found.group(2) if found else None
 
 
 def _p2p_errors() -> tuple[type[BaseException], ...]:
@@ -87,49 +105,137 @@ async def _ask_relay(p2p: Any, relay_id: str, relay_addr: str, request: Message,
         raise
 
 
-async def open_relayed(p2p: Any, way: str, *, limits: Limits = Limits(), timeout: float = 10.0) -> Channel:
-    """A channel to the peer behind a relayed way; PeerUnreachableError naming the relay when there is none."""
+async def open_relayed(p2p: Any, way: str, *, limits: Limits = Limits(), timeout: float = 10.0,
+                       punch: bool = False) -> Channel:
+    """A channel to the peer behind a relayed way; PeerUnreachableError naming the relay when there is none.
+    ``punch``: try a hole punch over the joined stream first, and give the direct connection when it comes
+    (its ``kind`` is ``punched``; the relayed one's ``relayed``)."""
     relayed = parse_relayed(way)
+    port = punch_port() if punch else 0
     try:
         async with asyncio.timeout(timeout):
-            channel, answer = await _ask_relay(p2p, relayed.relay_id, relayed.relay, Connect(peer=relayed.target),
-                                               remote=way, limits=limits)
+            channel, answer = await _ask_relay(p2p, relayed.relay_id, relayed.relay,
+                                               Connect(peer=relayed.target, punch=port), remote=way, limits=limits)
     except TimeoutError as exc:
         raise PeerUnreachableError(f"relay {relayed.relay_maddr} did not join a circuit within {timeout:g} s") from exc
     except (*_p2p_errors(), MolinkError) as exc:
         raise PeerUnreachableError(f"cannot reach {relayed.target[-8:]} through relay {relayed.relay_maddr}: "
                                    f"{one_line(exc)}") from exc
-    if isinstance(answer, Ok):
-        return channel
-    await channel.close()
-    why = answer.message if isinstance(answer, Error) else "no answer"
-    raise PeerUnreachableError(f"relay {relayed.relay_maddr} did not join {relayed.target[-8:]}: {why}")
+    if not isinstance(answer, (Ok, Joined)):
+        await channel.close()
+        why = answer.message if isinstance(answer, Error) else "no answer"
+        raise PeerUnreachableError(f"relay {relayed.relay_maddr} did not join {relayed.target[-8:]}: {why}")
+    channel.kind = RELAYED
+    if port and isinstance(answer, Joined) and answer.host:
+        direct = await _punch_from(channel, port, answer.host, limits=limits, timeout=timeout)
+        if direct is not None:
+            await channel.close()
+            return direct
+    return channel
+
+
+async def _punch_from(channel: Channel, port: int, host: str, *, limits: Limits, timeout: float) -> Channel | None:
+    """The dialler's side of a hole punch: read the peer's ``Punch`` (first on the joined stream), connect from
+    ``port`` to ``host`` at the peer's port; the punched channel, or None (the relayed one stays usable).
+    PeerUnreachableError, with ``channel`` closed, when the peer never says how it punches."""
+    try:
+        frame = await asyncio.wait_for(channel.recv(), timeout)
+        answer = parse(frame.header) if frame is not None else None
+    except (TimeoutError, MolinkError) as exc:
+        await channel.close()
+        raise PeerUnreachableError(f"{channel.remote} said nothing after the relay joined it: {one_line(exc)}") from exc
+    if not isinstance(answer, Punch):
+        await channel.close()
+        raise PeerUnreachableError(f"{channel.remote} did not answer the hole punch request")
+    if not 0 < answer.port <= 65535:
+        return None  # the peer does not punch
+    addr = format_addr(host, answer.port)
+    began = time.monotonic()
+    sock = await simultaneous_open(port, addr)
+    if sock is None:
+        log.info("hole punch to %s failed within %.1f s: staying on the relay", addr, time.monotonic() - began)
+        return None
+    log.info("hole punch to %s: direct connection in %.2f s", addr, time.monotonic() - began)
+    return await _channel_on(sock, addr, limits)
+
+
+async def _channel_on(sock: Any, remote: str, limits: Limits) -> Channel:
+    reader, writer = await asyncio.open_connection(sock=sock)
+    set_nodelay(writer)
+    return Channel(reader, writer, remote=remote, limits=limits, kind=PUNCHED)
 
 
 class Dialer:
     """Opens a Channel to a way: TCP for HOST:PORT, through the relay for a relayed way (``p2p``: this
-    process's libp2p daemon, hivemind's P2P; None: relayed ways are unreachable)."""
+    process's libp2p daemon, hivemind's P2P; None: relayed ways are unreachable). ``punch``: try a hole punch
+    for each relayed connection, except to a peer a punch failed to within ``NO_PUNCH_S`` (a symmetric NAT
+    fails every time: its connections go straight to the relay)."""
 
-    def __init__(self, p2p: Any | None, *, limits: Limits = Limits(), timeout: float = 10.0) -> None:
+    def __init__(self, p2p: Any | None, *, limits: Limits = Limits(), timeout: float = 10.0, punch: bool = True,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.p2p = p2p
         self.limits = limits
         self.timeout = timeout
+        self.punch = punch
+        self.clock = clock
+        self._no_punch: dict[str, float] = {}  # libp2p peer id -> until when its connections are not punched
 
     async def __call__(self, way: str) -> Channel:
         if not is_relayed(way):
             return await open_channel(way, limits=self.limits, timeout=self.timeout)
         if self.p2p is None:
             raise PeerUnreachableError(f"{way} is a relayed way and this process runs no libp2p node")
-        return await open_relayed(self.p2p, way, limits=self.limits, timeout=self.timeout)
+        target = parse_relayed(way).target
+        now = self.clock()
+        punch = self.punch and self._no_punch.get(target, now) <= now
+        channel = await open_relayed(self.p2p, way, limits=self.limits, timeout=self.timeout, punch=punch)
+        if punch and channel.kind != PUNCHED:
+            self._no_punch[target] = now + NO_PUNCH_S
+            if len(self._no_punch) > 1024:  # forget the oldest: strangers' ids cannot grow it without bound
+                del self._no_punch[min(self._no_punch, key=self._no_punch.__getitem__)]
+        else:
+            self._no_punch.pop(target, None)
+        return channel
 
 
 async def serve_relayed(p2p: Any, handler: Callable[[Channel], Awaitable[None]], gate: Gate,
-                        limits: Limits = Limits()) -> None:
-    """Serve the streams relays join to this peer with ``handler``, under ``gate`` (the TCP port's caps)."""
+                        limits: Limits = Limits(), *, punch: bool = True) -> None:
+    """Serve the streams relays join to this peer with ``handler``, under ``gate`` (the TCP port's caps).
+    ``punch``: when the dialler asks, try a hole punch back to the address the relay saw it at (at most
+    ``MAX_PUNCHES`` at once) and serve the direct connection too, as a TCP connection from that host."""
+    punching: set[asyncio.Task[None]] = set()
+
+    async def punch_to(port: int, addr: str) -> None:
+        sock = await punch_back(port, addr)
+        if sock is None:
+            gate.quiet.log(log, logging.INFO, f"punch {remote_host(addr)}", "hole punch from %s failed: it stays "
+                           "relayed", addr)
+            return
+        channel = await _channel_on(sock, addr, limits)
+        host = remote_host(addr)
+        if not gate.admit(host):
+            await channel.close()
+            return
+        gate.quiet.log(log, logging.INFO, f"punch {host}", "hole punch from %s: direct connection", addr)
+        await serve_channel(handler, channel, host, gate)
+
+    async def answer_punch(channel: Channel, addr: str) -> None:
+        port = 0
+        try:
+            parse_addr(addr)
+            if punch and len(punching) < MAX_PUNCHES:
+                port = punch_port(remote_host(addr))
+        except (ConfigError, OSError):
+            port = 0
+        await channel.send(Punch(port=port).to_header())
+        if port:
+            task = asyncio.ensure_future(punch_to(port, addr))
+            punching.add(task)
+            task.add_done_callback(punching.discard)
 
     async def on_stream(info: Any, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         relay = str(info.peer_id)
-        channel = Channel(reader, writer, remote=f"relay {relay[-8:]}", limits=limits)
+        channel = Channel(reader, writer, remote=f"relay {relay[-8:]}", limits=limits, kind=RELAYED)
         try:
             frame = await asyncio.wait_for(channel.recv(), HELLO_TIMEOUT_S)
             hello = parse(frame.header) if frame is not None else None
@@ -146,6 +252,13 @@ async def serve_relayed(p2p: Any, handler: Callable[[Channel], Awaitable[None]],
         if not gate.admit(source):
             await channel.close()
             return
+        if hello.punch is not None:
+            try:
+                await answer_punch(channel, hello.punch)
+            except MolinkError:
+                gate.release(source)
+                await channel.close()
+                return
         await serve_channel(handler, channel, source, gate)
 
     await p2p.add_binary_stream_handler(FRAMES_PROTOCOL, on_stream)
@@ -236,7 +349,7 @@ class RelayService:
             if isinstance(msg, Dialback):
                 await channel.send((await self._dialback(str(info.addr), msg)).to_header())
             elif isinstance(msg, Connect):
-                keep = await self._connect(source, msg.peer, reader, writer, channel)
+                keep = await self._connect(source, msg, str(info.addr), reader, writer, channel)
             elif msg is not None:
                 await channel.send(Error(code="unknown_type", message=f"a relay does not take {msg.TYPE!r}").to_header())
         except (TimeoutError, MolinkError, *_p2p_errors()) as e:
@@ -276,17 +389,28 @@ class RelayService:
                 return f"{who[-8:]} holds its most circuits through this relay ({held})"
         return None
 
-    async def _connect(self, source: str, target: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                       channel: Channel) -> bool:
-        """Join the asker's stream to a stream to ``target``; True when the circuit ran (streams closed here)."""
+    async def _connect(self, source: str, msg: Connect, observed: str, reader: asyncio.StreamReader,
+                       writer: asyncio.StreamWriter, channel: Channel) -> bool:
+        """Join the asker's stream to a stream to ``msg.peer``; True when the circuit ran (streams closed here).
+        When the asker asks for a hole punch, the peer is told where to punch to (the host this relay sees the
+        asker at, the port it said) and the asker where the peer is (the host this relay sees it at)."""
+        target = msg.peer
         refusal = self._refusal(source, target)
-        if refusal is None and target not in {str(p.peer_id) for p in await self.p2p.list_peers()}:
-            refusal = f"{target[-8:]} is not connected to this relay"
+        target_addr = None
+        if refusal is None:
+            connected = {str(p.peer_id): p for p in await self.p2p.list_peers()}
+            if target not in connected:
+                refusal = f"{target[-8:]} is not connected to this relay"
+            else:
+                target_addr = next((str(a) for a in connected[target].addrs if _OBSERVED.match(str(a))), None)
         if refusal is not None:
             self._quiet.log(log, logging.INFO, f"refused {source}", "no circuit %s -> %s: %s", source[-8:],
                             target[-8:], refusal)
             await channel.send(Error(code="busy", message=refusal).to_header())
             return False
+        source_host = _observed_host(observed)
+        punch_to = format_addr(source_host, msg.punch) if source_host and 0 < msg.punch <= 65535 else None
+        target_host = _observed_host(target_addr) if punch_to else None
         number, self._next = self._next, self._next + 1
         self.open[number] = (source, target)
         try:
@@ -298,11 +422,11 @@ class RelayService:
                                          f"{one_line(e)}").to_header())
                 return False
             to_target = Channel(t_reader, t_writer, remote=target, limits=_SMALL)
-            await to_target.send(Relayed(source=source).to_header())
-            await channel.send(Ok(id=0).to_header())
+            await to_target.send(Relayed(source=source, punch=punch_to if target_host else None).to_header())
+            await channel.send(Joined(host=target_host).to_header())
             self.circuits_served += 1
-            self._quiet.log(log, logging.INFO, f"open {source}", "circuit %d open: %s -> %s (%d open)", number,
-                            source[-8:], target[-8:], len(self.open))
+            self._quiet.log(log, logging.INFO, f"open {source}", "circuit %d open: %s -> %s (%d open)%s", number,
+                            source[-8:], target[-8:], len(self.open), ", hole punch asked" if target_host else "")
             await self._join(number, source, (reader, writer), (t_reader, t_writer))
             await to_target.close()
             await channel.close()

@@ -228,10 +228,21 @@ class Error(Message):
 
 @dataclass(frozen=True)
 class Connect(Message):
-    """To a relay: join this stream to the peer whose libp2p node is ``peer``; answered ``ok`` or ``error``."""
+    """To a relay: join this stream to the peer whose libp2p node is ``peer``; answered ``joined`` or ``error``.
+    ``punch``: the local port the asker will try a hole punch from (0: none; ``swarm/net/punch.py``)."""
     TYPE: ClassVar[str] = "connect"
     peer: str
     id: int = 0
+    punch: int = 0
+
+
+@dataclass(frozen=True)
+class Joined(Message):
+    """From a relay: the stream is joined to the peer; ``host``: the address the relay sees that peer at (where a
+    hole punch goes), when the asker asked for one and the relay knows it."""
+    TYPE: ClassVar[str] = "joined"
+    id: int = 0
+    host: str | None = None
 
 
 @dataclass(frozen=True)
@@ -252,13 +263,23 @@ class Reach(Message):
 
 @dataclass(frozen=True)
 class Relayed(Message):
-    """From a relay to the peer, first on a joined stream: who dialled (a libp2p peer id)."""
+    """From a relay to the peer, first on a joined stream: who dialled (a libp2p peer id) and, when it asked for a
+    hole punch, HOST:PORT to punch to: the host the relay sees it at and the port it said."""
     TYPE: ClassVar[str] = "relayed"
     source: str
+    punch: str | None = None
+
+
+@dataclass(frozen=True)
+class Punch(Message):
+    """From the peer to the dialler, first on a joined stream whose dialler asked for a hole punch: the local
+    port the peer tries it from (0: it will not try)."""
+    TYPE: ClassVar[str] = "punch"
+    port: int
 
 
 __all__ = ["SECRET_CHARS", "new_secret", "secret_matches", "session_tag", "BUSY_CODES", "FATAL_CODES", "HOP_FAILURE_CODES", "MESSAGES", "REQUESTS", "Close", "Code", "Connect", "Dialback", "Draining",
-           "Error", "Message", "Ok", "Open", "Ping", "Pong", "Reach", "Rebind", "Relayed", "Replayed", "Result", "Step", "parse", "check_pong"]
+           "Error", "Joined", "Message", "Ok", "Open", "Ping", "Pong", "Punch", "Reach", "Rebind", "Relayed", "Replayed", "Result", "Step", "parse", "check_pong"]
 
 
 # ---- session traffic ----------------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 PeerId = NewType("PeerId", str)
 
-RECORD_VERSION = 4  # 2: num_layers and model_name; 3: queue; 4: expires_at, signed
+RECORD_VERSION = 5  # 2: num_layers and model_name; 3: queue; 4: expires_at, signed; 5: links
 _SIGNING_DOMAIN = b"molink-peer-record"  # a signature over a record can never be mistaken for another message
 _PROOF_DOMAIN = b"molink-peer-proof"  # nor one that answers a challenge (``Identity.prove``) for a record
 
@@ -45,6 +45,8 @@ _PROOF_DOMAIN = b"molink-peer-proof"  # nor one that answers a challenge (``Iden
 MAX_STR = 256  # characters in model, dtype, version, each address and each rtt key
 MAX_ADDRS = 16
 MAX_RTTS = 64
+MAX_LINKS = 8
+LINK_KINDS = ("direct", "punched", "relayed")  # how a push connection was made (swarm/net/ways.py)
 # a whole record, encoded: a real one is a few hundred bytes; the cap keeps what a flood of fresh keys can put
 # under one model's DHT key (every lookup returns all of it) ten times smaller than the field bounds allow
 MAX_RECORD_BYTES = 2048
@@ -86,6 +88,8 @@ class PeerRecord:
     model_name: str = ""  # what the peer's operator called the model (alias, repo id, folder): a hint only
     queue: int = 0  # steps waiting for or in a forward pass when the record was made
     expires_at: float = 0.0  # DHT time (wall clock) after which the record is void; set when it is stored
+    links: Mapping[str, str] = field(default_factory=dict)  # peer_id -> how this peer's push connection to it
+    # was made: direct, punched (a TCP hole punch) or relayed; at most MAX_LINKS, the ones open when it was made
     public_key: bytes = b""  # raw Ed25519 public key, 32 bytes
     signature: bytes = b""  # Ed25519 signature over signing_payload(), 64 bytes
 
@@ -110,6 +114,7 @@ class PeerRecord:
             self.model_name,
             self.queue,
             float(self.expires_at),
+            sorted([str(k), str(v)] for k, v in self.links.items()),
             bytes(self.public_key),
         ]
         return _SIGNING_DOMAIN + msgpack.packb(fields, use_bin_type=True)
@@ -135,6 +140,7 @@ class PeerRecord:
             "model_name": self.model_name,
             "queue": self.queue,
             "expires_at": float(self.expires_at),
+            "links": {str(k): str(v) for k, v in self.links.items()},
             "public_key": bytes(self.public_key),
             "signature": bytes(self.signature),
         }
@@ -259,6 +265,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "model_name": (str,),
     "queue": (int,),
     "expires_at": (float, int),
+    "links": (dict,),
     "public_key": (bytes,),
     "signature": (bytes,),
 }
@@ -323,6 +330,13 @@ def record_from_wire(value: Any) -> PeerRecord:
     if len(rtts) > MAX_RTTS:
         raise _invalid("bad rtts", f"{len(rtts)} entries, at most {MAX_RTTS}")
     rtts = {_check_str("rtt peer id", k): _check_number("rtt", v) for k, v in rtts.items()}
+    links = value["links"]
+    if len(links) > MAX_LINKS:
+        raise _invalid("bad links", f"{len(links)} entries, at most {MAX_LINKS}")
+    for k, v in links.items():
+        _check_str("link peer id", k)
+        if v not in LINK_KINDS:
+            raise _invalid("bad links", f"a link is one of {', '.join(LINK_KINDS)}, got {v!r:.40}")
     for name in ("free_cache_tokens", "load", "queue"):
         if value[name] < 0:
             raise _invalid("bad number", f"{name} must be >= 0")
@@ -351,6 +365,7 @@ def record_from_wire(value: Any) -> PeerRecord:
         model_name=value["model_name"],
         queue=value["queue"],
         expires_at=_check_number("expires_at", value["expires_at"]),
+        links=dict(links),
         public_key=public_key,
         signature=signature,
     )

@@ -52,14 +52,15 @@ def format_addr(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _set_nodelay(writer: asyncio.StreamWriter) -> None:
+def set_nodelay(writer: asyncio.StreamWriter) -> None:
     sock = writer.get_extra_info("socket")
     if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 class Channel:
-    """One open TCP connection carrying frames in both directions."""
+    """One open connection carrying frames in both directions. ``kind`` says how it was made (the words of
+    ``swarm/net/ways.py``): ``direct`` TCP, ``punched`` TCP after a hole punch, or ``relayed`` through a relay."""
 
     def __init__(
         self,
@@ -67,9 +68,12 @@ class Channel:
         writer: asyncio.StreamWriter,
         remote: str,
         limits: Limits = Limits(),
+        kind: str = "direct",
     ) -> None:
         self.remote = remote
         self.limits = limits
+        self.kind = kind
+        self.rtt_s: float | None = None  # a round trip its opener measured on it (a proof on connect), if any
         self._reader = reader
         self._writer = writer
         self._send_lock = asyncio.Lock()
@@ -130,7 +134,7 @@ async def open_channel(addr: str, *, limits: Limits = Limits(), timeout: float =
         raise PeerUnreachableError(f"{addr} did not accept a connection within {timeout:g} s") from exc
     except OSError as exc:  # refused, unreachable network, unknown host
         raise PeerUnreachableError(f"cannot connect to {addr}: {exc}") from exc
-    _set_nodelay(writer)
+    set_nodelay(writer)
     return Channel(reader, writer, remote=addr, limits=limits)
 
 
@@ -204,7 +208,7 @@ async def start_server(
         if not gate.admit(host):
             writer.close()
             return
-        _set_nodelay(writer)
+        set_nodelay(writer)
         await serve_channel(handler, Channel(reader, writer, remote=remote, limits=limits), host, gate)
 
     try:

@@ -28,6 +28,7 @@ _TARGET = re.compile(rf"^{_PEER_ID}$")
 
 DIRECT = "direct"
 RELAYED = "relayed"
+PUNCHED = "punched"  # not a way: how a connection made over a relayed way ended up, after a hole punch
 
 
 @dataclass(frozen=True)

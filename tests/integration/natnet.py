@@ -63,6 +63,10 @@ table ip filter {{
     ct state established,related accept
     iifname != "{wan}" accept
   }}
+  chain input {{
+    type filter hook input priority filter; policy accept;
+    iifname "{wan}" ct state != established,related drop
+  }}
 }}
 """
 

@@ -28,15 +28,22 @@ class Pause:
     def put(self, value: object) -> None:
         self.seen += 1
         if self.seen == self.after and self.go_file:
-            # the way to the first hop of the open session: the test knows which relay carries it
+            # how the client reaches each hop of the open session: the test knows which relay carries what
             sessions = list(getattr(self.client, "sessions", ()))
-            print("paused", sessions[0].hops[0].addr if sessions else "", flush=True)
+            hops = [reached(self.client, h.addr) for h in sessions[0].hops] if sessions else []
+            print("paused", json.dumps(hops), flush=True)
             deadline = time.monotonic() + 300
             while not os.path.exists(self.go_file) and time.monotonic() < deadline:
                 time.sleep(0.05)  # the test creates the file once it has done what it does mid-generation
 
     def end(self) -> None:
         pass
+
+
+def reached(client: object, addr: str) -> dict[str, str | None]:
+    """How the client's link to a hop was made (direct, punched, relayed) and where it goes."""
+    how, where = client.reached(addr) or (None, None)
+    return {"how": how, "via": where}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     ) as model:
         streamer = Pause(args.pause_after, args.go_file, model.client) if args.pause_after else None
         out = model.generate(ids, max_new_tokens=args.max_new_tokens, do_sample=False, streamer=streamer)
-        hops = [{"addr": h.addr, "start": h.start, "end": h.end} for h in model.last_route.hops]
+        hops = [{"addr": h.addr, "start": h.start, "end": h.end, **reached(model.client, h.addr)}
+                for h in model.last_route.hops]
     print(json.dumps({"ids": out[0].tolist(), "hops": hops}), flush=True)
     return 0
 

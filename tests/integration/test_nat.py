@@ -4,9 +4,11 @@ Two bootstraps run with ``--relay`` on public hosts; a 3-peer chain serves from 
 a symmetric one) and a public host, and a client generates from a third home. Every peer must find out by
 itself whether it can be reached (the relays connect back to its data port): the two behind NATs serve through
 the relays, and nobody may plan their private addresses as direct hops; the public one is reached directly
-(the NATed peer before it pushes to it over TCP). The tokens must equal local transformers; ``swarm.status``
-shows how each peer is reached. Then a relay is stopped in the middle of a generation: the client and the pushing
-peers move to the other relay, and the text does not change.
+(the NATed peer before it pushes to it over TCP). The client, behind a cone NAT, gets a direct connection to the
+cone-NAT peer by a TCP hole punch; the punch to the symmetric-NAT peer fails and that one stays relayed. The
+tokens must equal local transformers; ``swarm.status`` shows how each peer is reached and how each edge between
+peers was made. Then the relay that carries the relayed hop is stopped in the middle of a generation: the client
+and the pushing peer move to the other relay, and the text does not change.
 """
 
 from __future__ import annotations
@@ -91,9 +93,13 @@ def test_peers_behind_nats_serve_through_relays_and_survive_losing_one(checkpoin
                 "-m", "tests.integration.remote_client", str(folders["client"]), *relays,
                 "--ids", ",".join(map(str, prompt[0].tolist())), "--max-new-tokens", str(NEW_TOKENS),
                 "--pause-after", "4", "--go-file", str(go)])
-            first_way = client.wait_line("paused", 240).split()[1]
-            # stop the relay the session's first hop is reached through (peers may list either relay first)
-            lost, kept = (boot, second) if parse_relayed(first_way).relay_maddr == first else (boot2, first)
+            paused = json.loads(client.wait_line("paused", 240).split(" ", 1)[1])
+            # the client reaches the cone-NAT peer by a hole punch, the symmetric-NAT one through a relay (a punch
+            # there fails: its NAT maps every connection to a new port), the public one directly
+            assert [h["how"] for h in paused] == ["punched", "relayed", "direct"], paused
+            assert paused[0]["via"].startswith(net.router_addrs["a"] + ":"), paused
+            # stop the relay that carries the relayed hop (peers may list either relay first)
+            lost, kept = (boot, second) if parse_relayed(paused[1]["via"]).relay_maddr == first else (boot2, first)
             lost.stop()
             stopped = time.time()
             go.touch()
@@ -102,16 +108,22 @@ def test_peers_behind_nats_serve_through_relays_and_survive_losing_one(checkpoin
             assert got["ids"] == expected
             assert "opening the route again" in client.log_path.read_text()  # the loss was seen and survived
             assert [is_relayed(h["addr"]) for h in got["hops"]] == [n in BEHIND_NAT for n in PEERS], got["hops"]
+            assert [h["how"] for h in got["hops"]] == ["punched", "relayed", "direct"], got["hops"]
             kept_proc = boot2 if kept == second else boot
             relay_log = kept_proc.log_path.read_text()
             assert "circuit" in relay_log and "open" in relay_log, kept_proc.tail()
 
-            # the peers keep announcing through the relay that is left: records signed well after the loss
+            # the peers keep announcing through the relay that is left: records signed well after the loss; and
+            # their records show how each edge between peers was made: the cone-NAT peer pushes to the symmetric
+            # one through a relay (the punch fails), that one to the public peer directly
+            ids = {name: by_span[span]["peer_id"] for name, (_, span, _) in PEERS.items()}
+            edges = {ids["peer1"]: {ids["peer2"]: "relayed"}, ids["peer2"]: {ids["peer3"]: "direct"}}
             deadline = time.monotonic() + 120  # generous on a busy machine
             while True:
                 report = status(hosts, folders["client"], [kept])
                 fresh = [p for p in report["peers"] if p["expires_at"] > stopped + 12]  # signed 3 beats after
-                if len(fresh) == len(PEERS) and report["complete"]:
+                links = {p["peer_id"]: p["links"] for p in report["peers"] if p["links"]}
+                if len(fresh) == len(PEERS) and report["complete"] and links == edges:
                     break
                 assert time.monotonic() < deadline, f"peers stopped announcing after the relay was lost: {report}"
             got = json.loads(hosts.run("c", [

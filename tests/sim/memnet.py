@@ -33,6 +33,8 @@ class MemChannel:
         self.peer: MemChannel | None = None
         self._inbox: asyncio.Queue[Frame | None] = asyncio.Queue()
         self._closed = False
+        self.kind = "direct"  # as a transport.Channel says how it was made
+        self.rtt_s: float | None = None
 
     @property
     def closed(self) -> bool:

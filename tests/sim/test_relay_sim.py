@@ -15,9 +15,9 @@ import pytest
 
 from swarm.errors import PeerUnreachableError
 from swarm.net.circuits import CircuitLimits, Dialer, RelayService, check_reach, serve_relayed
-from swarm.net.protocol import Ping, Pong, parse
+from swarm.net.protocol import Connect, Ping, Pong, parse
 from swarm.net.transport import Channel, Gate
-from swarm.net.ways import relayed_way
+from swarm.net.ways import PUNCHED, RELAYED, relayed_way
 
 RELAY_ID = "QmfQrZF4AykDfJ5cV3qadVHqfQvqwmyfvZFvfiozRzTUKT"
 PEER_ID = "12D3KooWRch1rxjvgvMT7s4KP2Tsy1bfZeMUVND4a9xbrB16LJ9m"
@@ -35,6 +35,7 @@ class Info:
 @dataclass
 class Listed:
     peer_id: str
+    addrs: list[str]
 
 
 class FakeDaemon:
@@ -63,7 +64,8 @@ class FakeDaemon:
         return Info(str(peer_id), "", name), reader, writer
 
     async def list_peers(self):
-        return [Listed(p) for p in self.net.connected.get(self.peer_id, set())]
+        return [Listed(p, [self.net.seen_at.get(p, "/ip4/127.0.0.1/tcp/1")])
+                for p in self.net.connected.get(self.peer_id, set())]
 
 
 class FakeNet:
@@ -94,16 +96,16 @@ async def net():
     await made.close()
 
 
-async def echo_peer(net: FakeNet, seen: list[str]) -> FakeDaemon:
-    """A peer behind a NAT: answers a Ping with a Pong, and notes who dialled it."""
+async def echo_peer(net: FakeNet, seen: list[str], *, punch: bool = True) -> FakeDaemon:
+    """A peer behind a NAT: answers a Ping with a Pong, and notes who dialled it and how."""
     daemon = net.node(PEER_ID)
 
     async def handler(channel: Channel) -> None:
-        seen.append(channel.remote)
+        seen.append(channel.remote if channel.kind == RELAYED else f"{channel.kind} {channel.remote}")
         while (frame := await channel.recv()) is not None:
             await channel.send(Pong(id=frame.header.get("id", 0), peer_id="ab" * 20, model="m", start=0, end=1).to_header())
 
-    await serve_relayed(daemon, handler, Gate())
+    await serve_relayed(daemon, handler, Gate(), punch=punch)
     return daemon
 
 
@@ -138,8 +140,9 @@ async def test_frames_cross_a_circuit_and_the_peer_learns_who_dialled(net):
     seen: list[str] = []
     await echo_peer(net, seen)
     net.connect(RELAY_ID, PEER_ID)
-    dial = Dialer(net.node(CLIENT_ID), timeout=10)
+    dial = Dialer(net.node(CLIENT_ID), timeout=10, punch=False)
     channel = await dial(relayed_way(f"/ip4/127.0.0.1/tcp/31337/p2p/{RELAY_ID}", PEER_ID))
+    assert channel.kind == RELAYED
     for i in range(3):
         await channel.send(Ping(id=i).to_header())
         answer = parse((await asyncio.wait_for(channel.recv(), 10)).header)
@@ -149,11 +152,64 @@ async def test_frames_cross_a_circuit_and_the_peer_learns_who_dialled(net):
     await channel.close()
 
 
+async def test_a_hole_punch_over_a_circuit_gives_a_direct_connection(net):
+    """Both ends connect to each other at once from the ports they told each other, at the hosts the relay sees
+    them at (here loopback): the dialler gets a punched TCP connection and the peer serves it as one."""
+    relay = RelayService(net.node(RELAY_ID))
+    await relay.start()
+    seen: list[str] = []
+    await echo_peer(net, seen)
+    net.connect(RELAY_ID, PEER_ID)
+    dial = Dialer(net.node(CLIENT_ID), timeout=10)
+    channel = await dial(relayed_way(RELAY_MADDR, PEER_ID))
+    assert channel.kind == PUNCHED
+    await channel.send(Ping(id=7).to_header())
+    answer = parse((await asyncio.wait_for(channel.recv(), 10)).header)
+    assert isinstance(answer, Pong) and answer.id == 7
+    punched = [s for s in seen if s.startswith(PUNCHED)]
+    assert len(punched) == 1 and punched[0].startswith(f"{PUNCHED} 127.0.0.1:"), seen
+    assert await _until(lambda: relay.open == {})  # the relayed stream was let go once the punch held
+    await channel.close()
+
+
+async def test_a_peer_that_does_not_punch_stays_relayed_and_is_not_asked_again(net):
+    """--no-hole-punching on the peer: it says so at once, the dialler keeps the relayed stream, and its next
+    connections to that peer do not ask (a symmetric NAT would fail the same way every time)."""
+    relay = RelayService(net.node(RELAY_ID))
+    await relay.start()
+    seen: list[str] = []
+    await echo_peer(net, seen, punch=False)
+    net.connect(RELAY_ID, PEER_ID)
+    now = [0.0]
+    dial = Dialer(net.node(CLIENT_ID), timeout=10, clock=lambda: now[0])
+    first = await dial(relayed_way(RELAY_MADDR, PEER_ID))
+    assert first.kind == RELAYED
+    await first.send(Ping(id=1).to_header())
+    assert isinstance(parse((await asyncio.wait_for(first.recv(), 10)).header), Pong)
+    asked: list[int] = []
+    real_connect = Connect.to_header
+
+    def spy(msg):
+        asked.append(msg.punch)
+        return real_connect(msg)
+
+    Connect.to_header = spy
+    try:
+        await (await dial(relayed_way(RELAY_MADDR, PEER_ID))).close()
+        now[0] += 601  # NO_PUNCH_S later it asks again
+        await (await dial(relayed_way(RELAY_MADDR, PEER_ID))).close()
+    finally:
+        Connect.to_header = real_connect
+    assert asked[0] == 0 and asked[1] > 0
+    assert all(s.endswith(f"via relay {RELAY_ID[-8:]}") for s in seen), seen
+    await first.close()
+
+
 async def test_a_relay_serves_only_peers_connected_to_it_and_within_its_limits(net):
     relay = RelayService(net.node(RELAY_ID), CircuitLimits(max_per_peer=1))
     await relay.start()
     await echo_peer(net, [])
-    dial = Dialer(net.node(CLIENT_ID), timeout=10)
+    dial = Dialer(net.node(CLIENT_ID), timeout=10, punch=False)
     way = relayed_way(f"/ip4/127.0.0.1/tcp/31337/p2p/{RELAY_ID}", PEER_ID)
     with pytest.raises(PeerUnreachableError, match="not connected to this relay"):
         await dial(way)  # the relay dials out to nobody for a stranger
@@ -171,7 +227,7 @@ async def test_a_circuit_past_its_duration_is_closed(net):
     await relay.start()
     await echo_peer(net, [])
     net.connect(RELAY_ID, PEER_ID)
-    channel = await Dialer(net.node(CLIENT_ID), timeout=10)(relayed_way(RELAY_MADDR, PEER_ID))
+    channel = await Dialer(net.node(CLIENT_ID), timeout=10, punch=False)(relayed_way(RELAY_MADDR, PEER_ID))
     assert await asyncio.wait_for(channel.recv(), 30) is None  # closed by the relay, not by either end
     assert await _until(lambda: relay.open == {})
 
@@ -186,7 +242,7 @@ async def test_garbage_to_a_relay_gets_nothing_and_breaks_nothing(net):
     assert await asyncio.wait_for(reader.read(), 30) == b""  # closed: a stranger learns nothing
     await echo_peer(net, [])
     net.connect(RELAY_ID, PEER_ID)
-    await (await Dialer(stranger, timeout=10)(relayed_way(RELAY_MADDR, PEER_ID))).close()  # still relays
+    await (await Dialer(stranger, timeout=10, punch=False)(relayed_way(RELAY_MADDR, PEER_ID))).close()  # still relays
 
 
 async def _until(condition, timeout: float = 30.0) -> bool:

@@ -78,6 +78,7 @@ class FakeChannel:
         self.identity, self.answer = identity, answer
         self.sent: list[dict] = []
         self.closed = False
+        self.kind, self.remote, self.rtt_s = "direct", "fake", None
         self._reply: Frame | None = None
 
     async def send(self, header: dict, body: bytes = b"") -> None:

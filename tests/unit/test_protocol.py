@@ -19,10 +19,12 @@ from swarm.net.protocol import (
     Dialback,
     Draining,
     Error,
+    Joined,
     Ok,
     Open,
     Ping,
     Pong,
+    Punch,
     Reach,
     Rebind,
     Relayed,
@@ -65,6 +67,10 @@ SAMPLES = [
     Dialback(port=31400, id=14),
     Reach(addr="203.0.113.200:31400", reachable=False, id=14),
     Relayed(source="12D3KooWRch1rxjvgvMT7s4KP2Tsy1bfZeMUVND4a9xbrB16LJ9m"),
+    Connect(peer="12D3KooWRch1rxjvgvMT7s4KP2Tsy1bfZeMUVND4a9xbrB16LJ9m", punch=40123),
+    Joined(host="203.0.113.201"),
+    Relayed(source="12D3KooWRch1rxjvgvMT7s4KP2Tsy1bfZeMUVND4a9xbrB16LJ9m", punch="203.0.113.200:40123"),
+    Punch(port=40200),
 ]
 
 

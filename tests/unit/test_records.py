@@ -28,7 +28,8 @@ def through_msgpack(value):
 def test_signed_record_round_trips_through_msgpack():
     """A signed record survives to_wire -> msgpack -> record_from_wire unchanged."""
     record = make_peer_record(
-        rtts={"ab" * 20: 0.012}, addrs=("127.0.0.1:1", "[::1]:2"), state=PeerState.DRAINING
+        rtts={"ab" * 20: 0.012}, addrs=("127.0.0.1:1", "[::1]:2"), state=PeerState.DRAINING,
+        links={"ab" * 20: "punched", "cd" * 20: "relayed"},
     )
     back = record_from_wire(through_msgpack(record.to_wire()))
     assert back == record
@@ -68,6 +69,7 @@ def test_identity_peer_id_is_sha256_prefix_of_public_key():
         ("queue", 3),
         ("version", "9.9"),
         ("rtts", {"x": 0.5}),
+        ("links", {"ab" * 20: "direct"}),
     ],
 )
 def test_tampered_field_breaks_the_signature(name, value):
@@ -118,6 +120,7 @@ def test_unsigned_record_is_refused():
         "state",
         "throughput",
         "rtts",
+        "links",
         "signature",
     ],
 )
@@ -143,6 +146,7 @@ def test_missing_field_is_refused(field):
         ("num_layers", "30"),
         ("model_name", None),
         ("rtts", [["a", 1.0]]),
+        ("links", [["a", "direct"]]),
         ("public_key", "key"),
         ("signature", None),
     ],
@@ -171,6 +175,9 @@ def test_field_of_the_wrong_type_is_refused(name, value):
         ({"num_layers": -1}, "num_layers"),
         ({"model_name": "n" * 257}, "model_name"),
         ({"rtts": {"p": float("nan")}}, "rtt"),
+        ({"links": {f"p{i}": "direct" for i in range(9)}}, "links"),
+        ({"links": {"p": "teleported"}}, "links"),
+        ({"links": {"": "direct"}}, "link peer id"),
         ({"throughput": float("inf")}, "throughput"),
         ({"net_throughput": -1.0}, "net_throughput"),
         ({"load": -1}, "load"),
@@ -190,7 +197,8 @@ def test_unknown_state_version_mismatch_and_extra_fields_are_refused():
         ({"state": "sleeping"}, "state"),
         ({"record_version": 2}, "version"),
         ({"record_version": 3}, "version"),
-        ({"record_version": 5}, "version"),
+        ({"record_version": 4}, "version"),
+        ({"record_version": 6}, "version"),
         ({"x": 1}, "unexpected"),
     ]:
         wire = {**make_peer_record().to_wire(), **change}

@@ -43,10 +43,12 @@ def test_status_shows_how_each_peer_is_reached():
     relay2 = "/ip4/203.0.113.11/tcp/31337/p2p/QmSCu27VD2Td9dLdUowH7kh7DdDSu2WzKv4Se6PXbCbnMK"
     node = "12D3KooWRch1rxjvgvMT7s4KP2Tsy1bfZeMUVND4a9xbrB16LJ9m"
     behind_nat = make_peer_record(start=0, end=2, sign=False,
-                                  addrs=(relayed_way(relay1, node), relayed_way(relay2, node)))
+                                  addrs=(relayed_way(relay1, node), relayed_way(relay2, node)),
+                                  links={"9f" * 20: "punched", "ab" * 20: "relayed"})
     public = make_peer_record(start=2, end=4, sign=False, addrs=("203.0.113.12:31400", relayed_way(relay1, node)))
     assert reached(behind_nat) == {"reached": "relayed", "address": f"p2p:{node[-12:]}", "relays": [relay1, relay2]}
     assert reached(public) == {"reached": "direct", "address": "203.0.113.12:31400", "relays": [relay1]}
     text = render_table("m", [behind_nat, public], coverage_report([behind_nat, public], 4))
     assert "relayed via 203.0.113.10 (+1)" in text and "REACHED" in text
     assert "203.0.113.12:31400" in text and "direct" in text
+    assert "PUSHES TO" in text and f"{'9f' * 6} punched, {'ab' * 6} relayed" in text  # how each edge was made
