@@ -1,14 +1,16 @@
-"""What a relay costs: decode tokens/s and time to first token through peers reached directly and through a relay.
+"""What NATs cost: decode tokens/s and time to first token through peers reached directly, by hole punches, and
+through a relay, side by side.
 
 The machines are network namespaces (tests/integration/natnet.py): a relay (a bootstrap with --relay) and two
-public hosts on an "internet" bridge, and three homes behind NATs (a cone one, a symmetric one, and the
-client's). Two chains serve two copies of a generated Llama (the decode benchmark's tiny or medium size; the
-copies differ in their weights, so they are two models and never mix): the *direct* chain on the public hosts,
-the *relayed* chain in the two NATed homes, where every edge (client to hop 1, hop 1 to hop 2, hop 2 back)
-goes through the relay. Both run at once and the client, in the third home, measures them in alternation
-(median of --repeats), greedy, 64 tokens after a 16-token prompt. molink opens no hole-punched connections,
-so there is no third chain. Needs root, iproute2 and nftables. Prints one JSON object and writes it to
-benchmarks/results/nat-<date>.json with the machine's facts.
+public hosts on an "internet" bridge, and three homes behind cone NATs (two for peers, one for the client).
+Three chains serve three copies of a generated Llama (the decode benchmark's tiny or medium size; the copies
+differ in their weights, so they are three models and never mix): the *direct* chain on the public hosts; the
+*punched* chain in the two NATed homes, where every edge (client to hop 1, hop 1 to hop 2, hop 2 back) becomes
+a hole-punched TCP connection; the *relayed* chain in the same two homes, on other ports, with hole punching
+off (its peers run --no-hole-punching, its client ``hole_punching=False``), so every edge of the same links
+goes through the relay. All run at once and the client measures them in alternation (median of --repeats),
+greedy, 64 tokens after a 16-token prompt; how each hop was reached is in the result. Needs root, iproute2 and
+nftables. Prints one JSON object and writes it to benchmarks/results/nat-<date>.json with the machine's facts.
 
     .venv/bin/python benchmarks/nat.py [--size tiny] [--repeats 3]
 """
@@ -31,8 +33,9 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.common import DEFAULT_MODELS_DIR, models_root, publish  # noqa: E402
 from benchmarks.decode import SIZES, VOCAB, decode, prompts, ttft  # noqa: E402
 
-CHAINS = {"direct": ("pub1", "pub2"), "relayed": ("a", "b")}
-PORT, RELAY_PORT = 31400, 31337
+CHAINS = {"direct": ("pub1", "pub2"), "punched": ("a", "b"), "relayed": ("a", "b")}
+PORTS = {"direct": 31400, "punched": 31400, "relayed": 32400}  # a host's peers: this port, then +100
+RELAY_PORT = 31337
 
 
 def make_copy(size: str, root: Path, seed: int) -> Path:
@@ -52,7 +55,8 @@ def client(models: dict[str, str], relay: str, repeats: int) -> dict[str, object
 
     short, _ = prompts()
     loaded = {name: AutoDistributedModelForCausalLM.from_pretrained(
-        path, initial_peers=[relay], config=ClientConfig(route_wait_s=90)) for name, path in models.items()}
+        path, initial_peers=[relay], config=ClientConfig(route_wait_s=90, hole_punching=name != "relayed"))
+        for name, path in models.items()}
     try:
         def generate(model):
             return lambda ids, n, streamer: model.generate(ids, max_new_tokens=n, do_sample=False, streamer=streamer)
@@ -65,7 +69,8 @@ def client(models: dict[str, str], relay: str, repeats: int) -> dict[str, object
             for name, model in loaded.items():
                 firsts[name].append(ttft(generate(model), short))
                 speeds[name].append(decode(generate(model), short)[0])
-        routes = {name: [h.addr for h in model.last_route.hops] for name, model in loaded.items()}
+        routes = {name: [{"addr": h.addr, "how": (model.client.reached(h.addr) or ("closed",))[0]}
+                         for h in model.last_route.hops] for name, model in loaded.items()}
     finally:
         for model in loaded.values():
             model.close()
@@ -76,13 +81,13 @@ def bench(size: str, root: Path, repeats: int) -> dict[str, object]:
     from swarm.launch import bootstrap_address, start_process
     from tests.integration.natnet import Internet
 
-    models = {"direct": make_copy(size, root, 1), "relayed": make_copy(size, root, 2)}
+    models = {chain: make_copy(size, root, seed) for seed, chain in enumerate(CHAINS, start=1)}
     half = SIZES[size]["num_hidden_layers"] // 2
     env = {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     logs = root / "nat-logs"
     logs.mkdir(exist_ok=True)
     procs = []
-    with Internet(["relay", "pub1", "pub2"], {"a": "cone", "b": "symmetric", "c": "cone"}) as net:
+    with Internet(["relay", "pub1", "pub2"], {"a": "cone", "b": "cone", "c": "cone"}) as net:
         try:
             relay_proc = start_process(net.wrap("relay", [sys.executable, "-m", "swarm.bootstrap", "--listen",
                                                           f"0.0.0.0:{RELAY_PORT}", "--relay"]), "relay", logs, env)
@@ -92,8 +97,9 @@ def bench(size: str, root: Path, repeats: int) -> dict[str, object]:
                 for i, host in enumerate(hosts):
                     procs.append(start_process(net.wrap(host, [
                         sys.executable, "-m", "swarm.peer", "--model", str(models[chain]), "--initial-peers", relay,
-                        "--listen", f"0.0.0.0:{PORT + 100 * i}", "--layers", f"{i * half}:{(i + 1) * half}",
-                        "--threads", "1", "--no-progress"]), f"{chain}-{host}", logs, env))
+                        "--listen", f"0.0.0.0:{PORTS[chain] + 100 * i}", "--layers", f"{i * half}:{(i + 1) * half}",
+                        "--threads", "1", "--no-progress", *(["--no-hole-punching"] if chain == "relayed" else [])]),
+                        f"{chain}-{host}", logs, env))
             for proc in procs[1:]:
                 proc.wait_line("peer ready:", 300)
             result = subprocess.run(net.wrap("c", [
@@ -104,17 +110,23 @@ def bench(size: str, root: Path, repeats: int) -> dict[str, object]:
                 raise RuntimeError(f"the client failed: {result.stderr[-3000:]}")
             measured = json.loads(result.stdout.strip().splitlines()[-1])
             circuits = relay_proc.log_path.read_text().count("circuit ")
+            # how each chain's first peer reached the second (its push connection): a peer logs a punched or
+            # relayed next hop when it connects, a direct one says nothing
+            pushes = {chain: "relayed" if "reached relayed" in text else "punched" if "reached punched" in text
+                      else "direct" for chain in CHAINS
+                      for text in [(logs / f"{chain}-{CHAINS[chain][0]}.log").read_text()]}
         finally:
             for proc in procs:
                 proc.stop()
     speed = {name: statistics.median(v) for name, v in measured["speeds"].items()}
     first = {name: statistics.median(v) for name, v in measured["ttfts"].items()}
     return {
-        "direct_tok_s": round(speed["direct"], 2), "relayed_tok_s": round(speed["relayed"], 2),
+        **{f"{chain}_tok_s": round(speed[chain], 2) for chain in CHAINS},
+        "punched_slowdown": round(speed["direct"] / speed["punched"], 3),
         "relayed_slowdown": round(speed["direct"] / speed["relayed"], 3),
-        "direct_ttft_s": round(first["direct"], 4), "relayed_ttft_s": round(first["relayed"], 4),
+        **{f"{chain}_ttft_s": round(first[chain], 4) for chain in CHAINS},
         "speeds": measured["speeds"], "ttfts": measured["ttfts"], "routes": measured["routes"],
-        "relay_log_circuit_lines": circuits, "hole_punched": "not measured: molink opens no hole-punched connections",
+        "pushes": pushes, "relay_log_circuit_lines": circuits,
     }
 
 
@@ -138,7 +150,7 @@ def main() -> int:
         return 2
     root = models_root(args.models_dir)
     fields = bench(args.size, root, args.repeats)
-    publish("nat", {"model": f"{args.size} llama, 2 peers per chain, client behind a cone NAT", "size": args.size,
+    publish("nat", {"model": f"{args.size} llama, 2 peers per chain, client and NATed peers behind cone NATs", "size": args.size,
                     "repeats": args.repeats, "new_tokens": 64, **fields})
     return 0
 

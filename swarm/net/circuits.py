@@ -8,7 +8,7 @@ runs a ``RelayService`` on its daemon, under the libp2p protocol ``/molink/relay
   ``Reach{addr, reachable}`` (AutoNAT's idea, for molink's own data port). It dials nobody else: the address is
   the asker's own, as its connection shows it.
 - ``Connect{peer}``: the relay opens a stream, over the connection that peer keeps to it, under
-  ``/molink/frames/1``, says who dialled (``Relayed{source}``), answers ``ok``, and joins the two streams. From
+  ``/molink/frames/1``, says who dialled (``Relayed{source}``), answers ``joined``, and joins the two streams. From
   then on both ends speak plain molink frames, as over TCP: the same limits, the same checks, the same proof
   on connect. Only peers connected to the relay are served (the relay dials out to nobody for a stranger), and
   circuits are bounded: in number, per peer, in bytes/s per peer and in duration (``CircuitLimits``). What a
@@ -16,7 +16,10 @@ runs a ``RelayService`` on its daemon, under the libp2p protocol ``/molink/relay
 
 ``Dialer`` is the one way to open a connection to a way (``swarm/net/ways.py``): TCP for HOST:PORT, the relay
 for a relayed way. ``serve_relayed`` hands streams a relay joined to a peer's connection handler, under the
-same connection caps (``Gate``) as its TCP port.
+same connection caps (``Gate``) as its TCP port. Over a joined stream both ends first try a TCP hole punch
+(``swarm/net/punch.py``): ``Connect.punch`` carries the dialler's port, the relay adds the hosts it sees both
+ends at (``Relayed.punch``, ``Joined.host``), the peer answers its own port (``Punch``), and both connect at
+once; a punched connection replaces the relayed one, a failed punch keeps it.
 
 libp2p's own circuit relay v2 was measured first (``docs/architecture.md``, "Peers behind NATs"): with one
 relay the daemon's autorelay reserved a slot only after about three minutes (it waits for more candidate

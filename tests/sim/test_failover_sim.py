@@ -288,3 +288,16 @@ async def test_peers_whose_records_the_dht_lost_are_kept_while_they_answer(lost)
         else:
             assert b0 in route
         torch.testing.assert_close(out, expected)
+
+
+async def test_a_peer_s_record_lists_its_push_connections_and_their_round_trips():
+    """What swarm.status shows per edge and the planner costs peer-to-peer edges by: after a generation, each hop
+    but the last lists its next hop, how its connection was made, and the round trip its proof took."""
+    _, route, _, peers, _ = await run(None)
+    ids = {name: peers[name].identity.peer_id for name in ("a0", "b0", "c0")}
+    assert route == list(ids.values())
+    for name, nxt in (("a0", "b0"), ("b0", "c0")):
+        record = peers[name].record()
+        assert record.links == {ids[nxt]: "direct"}
+        assert set(record.rtts) == {ids[nxt]} and record.rtts[ids[nxt]] >= 0
+    assert peers["c0"].record().links == {}
