@@ -16,11 +16,12 @@ import swarm
 @pytest.mark.parametrize(
     ("module", "flags"),
     [("swarm.peer", ["--model", "--initial-peers", "--layers", "--num-layers", "--dtype", "--announce-addr",
-                     "--max-memory", "--device", "--listen"]),
+                     "--max-memory", "--device", "--listen", "--no-hole-punching"]),
      ("swarm.bootstrap", ["--listen", "--identity", "--addr-file", "--initial-peers", "--relay",
                           "--relay-max-circuits", "--relay-max-per-peer", "--relay-rate-mbit", "--relay-max-duration"]),
      ("swarm.status", ["--initial-peers", "--model", "--json"]),
-     ("swarm.demo", ["--prompt", "--max-new-tokens"])],
+     ("swarm.demo", ["--prompt", "--max-new-tokens"]),
+     ("swarm.linkem", ["--listen", "--target", "--delay-ms", "--rate-mbit", "--jitter-ms", "--return-delay-ms"])],
 )
 def test_help(module, flags):
     proc = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=120)
