@@ -392,6 +392,8 @@ class PeerServer:
         sid, step = msg.session, msg.step
         try:
             session = self._owned(sid, msg.secret)
+            if msg.keep < 0:
+                raise ProtocolError(f"keep must be >= 0, got {msg.keep}", code=Code.BAD_STEP)
             if msg.layer != self.span.start:  # a route moves up the layers: a loop back is refused
                 raise ProtocolError(f"this peer's layers start at {self.span.start}, the step enters layer "
                                     f"{msg.layer}", code=Code.BAD_SPAN)
@@ -455,6 +457,8 @@ class PeerServer:
         if msg.replay and session.next_addr in (None, msg.replay_until):
             await self._send_quietly(session.client, Replayed(session=sid, step=msg.step, positions=session.position))
             return
+        if session.next_addr is None and msg.keep > 0:
+            out = out[:, -msg.keep:]  # only what the client asked for travels back
         meta, body = tensor_to_wire(out)
         if session.next_addr is None:
             await self._send_quietly(session.client, Result(session=sid, step=msg.step, position=msg.position,
@@ -463,7 +467,8 @@ class PeerServer:
         try:
             await self.relay.push(NextHop(session.next_peer or "", session.next_addr), Step(
                 session=sid, secret=session.next_secret or "", layer=self.span.end, step=msg.step,
-                position=msg.position, tensor=meta, replay=msg.replay, replay_until=msg.replay_until), body)
+                position=msg.position, tensor=meta, replay=msg.replay, replay_until=msg.replay_until,
+                keep=msg.keep), body)
         except TransportError as e:
             log.warning("session %s: next hop %s failed: %s", session_tag(sid), session.next_addr, e)
             await self._send_quietly(session.client, self._error(

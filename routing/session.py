@@ -172,8 +172,12 @@ class InferenceSession:
 
     # ---- steps ------------------------------------------------------------------------------------------
 
-    async def step(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Run hidden states [B, T, H] through every hop; returns the last hop's output [B, T, H]."""
+    async def step(self, hidden: torch.Tensor, keep: int = 0) -> torch.Tensor:
+        """Run hidden states [B, T, H] through every hop; returns the last hop's output [B, T, H], or only its
+        last ``keep`` positions [B, min(keep, T), H] (generate() needs the last one: the rest stays on the
+        last hop instead of crossing the link back)."""
+        if keep < 0:
+            raise SessionError(f"keep must be 0 (every position) or a count of last positions, got {keep}")
         if self.closed:
             raise SessionError("the inference session is closed")
         if hidden.shape[0] != self.batch:
@@ -183,15 +187,15 @@ class InferenceSession:
                 f"session max_length {self.max_length} exceeded ({self.position} + {hidden.shape[1]} tokens)"
             )
         hidden = hidden.contiguous()
-        out = await self._run_step(hidden)
+        out = await self._run_step(hidden, keep)
         if self.verify and self.config.verify_fraction > 0 and self.client.rng.random() < self.config.verify_fraction:
-            out = await self._spot_check(hidden, out)
+            out = await self._spot_check(hidden, out, keep)
         self._inputs.append(hidden)
         self.position += hidden.shape[1]
         self.step_index += 1
         return out
 
-    async def _run_step(self, hidden: torch.Tensor) -> torch.Tensor:
+    async def _run_step(self, hidden: torch.Tensor, keep: int = 0) -> torch.Tensor:
         """The step through the route, failing over as hops fail (at most ``max_recoveries`` times)."""
         recoveries = 0
         pending: HopFailure | None = None
@@ -205,7 +209,7 @@ class InferenceSession:
                     index = hop_index(self.hops, addr=addr)
                     if index is not None:
                         await self._recover(HopFailure(index, FailureKind.DRAINING, f"{addr} is draining"))
-                out = await self._attempt(hidden)
+                out = await self._attempt(hidden, keep)
                 break
             except HopFailedError as e:  # a hop (or its replacement) failed: re-route and try the step again
                 recoveries += 1
@@ -214,7 +218,7 @@ class InferenceSession:
                 pending = e.failure
         return out
 
-    async def _spot_check(self, hidden: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    async def _spot_check(self, hidden: torch.Tensor, out: torch.Tensor, keep: int) -> torch.Tensor:
         """Check a random hop of the route on this session's inputs so far (routing/verify.py); when one of the
         route's own peers is caught, move to a route without it and compute the step again."""
         from routing.verify import spot_check
@@ -234,7 +238,7 @@ class InferenceSession:
         log.warning("session %s: a hop of the route was caught computing wrong outputs; moving to a new route "
                     "and computing the step again", session_tag(self.session_id))
         await self._restart()
-        return await self._run_step(hidden)
+        return await self._run_step(hidden, keep)
 
     async def _restart(self) -> None:
         """Leave every hop and open the session afresh on a new route (the banned peers left out), its caches
@@ -277,13 +281,13 @@ class InferenceSession:
 
         return opener
 
-    async def _attempt(self, hidden: torch.Tensor) -> torch.Tensor:
+    async def _attempt(self, hidden: torch.Tensor, keep: int = 0) -> torch.Tensor:
         step = self.step_index
         meta, body = tensor_to_wire(hidden)
         try:
             await self.links[0].send(
                 Step(session=self.session_id, secret=self.secrets[0], layer=self.hops[0].start, step=step,
-                     position=self.position, tensor=meta), body)
+                     position=self.position, tensor=meta, keep=keep), body)
         except TransportError as e:
             raise hop_failed(HopFailure(0, FailureKind.CLOSED, str(e))) from e
         deadline = step_deadline_s(self.route_est_s(), hidden.shape[1], floor_s=self.config.min_step_timeout_s,
@@ -305,6 +309,10 @@ class InferenceSession:
                 continue
             result = self._handle(step, addr, item)
             if result is not None:
+                want = (hidden.shape[0], min(keep, hidden.shape[1]) if keep else hidden.shape[1], hidden.shape[2])
+                if tuple(result.shape) != want:  # a last hop that answers out of shape cannot go on
+                    raise hop_failed(HopFailure(len(self.hops) - 1, FailureKind.ERROR,
+                                                f"result of shape {tuple(result.shape)}, expected {want}"))
                 return result
 
     def _handle(self, step: int, addr: str, item: Received | Exception) -> torch.Tensor | None:
@@ -442,8 +450,8 @@ class SyncSession:
     def route(self) -> Route:
         return self.session.route
 
-    def step(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self._run(self.session.step(hidden))
+    def step(self, hidden: torch.Tensor, keep: int = 0) -> torch.Tensor:
+        return self._run(self.session.step(hidden, keep))
 
     def close(self) -> None:
         self._run(self.session.close())

@@ -296,6 +296,8 @@ class Step(Message):
     tensor: dict[str, Any]      # wire meta of the body's hidden states [batch, tokens, hidden]
     replay: bool = False        # rebuilds a fresh session's cache; produces no result
     replay_until: str | None = None
+    keep: int = 0               # the last hop returns only the last ``keep`` positions (0: every position);
+                                # generate() needs one: a long prompt's hidden states do not travel back
 
 
 @dataclass(frozen=True)

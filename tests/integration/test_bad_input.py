@@ -171,6 +171,10 @@ def test_garbage_and_malformed_messages_get_errors_and_the_peer_keeps_serving(ch
                            "tensor": meta}, body)
             err = await asyncio.wait_for(ch.recv(), 10)
             assert err is not None and err.header["code"] == "bad_span"
+            await ch.send({"type": "step", "session": "s1", "secret": KEY, "layer": 0, "step": 0, "position": 0,
+                           "tensor": meta, "keep": -2}, body)  # "the last -2 positions"
+            err = await asyncio.wait_for(ch.recv(), 10)
+            assert err is not None and err.header["code"] == "bad_step", err.header
             await ch.send({"type": "result", "session": "s1", "step": 0, "position": 0, "tensor": meta})
             err = await asyncio.wait_for(ch.recv(), 10)  # a reply sent to a peer is not a request it takes
             assert err is not None and err.header["code"] == "unknown_type"

@@ -13,7 +13,7 @@ import torch
 from routing.config import ClientConfig
 from routing.failover import BackoffPolicy, avoided
 from routing.swarm_client import SwarmCore
-from swarm.errors import MissingLayersError
+from swarm.errors import MissingLayersError, SessionError
 from tests.sim.memnet import HIDDEN, FakeDiscovery, MemNetwork, add_peer, reference
 
 LAYERS = 12
@@ -301,3 +301,26 @@ async def test_a_peer_s_record_lists_its_push_connections_and_their_round_trips(
         assert record.links == {ids[nxt]: "direct"}
         assert set(record.rtts) == {ids[nxt]} and record.rtts[ids[nxt]] >= 0
     assert peers["c0"].record().links == {}
+
+
+@pytest.mark.parametrize("fails", [None, "b0", "c0"], ids=["no-failure", "middle-hop-dies", "last-hop-dies"])
+async def test_a_prefill_that_keeps_one_position_returns_the_last_one_also_across_a_failover(fails):
+    """step(keep=1), as generate() prefills: the last hop sends back only the last position, and it equals the
+    last position of the full computation, also when a hop dies during that prefill (the replacement route
+    computes it again, keeping one position too). keep larger than the step returns every position."""
+    x = inputs()
+    full = reference(x, LAYERS)
+    async with sim_swarm() as sim:
+        session = await sim.core.open_session(max_length=PREFILL + DECODE)
+        try:
+            if fails is not None:
+                await fail("close", fails, sim.peers, sim.net, sim.dht)
+            out = await session.step(x[:, :PREFILL], keep=1)
+            assert out.shape == (1, 1, HIDDEN)
+            assert torch.allclose(out, full[:, PREFILL - 1:PREFILL], atol=1e-6)
+            more = await session.step(x[:, PREFILL:PREFILL + 2], keep=5)  # fewer positions than keep: all of them
+            assert torch.allclose(more, full[:, PREFILL:PREFILL + 2], atol=1e-6)
+            with pytest.raises(SessionError):
+                await session.step(x[:, PREFILL + 2:PREFILL + 3], keep=-1)
+        finally:
+            await session.close()
