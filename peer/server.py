@@ -82,7 +82,8 @@ from swarm.net.wire import Frame, Limits, tensor_from_wire, tensor_to_wire
 log = logging.getLogger("molink.peer")
 
 MAX_REBINDS = 16  # failovers of one session's next hop: each re-sends the session's whole history
-MAX_QUEUED_STEPS = 4  # steps of one session waiting for its lock (a client sends one and waits for its result)
+MAX_QUEUED_STEPS = 16  # steps of one session waiting for its lock (a client sends one and waits for its result,
+# or the chunks of one prefill at once: routing/prefill.py sends at most 8)
 
 
 class PeerServer:

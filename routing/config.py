@@ -18,6 +18,10 @@ class ClientConfig:
     max_recoveries: int = 8              # failovers within one step before the step fails
     backoff: BackoffPolicy = field(default_factory=BackoffPolicy)  # how long a failed peer is avoided
     connect_timeout_s: float = 10.0
+    prefill_chunk_tokens: int = 256      # a longer prefill flows through the route as a pipeline of chunks of
+                                         # at least this many tokens, at most 8 (routing/prefill.py); 0: whole
+    trim_results: bool = True            # generate(): the last hop returns only the last position of a prefill
+                                         # (False: every position, as before; benchmarks/weak_links.py compares)
     hole_punching: bool = True           # a peer reached through a relay: try a TCP hole punch for a direct link
     route_wait_s: float = 30.0           # how long to wait for the swarm to cover every layer before failing
     dht_listen: str = "127.0.0.1:0"      # the client's own DHT node (client mode: it stores nothing)

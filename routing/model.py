@@ -217,7 +217,8 @@ class AutoDistributedModelForCausalLM:
         new: list[torch.Tensor] = []
         session = await self.client.open_session(prompt.shape[1] + max_new, prompt.shape[0])
         try:
-            hidden = await session.step(self.head.embed(prompt), keep=1)  # hidden: [b, 1, H]
+            keep = 1 if self.client.config.trim_results else 0
+            hidden = await session.step(self.head.embed(prompt), keep=keep)  # hidden: [b, 1 or n, H]
             for i in range(max_new):
                 logits = await self._head_batch.logits(hidden[:, -1:])  # logits: [b, V] float32
                 scores = processors(seq, logits)

@@ -33,6 +33,7 @@ from routing.failover import (
 )
 from routing.link import PeerLink, Received
 from routing.planner import Hop, Route
+from routing.prefill import Chunk, plan_chunks
 from swarm.errors import (
     HopFailedError,
     MolinkError,
@@ -187,13 +188,34 @@ class InferenceSession:
                 f"session max_length {self.max_length} exceeded ({self.position} + {hidden.shape[1]} tokens)"
             )
         hidden = hidden.contiguous()
-        out = await self._run_step(hidden, keep)
+        out, used = await self._compute(hidden, keep)
         if self.verify and self.config.verify_fraction > 0 and self.client.rng.random() < self.config.verify_fraction:
-            out = await self._spot_check(hidden, out, keep)
+            out, used = await self._spot_check(hidden, out, used, keep)
         self._inputs.append(hidden)
         self.position += hidden.shape[1]
-        self.step_index += 1
+        self.step_index += used  # a chunked prefill took one step index per chunk
         return out
+
+    async def _compute(self, hidden: torch.Tensor, keep: int) -> tuple[torch.Tensor, int]:
+        """The step's output and the step indices it took: a long prefill goes as a pipeline of chunks
+        (``routing/prefill.py``). A hop that fails during one may hold some of the chunks and not others: the
+        route is opened again, its caches rebuilt from the session's inputs, and the step computed again in
+        one piece with the usual failover, so the text does not change."""
+        chunks = plan_chunks(hidden.shape[1], keep, self.config.prefill_chunk_tokens)
+        if len(chunks) == 1:
+            return await self._run_step(hidden, keep), 1
+        try:
+            return await self._attempt(hidden, chunks), len(chunks)
+        except HopFailedError as e:
+            failure = e.failure
+            if isinstance(failure, HopFailure) and blamed(failure.kind):
+                self.client.failures = self.client.failures.record(self.hops[failure.hop_index].peer_id,
+                                                                   self.client.clock())
+            log.warning("session %s: %s during a prefill of %d chunks; opening the route again",
+                        session_tag(self.session_id), e, len(chunks))
+            await self._restart()
+            self.failovers += 1
+            return await self._run_step(hidden, keep), 1
 
     async def _run_step(self, hidden: torch.Tensor, keep: int = 0) -> torch.Tensor:
         """The step through the route, failing over as hops fail (at most ``max_recoveries`` times)."""
@@ -209,7 +231,7 @@ class InferenceSession:
                     index = hop_index(self.hops, addr=addr)
                     if index is not None:
                         await self._recover(HopFailure(index, FailureKind.DRAINING, f"{addr} is draining"))
-                out = await self._attempt(hidden, keep)
+                out = await self._attempt(hidden, plan_chunks(hidden.shape[1], keep, 0))
                 break
             except HopFailedError as e:  # a hop (or its replacement) failed: re-route and try the step again
                 recoveries += 1
@@ -218,7 +240,8 @@ class InferenceSession:
                 pending = e.failure
         return out
 
-    async def _spot_check(self, hidden: torch.Tensor, out: torch.Tensor, keep: int) -> torch.Tensor:
+    async def _spot_check(self, hidden: torch.Tensor, out: torch.Tensor, used: int,
+                          keep: int) -> tuple[torch.Tensor, int]:
         """Check a random hop of the route on this session's inputs so far (routing/verify.py); when one of the
         route's own peers is caught, move to a route without it and compute the step again."""
         from routing.verify import spot_check
@@ -232,13 +255,13 @@ class InferenceSession:
             raise
         except MolinkError as e:  # a peer of the check failed or was busy: this step goes unchecked
             log.info("spot check of hop %d skipped: %s", index, e)
-            return out
+            return out, used
         if not set(caught) & {h.peer_id for h in self.hops}:
-            return out
+            return out, used
         log.warning("session %s: a hop of the route was caught computing wrong outputs; moving to a new route "
                     "and computing the step again", session_tag(self.session_id))
         await self._restart()
-        return await self._run_step(hidden, keep)
+        return await self._run_step(hidden, keep), 1
 
     async def _restart(self) -> None:
         """Leave every hop and open the session afresh on a new route (the banned peers left out), its caches
@@ -281,19 +304,22 @@ class InferenceSession:
 
         return opener
 
-    async def _attempt(self, hidden: torch.Tensor, keep: int = 0) -> torch.Tensor:
-        step = self.step_index
-        meta, body = tensor_to_wire(hidden)
+    async def _attempt(self, hidden: torch.Tensor, chunks: list[Chunk]) -> torch.Tensor:
+        """Send the step as ``chunks`` (consecutive steps, all at once) and assemble the positions kept."""
+        first = self.step_index
         try:
-            await self.links[0].send(
-                Step(session=self.session_id, secret=self.secrets[0], layer=self.hops[0].start, step=step,
-                     position=self.position, tensor=meta, keep=keep), body)
+            for i, chunk in enumerate(chunks):
+                meta, body = tensor_to_wire(hidden[:, chunk.start:chunk.end])
+                await self.links[0].send(
+                    Step(session=self.session_id, secret=self.secrets[0], layer=self.hops[0].start, step=first + i,
+                         position=self.position + chunk.start, tensor=meta, keep=chunk.keep), body)
         except TransportError as e:
             raise hop_failed(HopFailure(0, FailureKind.CLOSED, str(e))) from e
         deadline = step_deadline_s(self.route_est_s(), hidden.shape[1], floor_s=self.config.min_step_timeout_s,
                                    factor=self.config.step_timeout_factor)
+        results: dict[int, torch.Tensor] = {}
         slow_checks = 0
-        while True:
+        while len(results) < len(chunks):
             try:
                 addr, item = await asyncio.wait_for(self._inbox.get(), deadline)
             except asyncio.TimeoutError:
@@ -303,17 +329,25 @@ class InferenceSession:
                 slow_checks += 1
                 if slow_checks > self.config.max_slow_checks:
                     raise TransportError(
-                        f"step {step} got no result in {deadline * slow_checks:.0f} s though every hop is alive"
-                    ) from None
-                log.info("step %d is late but every hop answers a ping: waiting longer", step)
+                        f"step {first + len(results)} got no result in {deadline * slow_checks:.0f} s though every "
+                        f"hop is alive") from None
+                log.info("step %d is late but every hop answers a ping: waiting longer", first + len(results))
                 continue
+            step = getattr(item.msg, "step", first) if isinstance(item, Received) else first
+            if not first <= step < first + len(chunks) or step in results:
+                step = first  # not one of these steps: _handle drops it (or raises for a lost link)
             result = self._handle(step, addr, item)
-            if result is not None:
-                want = (hidden.shape[0], min(keep, hidden.shape[1]) if keep else hidden.shape[1], hidden.shape[2])
-                if tuple(result.shape) != want:  # a last hop that answers out of shape cannot go on
-                    raise hop_failed(HopFailure(len(self.hops) - 1, FailureKind.ERROR,
-                                                f"result of shape {tuple(result.shape)}, expected {want}"))
-                return result
+            if result is None:
+                continue
+            chunk = chunks[step - first]
+            want = (hidden.shape[0], chunk.reply_tokens(), hidden.shape[2])
+            if tuple(result.shape) != want:  # a last hop that answers out of shape cannot go on
+                raise hop_failed(HopFailure(len(self.hops) - 1, FailureKind.ERROR,
+                                            f"result of shape {tuple(result.shape)}, expected {want}"))
+            results[step] = result
+        kept = [results[first + i][:, results[first + i].shape[1] - c.wanted:] for i, c in enumerate(chunks)
+                if c.wanted]
+        return kept[0] if len(kept) == 1 else torch.cat(kept, dim=1)
 
     def _handle(self, step: int, addr: str, item: Received | Exception) -> torch.Tensor | None:
         """A result for this step, None to keep waiting; raises HopFailed or the client's own error."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import replace
 
 import pytest
 import torch
@@ -324,3 +325,42 @@ async def test_a_prefill_that_keeps_one_position_returns_the_last_one_also_acros
                 await session.step(x[:, PREFILL + 2:PREFILL + 3], keep=-1)
         finally:
             await session.close()
+
+
+@pytest.mark.parametrize(("keep", "fails"), [(1, None), (0, None), (1, ("b0", "error")), (0, ("c0", "close")),
+                                              (1, ("a0", "close"))],
+                         ids=["keep-last", "keep-all", "middle-hop-fails-on-chunk-2", "last-hop-dies",
+                              "first-hop-dies"])
+async def test_a_chunked_prefill_equals_the_whole_computation_also_when_a_hop_fails(keep, fails):
+    """prefill_chunk_tokens=2: the 6-token prefill goes as 3 chunks at once, pipelined through the route; the
+    positions kept equal the unchunked computation's, and decoding goes on at the right step and position. A hop
+    that fails during the chunks (its second forward raises, or its connection is lost) sends the session to a
+    new route, which computes the prefill again in one piece."""
+    x = inputs()
+    full = reference(x, LAYERS)
+    net, dht, clock = MemNetwork(), FakeDiscovery(), FakeClock()
+    peers = await build(net, dht)
+    core = SwarmCore("sim", LAYERS, dht, replace(CONFIG, prefill_chunk_tokens=2), connect=net.connector("client"),
+                     clock=clock)
+    try:
+        session = await core.open_session(max_length=PREFILL + DECODE)
+        try:
+            if fails is not None:
+                name, how = fails
+                if how == "error":
+                    peers[name].span.fail_on_call = peers[name].span.calls + 1  # its second chunk
+                else:
+                    await fail(how, name, peers, net, dht)
+            out = await session.step(x[:, :PREFILL], keep=keep)
+            want = full[:, PREFILL - 1:PREFILL] if keep else full[:, :PREFILL]
+            assert out.shape == want.shape and torch.allclose(out, want, atol=1e-6)
+            assert session.failovers == (fails is not None)
+            assert session.step_index == (1 if fails else 3)  # 3 chunks, or the prefill again in one piece
+            for t in range(PREFILL, PREFILL + 3):  # decoding goes on where the prefill ended
+                step = await session.step(x[:, t:t + 1])
+                assert torch.allclose(step, full[:, t:t + 1], atol=1e-6)
+        finally:
+            await session.close()
+    finally:
+        await core.aclose()
+        await net.shutdown()

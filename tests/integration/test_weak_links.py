@@ -1,0 +1,68 @@
+"""A 3-peer chain whose every hop crosses an emulated link (``python -m swarm.linkem`` in front of each peer, which
+publishes it with --announce-addr): a chunked, pipelined prefill that returns only the last position gives the
+same tokens as local transformers and as the same client with chunking and trimming off."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from routing.config import ClientConfig
+from swarm import AutoDistributedModelForCausalLM
+from swarm.launch import LocalSwarm, start_process
+from tests.integration.conftest import CHILD_ENV, PEER_ARGS
+
+pytestmark = pytest.mark.linkem
+
+SPANS = ["0:2", "2:3", "3:5"]
+PROMPT, NEW, CHUNK = 96, 8, 16
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_chunked_prefill_over_emulated_links_gives_the_same_tokens(checkpoints, bootstrap, tmp_path):
+    path = checkpoints("llama", num_layers=5)
+    local = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    ids = torch.randint(3, local.config.vocab_size, (1, PROMPT), generator=torch.Generator().manual_seed(5))
+    expected = local.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=NEW, do_sample=False)[0]
+    ports = [(_free_port(), _free_port()) for _ in SPANS]  # (data port, emulator port)
+    with LocalSwarm(str(path), [], peer_args=PEER_ARGS, log_dir=tmp_path, env=CHILD_ENV,
+                    bootstrap_address=bootstrap, ready_timeout_s=120) as swarm:
+        emulators = [start_process([sys.executable, "-m", "swarm.linkem", "--listen", f"127.0.0.1:{link}",
+                                    "--target", f"127.0.0.1:{data}", "--delay-ms", "5", "--rate-mbit", "50"],
+                                   f"linkem{i}", tmp_path, CHILD_ENV) for i, (data, link) in enumerate(ports)]
+        try:
+            for proc in emulators:
+                proc.wait_line("linkem ready:", 60)
+            for i, (span, (data, link)) in enumerate(zip(SPANS, ports, strict=True)):
+                swarm.start_peer(span, name=f"peer{i}", wait=False, extra=[
+                    "--listen", f"127.0.0.1:{data}", "--announce-addr", f"127.0.0.1:{link}"])
+            for peer in swarm.peers:
+                peer.wait_line("peer ready:", 120)
+            got = {}
+            for name, config in {"chunked": ClientConfig(route_wait_s=60, prefill_chunk_tokens=CHUNK),
+                                 "whole": ClientConfig(route_wait_s=60, prefill_chunk_tokens=0,
+                                                       trim_results=False)}.items():
+                with AutoDistributedModelForCausalLM.from_pretrained(str(path), initial_peers=[bootstrap],
+                                                                     config=config) as model:
+                    got[name] = model.generate(ids, max_new_tokens=NEW, do_sample=False)[0]
+                    assert [h.addr for h in model.last_route.hops] == [f"127.0.0.1:{link}" for _, link in ports]
+                    if name == "chunked":  # the prompt went as PROMPT / CHUNK steps, and one position came back
+                        with model.inference_session(PROMPT + 1) as session:
+                            last = session.step(model.head.embed(ids), keep=1)
+                            assert last.shape == (1, 1, local.config.hidden_size)
+                            assert session.session.step_index == PROMPT // CHUNK
+                            assert int(model.head.logits(last)[0, -1].argmax()) == int(expected[PROMPT])
+            assert got["chunked"].tolist() == expected.tolist() == got["whole"].tolist()
+        finally:
+            for proc in emulators:
+                proc.stop()
