@@ -13,7 +13,8 @@ compute), a fresh client measures, in alternation (median of --repeats):
 in two modes: ``molink`` (today's defaults: a long prefill flows through the route as a pipeline of chunks,
 ``routing/prefill.py``, and the last hop returns only the last position) and ``naive`` (the same code with
 ``ClientConfig(prefill_chunk_tokens=0, trim_results=False)``: the prompt crosses each link whole and every
-position comes back). Neither compresses activations or speculates (not built yet).
+position comes back); and ``float16`` and ``int8``, the defaults with hidden states encoded on every link
+(``ClientConfig.wire_codec``; the defaults send them raw, exact). None speculates (not built yet).
 
 The floor of a prefill is max(transfer, compute) + path latency: the prompt's fp32 hidden states crossing the
 slowest link once (a perfect pipeline), the compute measured at "none", and one delay per link (4: client, 2
@@ -43,7 +44,8 @@ MODELS = {"tiny": SIZES["tiny"],
           "h512": dict(hidden_size=512, num_hidden_layers=8, num_attention_heads=8, intermediate_size=1376)}
 LINKS = {"none": (0.0, 0.0), "100mbit-25ms": (25.0, 100.0), "20mbit-50ms": (50.0, 20.0)}  # (delay ms, Mbit/s)
 SPANS = ["0:3", "3:6", "6:8"]
-MODES = {"molink": {}, "naive": {"trim_results": False, "prefill_chunk_tokens": 0}}
+MODES = {"molink": {}, "float16": {"wire_codec": "float16"}, "int8": {"wire_codec": "int8"},
+         "naive": {"trim_results": False, "prefill_chunk_tokens": 0}}
 DECODE_TOKENS = 16
 
 
@@ -135,6 +137,7 @@ def bench(size: str, root: Path, repeats: int) -> dict[str, object]:
         results[name]["molink_over_floor"] = {k: round(results[name]["molink"][k] / v, 3) for k, v in floor.items()}
         results[name]["naive_over_molink"] = {k: round(results[name]["naive"][k] / results[name]["molink"][k], 3)
                                               for k in floor}
+        results[name]["float16_over_floor"] = {k: round(results[name]["float16"][k] / v, 3) for k, v in floor.items()}
     return {"hidden_size": hidden, "layers": MODELS[size]["num_hidden_layers"], "spans": SPANS, "links": results}
 
 
@@ -148,7 +151,7 @@ def main() -> int:
     fields = {size: bench(size, root, args.repeats) for size in args.sizes}
     publish("weak_links", {"repeats": args.repeats, "decode_tokens": DECODE_TOKENS,
                            "link_settings": {k: {"delay_ms": d, "rate_mbit": r} for k, (d, r) in LINKS.items()},
-                           "not_built": "activation compression, speculative decoding, chunk size from measured links",
+                           "not_built": "speculative decoding, codec and chunk size chosen from measured links",
                            **fields})
     return 0
 

@@ -77,7 +77,7 @@ from swarm.net.transport import (
     start_server,
 )
 from swarm.net.ways import DIRECT, RELAYED, is_relayed, parse_relayed, prefer_connected
-from swarm.net.wire import Frame, Limits, tensor_from_wire, tensor_to_wire
+from swarm.net.wire import CODECS, Frame, Limits, tensor_from_wire, tensor_to_wire
 
 log = logging.getLogger("molink.peer")
 
@@ -335,7 +335,8 @@ class PeerServer:
                     end=self.span.end, load=len(self.sessions), free_cache_tokens=self.free_cache_tokens(),
                     queue=self.engine.queue_depth, passes=self.engine.passes,
                     batched_steps=self.engine.batched_rows,
-                    public_key=None if proof is None else self.identity.public_key, proof=proof)
+                    public_key=None if proof is None else self.identity.public_key, proof=proof,
+                    codecs=list(CODECS))
 
     # ---- requests ----------------------------------------------------------------------------------------
 
@@ -353,7 +354,7 @@ class PeerServer:
         self.sessions[msg.session] = Session(
             session_id=msg.session, start=msg.start, end=msg.end, max_length=msg.max_length, batch=msg.batch,
             cache=self.span.new_cache(), client=channel, next_addr=msg.next, last_used=self.clock(),
-            secret=msg.secret, next_secret=msg.next_secret, next_peer=msg.next_peer,
+            secret=msg.secret, next_secret=msg.next_secret, next_peer=msg.next_peer, codec=msg.codec,
         )
         self._locks[msg.session] = asyncio.Lock()
         self._idle.clear()
@@ -380,7 +381,7 @@ class PeerServer:
             if replay is not None:
                 log.info("session %s: replaying %d positions to %s", session_tag(msg.session), replay.shape[1],
                          msg.next)
-                meta, body = tensor_to_wire(replay)
+                meta, body = tensor_to_wire(replay, session.codec)
                 try:
                     await self.relay.push(NextHop(msg.next_peer, msg.next), Step(
                         session=msg.session, secret=msg.next_secret, layer=self.span.end, step=msg.upto_step - 1,
@@ -460,7 +461,7 @@ class PeerServer:
             return
         if session.next_addr is None and msg.keep > 0:
             out = out[:, -msg.keep:]  # only what the client asked for travels back
-        meta, body = tensor_to_wire(out)
+        meta, body = tensor_to_wire(out, session.codec)
         if session.next_addr is None:
             await self._send_quietly(session.client, Result(session=sid, step=msg.step, position=msg.position,
                                                             tensor=meta), body)

@@ -19,6 +19,7 @@ from peer.config import PeerConfig
 from swarm.errors import ConfigError, ProtocolError
 from swarm.net.protocol import SECRET_CHARS, Code, Open, session_tag
 from swarm.net.ways import check_way
+from swarm.net.wire import CODECS
 
 MAX_SESSION_ID = 128
 MAX_PEER_ID = 64
@@ -43,6 +44,7 @@ class Session:
     secret: str = field(default="", repr=False)  # this hop's capability (steps, close, rebind carry it)
     next_secret: str | None = field(default=None, repr=False)  # the next hop's, carried by our pushes
     next_peer: str | None = None     # the next hop's peer id (next_addr is the client's address for it)
+    codec: str = "raw"               # how its outputs are encoded on the way on (to the next hop or the client)
     rebinds: int = 0                 # times the client moved its next hop (bounded: each re-sends the history)
     queued: int = 0                  # steps received and not yet applied (bounded per session)
     position: int = 0                # tokens in the cache
@@ -78,6 +80,8 @@ def check_open(msg: Open, *, span: tuple[int, int], config: PeerConfig, acceptin
         raise ProtocolError(f"batch {msg.batch} outside 1..{config.max_batch}", code=Code.BAD_BATCH)
     if msg.next is not None:
         check_addr(msg.next, own_addrs)
+    if msg.codec not in CODECS:
+        raise ProtocolError(f"codec {msg.codec!r:.40} is not one of {', '.join(CODECS)}", code=Code.BAD_MESSAGE)
     if accepting is not None:
         raise ProtocolError(f"peer is {accepting}: not taking new sessions", code=Code.DRAINING)
     if msg.session in open_sessions:

@@ -57,7 +57,7 @@ from swarm.net.protocol import (
     session_tag,
 )
 from swarm.net.ways import is_relayed
-from swarm.net.wire import tensor_from_wire, tensor_to_wire
+from swarm.net.wire import RAW, tensor_from_wire, tensor_to_wire
 
 if TYPE_CHECKING:
     from routing.swarm_client import SwarmCore
@@ -116,6 +116,14 @@ class InferenceSession:
             raise
         log.debug("session %s open on %s", session_tag(self.session_id), self.route.describe())
 
+    def _codec_into(self, hop: Hop | None) -> str:
+        """The codec hidden states travel in to ``hop`` (None: back to this client, which decodes every codec):
+        the configured one where the peer listed it in its Pong, else raw."""
+        want = self.config.wire_codec
+        if want == RAW or hop is None or want in self.client.codecs.get(hop.peer_id, ()):
+            return want
+        return RAW
+
     async def _open_hops(self, hops: list[Hop], links: list[PeerLink], secrets: list[str], next_after: Hop | None,
                          next_secret: str | None) -> None:
         """Open the session on ``hops`` (with their ``secrets``; the hop after the last is ``next_after``,
@@ -130,7 +138,8 @@ class InferenceSession:
                         max_length=self.max_length, batch=self.batch,
                         next=None if after is None else after.addr,
                         next_peer=None if after is None else after.peer_id,
-                        next_secret=None if after is None else (secrets[i + 1] if i + 1 < len(hops) else next_secret))
+                        next_secret=None if after is None else (secrets[i + 1] if i + 1 < len(hops) else next_secret),
+                        codec=self._codec_into(after))
 
         requests = [link.request(opening(i, hop), self.config.request_timeout_s)
                     for i, (hop, link) in enumerate(zip(hops, links, strict=True))]
@@ -309,7 +318,7 @@ class InferenceSession:
         first = self.step_index
         try:
             for i, chunk in enumerate(chunks):
-                meta, body = tensor_to_wire(hidden[:, chunk.start:chunk.end])
+                meta, body = tensor_to_wire(hidden[:, chunk.start:chunk.end], self._codec_into(self.hops[0]))
                 await self.links[0].send(
                     Step(session=self.session_id, secret=self.secrets[0], layer=self.hops[0].start, step=first + i,
                          position=self.position + chunk.start, tensor=meta, keep=chunk.keep), body)

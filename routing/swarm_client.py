@@ -36,12 +36,19 @@ from routing.trust import (
     to_probe,
 )
 from routing.verify import AuditStats
-from swarm.errors import HopFailedError, MolinkError, RoutingError, SwarmBusyError, TransportError
+from swarm.errors import (
+    ConfigError,
+    HopFailedError,
+    MolinkError,
+    RoutingError,
+    SwarmBusyError,
+    TransportError,
+)
 from swarm.net.circuits import Dialer
 from swarm.net.protocol import Close, Open, Ping, Pong, Result, Step, check_pong, new_secret
 from swarm.net.records import PeerRecord
 from swarm.net.ways import DIRECT
-from swarm.net.wire import tensor_to_wire
+from swarm.net.wire import CODECS, tensor_to_wire
 
 log = logging.getLogger("molink.client")
 T = TypeVar("T")
@@ -67,6 +74,9 @@ class SwarmCore:
         # TCP for HOST:PORT, this client's libp2p node for a way through a relay (swarm/net/ways.py)
         self._connect = connect or Dialer(getattr(discovery, "p2p", None), timeout=self.config.connect_timeout_s,
                                            punch=self.config.hole_punching)
+        if self.config.wire_codec not in CODECS:
+            raise ConfigError(f"wire_codec {self.config.wire_codec!r} is not one of {', '.join(CODECS)}")
+        self.codecs: dict[str, frozenset[str]] = {}  # peer id -> the tensor codecs its proof's Pong listed
         self._ways: dict[str, tuple[str, ...]] = {}  # a peer's first way -> all its ways, from its last record
         self._links: dict[str, PeerLink] = {}
         self._connecting: dict[str, asyncio.Future[PeerLink]] = {}
@@ -129,7 +139,10 @@ class SwarmCore:
             pong = await link.request(Ping(nonce=nonce), self.config.probe_timeout_s)
         except (MolinkError, asyncio.TimeoutError) as e:
             return f"{record.addrs[0]} did not answer: {e}"
-        return check_pong(pong, peer_id=record.peer_id, model=record.model, start=record.start, nonce=nonce)
+        why = check_pong(pong, peer_id=record.peer_id, model=record.model, start=record.start, nonce=nonce)
+        if why is None and isinstance(pong, Pong):  # what it decodes: a session sends it no other codec
+            self.codecs[record.peer_id] = frozenset(c for c in pong.codecs or () if c in CODECS)
+        return why
 
     async def _still_answering(self, records: Sequence[PeerRecord]) -> list[PeerRecord]:
         async def answers(record: PeerRecord) -> bool:

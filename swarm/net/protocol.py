@@ -150,6 +150,8 @@ class Open(Message):
     next_secret: str | None = None  # the next hop's capability, which this hop's pushes carry
     next_peer: str | None = None    # the next hop's peer id: the hop resolves it and checks who answers
     id: int = 0
+    codec: str = "raw"              # how this hop encodes what it sends on (swarm/net/wire.py: CODECS); a
+                                    # client names only a codec the receiver listed in its Pong
 
 
 @dataclass(frozen=True)
@@ -206,6 +208,7 @@ class Pong(Message):
     batched_steps: int = 0      # steps that shared a pass with another
     public_key: bytes | None = None  # with a Ping's nonce: the peer's Ed25519 key (its id derives from it)
     proof: bytes | None = None       # and its signature over the nonce and who it says it is
+    codecs: list[str] | None = None  # the tensor codecs it decodes (None: raw only, an older peer)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,16 @@ untouched, so activations are never copied through msgpack. Both lengths are che
 ``Limits`` *before* anything past the prefix is read, so a peer can never make us allocate more
 than the limit. Nothing from the network is ever unpickled or passed to ``torch.load``: a tensor is
 rebuilt from a small whitelist of dtypes, a checked shape and its raw bytes.
+
+**Codecs.** A tensor's meta may name a ``codec`` its body is encoded with; ``dtype`` is then the dtype the
+receiver gets back. ``raw`` (no codec: the bytes of ``dtype``) is exact; ``float16`` and ``bfloat16`` halve
+float32's bytes; ``int8`` sends a bit over a quarter of them: per block of 32 values of a row (the last
+dimension, one token's hidden state; the whole row when its length is no multiple of 32) a float32 scale (the
+block's largest magnitude / 127) and the values rounded to int8, so a value is off by at most half its block's
+scale. Blocks, not whole rows: a real model's hidden states have a few huge channels, and one scale per row
+flattened every other channel of that row (``benchmarks/codecs.py``: SmolLM2's logits off by 13.5% with row
+scales). An unknown codec is refused (``bad_dtype``); who may be sent which codec is the session's
+business (``routing/session.py``: only codecs a peer listed in its Pong).
 """
 
 from __future__ import annotations
@@ -38,6 +48,9 @@ _WIRE_DTYPES: dict[str, torch.dtype] = {
     "bfloat16": torch.bfloat16,
 }
 _DTYPE_NAMES: dict[torch.dtype, str] = {dtype: name for name, dtype in _WIRE_DTYPES.items()}
+RAW = "raw"
+CODECS = (RAW, "float16", "bfloat16", "int8")  # what this version encodes and decodes
+INT8_BLOCK = 32
 
 T = TypeVar("T")
 
@@ -139,27 +152,52 @@ async def read_frame(reader: asyncio.StreamReader, limits: Limits) -> Frame | No
     return Frame(header=decode_header(raw_header), body=body)
 
 
-def tensor_to_wire(t: torch.Tensor) -> tuple[dict[str, Any], memoryview | bytes]:
-    """(meta, raw bytes) of a float32/float16/bfloat16 tensor, in C order, without numpy."""
+def tensor_to_wire(t: torch.Tensor, codec: str = RAW) -> tuple[dict[str, Any], memoryview | bytes]:
+    """(meta, bytes) of a float32/float16/bfloat16 tensor, in C order, without numpy; ``codec`` (``CODECS``)
+    encodes the body, and the meta says so (``raw``: the tensor's own bytes, no codec named)."""
     name = _DTYPE_NAMES.get(t.dtype)
     if name is None:
         raise ProtocolError(f"dtype {t.dtype} cannot travel on the wire", code=Code.BAD_DTYPE)
-    flat = t.detach().to("cpu").contiguous().reshape(-1)
-    meta = {"dtype": name, "shape": list(t.shape)}
+    if codec not in CODECS:
+        raise ProtocolError(f"codec {codec!r} is not one of {', '.join(CODECS)}", code=Code.BAD_DTYPE)
+    t = t.detach().to("cpu")
+    meta: dict[str, Any] = {"dtype": name, "shape": list(t.shape)}
+    if codec in (RAW, name) or t.numel() == 0:
+        return meta, _raw_bytes(t)
+    meta["codec"] = codec
+    if codec == "int8":
+        rows = t.float().reshape(-1, int8_block(t.shape[-1]))
+        scales = rows.abs().amax(dim=1, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny) / 127
+        values = torch.round(rows / scales).clamp(-127, 127).to(torch.int8)
+        return meta, bytes(_raw_bytes(scales)) + bytes(_raw_bytes(values))
+    return meta, _raw_bytes(t.to(_WIRE_DTYPES[codec]))
+
+
+def int8_block(width: int) -> int:
+    """Values per int8 scale in a row of ``width``: 32, or the whole row when 32 does not divide it."""
+    return INT8_BLOCK if width % INT8_BLOCK == 0 else width
+
+
+def _raw_bytes(t: torch.Tensor) -> memoryview | bytes:
+    flat = t.contiguous().reshape(-1)
     if flat.numel() == 0:
-        return meta, b""
+        return b""
     # view(torch.uint8) reinterprets any dtype as bytes, bfloat16 included (numpy has no bfloat16)
-    return meta, memoryview(flat.view(torch.uint8).numpy()).cast("B")
+    return memoryview(flat.view(torch.uint8).numpy()).cast("B")
 
 
 def tensor_from_wire(meta: Any, body: bytes, *, max_elements: int | None = None) -> torch.Tensor:
-    """A fresh writable tensor from wire meta and raw bytes, refused unless dtype, shape and values check out."""
+    """A fresh writable tensor from wire meta and bytes, refused unless dtype, codec, shape and values check
+    out; an encoded body comes back decoded, in ``meta["dtype"]``."""
     if not isinstance(meta, dict):
         raise ProtocolError("tensor meta must be a map", code=Code.BAD_MESSAGE)
     name = meta.get("dtype")
     if not isinstance(name, str) or name not in _WIRE_DTYPES:
         raise ProtocolError(f"tensor dtype {name!r} is not one of {sorted(_WIRE_DTYPES)}", code=Code.BAD_DTYPE)
     dtype = _WIRE_DTYPES[name]
+    codec = meta.get("codec", RAW)
+    if not isinstance(codec, str) or codec not in CODECS:
+        raise ProtocolError(f"codec {codec!r:.40} is not one of {', '.join(CODECS)}", code=Code.BAD_DTYPE)
     shape = meta.get("shape")
     if (
         not isinstance(shape, list)
@@ -172,14 +210,27 @@ def tensor_from_wire(meta: Any, body: bytes, *, max_elements: int | None = None)
         raise ProtocolError(
             f"tensor of {numel} elements is over the limit of {max_elements}", code=Code.BAD_SHAPE
         )
-    itemsize = dtype.itemsize
-    if numel * itemsize != len(body):
+    rows = numel // int8_block(shape[-1])
+    if codec == "int8":
+        need = rows * 4 + numel
+    else:
+        need = numel * (dtype if codec == RAW else _WIRE_DTYPES[codec]).itemsize
+    if need != len(body):
         raise ProtocolError(
-            f"tensor shape {shape} of {name} needs {numel * itemsize} bytes, body has {len(body)}",
+            f"tensor shape {shape} of {name} ({codec}) needs {need} bytes, body has {len(body)}",
             code=Code.BAD_SHAPE,
         )
     # bytearray copy: the result owns writable memory that outlives the frame buffer
-    tensor = torch.frombuffer(bytearray(body), dtype=torch.uint8).view(dtype).reshape(shape)
+    raw = torch.frombuffer(bytearray(body), dtype=torch.uint8)
+    if codec == RAW:
+        tensor = raw.view(dtype).reshape(shape)
+    elif codec == "int8":
+        scales = raw[: rows * 4].view(torch.float32).reshape(rows, 1)
+        if not bool(torch.isfinite(scales).all()):
+            raise ProtocolError("tensor holds NaN or Inf", code=Code.NON_FINITE)
+        tensor = (raw[rows * 4:].view(torch.int8).reshape(rows, -1).float() * scales).reshape(shape).to(dtype)
+    else:
+        tensor = raw.view(_WIRE_DTYPES[codec]).reshape(shape).to(dtype)
     if not bool(torch.isfinite(tensor).all()):
         raise ProtocolError("tensor holds NaN or Inf", code=Code.NON_FINITE)
     return tensor

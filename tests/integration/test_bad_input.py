@@ -175,6 +175,15 @@ def test_garbage_and_malformed_messages_get_errors_and_the_peer_keeps_serving(ch
                            "tensor": meta, "keep": -2}, body)  # "the last -2 positions"
             err = await asyncio.wait_for(ch.recv(), 10)
             assert err is not None and err.header["code"] == "bad_step", err.header
+            # codecs this peer does not know: in an open (what to push with), in a step's tensor
+            await ch.send({"type": "open", "id": 7, "session": "s7", "secret": KEY, "start": 0, "end": 5,
+                           "max_length": 8, "batch": 1, "next": None, "codec": "zstd"})
+            err = await asyncio.wait_for(ch.recv(), 10)
+            assert err is not None and err.header["code"] == "bad_message" and err.header["id"] == 7
+            await ch.send({"type": "step", "session": "s1", "secret": KEY, "layer": 0, "step": 0, "position": 0,
+                           "tensor": {**meta, "codec": "zstd"}}, body)
+            err = await asyncio.wait_for(ch.recv(), 10)
+            assert err is not None and err.header["code"] == "bad_dtype", err.header
             await ch.send({"type": "result", "session": "s1", "step": 0, "position": 0, "tensor": meta})
             err = await asyncio.wait_for(ch.recv(), 10)  # a reply sent to a peer is not a request it takes
             assert err is not None and err.header["code"] == "unknown_type"

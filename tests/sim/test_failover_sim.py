@@ -14,7 +14,7 @@ import torch
 from routing.config import ClientConfig
 from routing.failover import BackoffPolicy, avoided
 from routing.swarm_client import SwarmCore
-from swarm.errors import MissingLayersError, SessionError
+from swarm.errors import ConfigError, MissingLayersError, SessionError
 from tests.sim.memnet import HIDDEN, FakeDiscovery, MemNetwork, add_peer, reference
 
 LAYERS = 12
@@ -363,4 +363,42 @@ async def test_a_chunked_prefill_equals_the_whole_computation_also_when_a_hop_fa
             await session.close()
     finally:
         await core.aclose()
+        await net.shutdown()
+
+
+async def test_a_session_sends_a_codec_only_to_peers_that_listed_it():
+    """wire_codec="int8": every hop encodes what it sends on in int8, except into a peer whose Pong listed no
+    codecs (an older peer): that edge stays raw. The outputs stay within int8's error of the exact ones."""
+    x = inputs()
+    full = reference(x, LAYERS)
+    net, dht, clock = MemNetwork(), FakeDiscovery(), FakeClock()
+    peers = await build(net, dht)
+    old = peers["b0"]
+    old_pong = old.pong
+    old.pong = lambda *a, **k: replace(old_pong(*a, **k), codecs=None)  # b0 decodes raw only
+    core = SwarmCore("sim", LAYERS, dht, replace(CONFIG, wire_codec="int8"), connect=net.connector("client"),
+                     clock=clock)
+    try:
+        session = await core.open_session(max_length=PREFILL + DECODE)
+        try:
+            out = await session.step(x[:, :PREFILL])
+            sid = session.session_id
+            assert [peers[n].sessions[sid].codec for n in ("a0", "b0", "c0")] == ["raw", "int8", "int8"]
+            assert core.codecs[peers["a0"].identity.peer_id] >= {"int8", "float16"}
+            assert core.codecs[old.identity.peer_id] == frozenset()
+            scale = full[:, :PREFILL].abs().amax()
+            assert (out - full[:, :PREFILL]).abs().max() <= 0.05 * scale  # a few int8 steps, not exact
+        finally:
+            await session.close()
+    finally:
+        await core.aclose()
+        await net.shutdown()
+
+
+async def test_an_unknown_codec_is_a_clear_error():
+    net, dht = MemNetwork(), FakeDiscovery()
+    try:
+        with pytest.raises(ConfigError, match="wire_codec"):
+            SwarmCore("sim", LAYERS, dht, replace(CONFIG, wire_codec="zstd"), connect=net.connector("client"))
+    finally:
         await net.shutdown()
