@@ -378,6 +378,7 @@ class PeerServer:
         async with self._locks[msg.session]:
             session.next_addr, session.next_secret, session.next_peer = msg.next, msg.next_secret, msg.next_peer
             replay = session.replay_input(msg.upto_step)
+            session.bulk_only |= replay is not None  # the steps after it must not overtake it
             if replay is not None:
                 log.info("session %s: replaying %d positions to %s", session_tag(msg.session), replay.shape[1],
                          msg.next)
@@ -462,6 +463,7 @@ class PeerServer:
         if session.next_addr is None and msg.keep > 0:
             out = out[:, -msg.keep:]  # only what the client asked for travels back
         meta, body = tensor_to_wire(out, session.codec)
+        session.bulk_only |= msg.replay  # a decode step pushed after a replay must not overtake it
         if session.next_addr is None:
             await self._send_quietly(session.client, Result(session=sid, step=msg.step, position=msg.position,
                                                             tensor=meta), body)
@@ -470,7 +472,7 @@ class PeerServer:
             await self.relay.push(NextHop(session.next_peer or "", session.next_addr), Step(
                 session=sid, secret=session.next_secret or "", layer=self.span.end, step=msg.step,
                 position=msg.position, tensor=meta, replay=msg.replay, replay_until=msg.replay_until,
-                keep=msg.keep), body)
+                keep=msg.keep), body, bulk=session.bulk_only or out.shape[1] > 1)
         except TransportError as e:
             log.warning("session %s: next hop %s failed: %s", session_tag(sid), session.next_addr, e)
             await self._send_quietly(session.client, self._error(

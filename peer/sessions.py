@@ -45,6 +45,8 @@ class Session:
     next_secret: str | None = field(default=None, repr=False)  # the next hop's, carried by our pushes
     next_peer: str | None = None     # the next hop's peer id (next_addr is the client's address for it)
     codec: str = "raw"               # how its outputs are encoded on the way on (to the next hop or the client)
+    bulk_only: bool = False          # pushed a replay: every later push takes the bulk lane too, so none
+                                     # overtakes it (peer/relay.py)
     rebinds: int = 0                 # times the client moved its next hop (bounded: each re-sends the history)
     queued: int = 0                  # steps received and not yet applied (bounded per session)
     position: int = 0                # tokens in the cache

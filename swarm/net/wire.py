@@ -19,8 +19,8 @@ float32's bytes; ``int8`` sends a bit over a quarter of them: per block of 32 va
 dimension, one token's hidden state; the whole row when its length is no multiple of 32) a float32 scale (the
 block's largest magnitude / 127) and the values rounded to int8, so a value is off by at most half its block's
 scale. Blocks, not whole rows: a real model's hidden states have a few huge channels, and one scale per row
-flattened every other channel of that row (``benchmarks/codecs.py``: SmolLM2's logits off by 13.5% with row
-scales). An unknown codec is refused (``bad_dtype``); who may be sent which codec is the session's
+flattened every other channel of that row (``benchmarks/codecs.py``: SmolLM2's logits off by up to 13.5% of
+the largest with row scales, 5.7% with blocks). An unknown codec is refused (``bad_dtype``); who may be sent which codec is the session's
 business (``routing/session.py``: only codecs a peer listed in its Pong).
 """
 

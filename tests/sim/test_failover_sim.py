@@ -402,3 +402,28 @@ async def test_an_unknown_codec_is_a_clear_error():
             SwarmCore("sim", LAYERS, dht, replace(CONFIG, wire_codec="zstd"), connect=net.connector("client"))
     finally:
         await net.shutdown()
+
+
+async def test_decode_steps_take_their_own_lane_to_each_next_hop():
+    """peer/relay.py: a prefill's pushes and a decode step's go on two connections to the next hop, so a decode
+    step never waits behind a prefill chunk; a session that pushed a replay keeps to the bulk lane."""
+    async with sim_swarm() as sim:
+        session = await sim.core.open_session(max_length=PREFILL + DECODE)
+        try:
+            x = inputs()
+            await session.step(x[:, :PREFILL])
+            a0 = sim.peers["a0"]
+            b0 = sim.peers["b0"].identity.peer_id
+            assert {lane for peer, lane in a0.relay._channels if peer == b0} == {"bulk"}
+            await session.step(x[:, PREFILL:PREFILL + 1])
+            assert {lane for peer, lane in a0.relay._channels if peer == b0} == {"bulk", "decode"}
+            assert a0.record().links == {b0: "direct"}  # one entry per next hop, whatever its lanes
+            assert not a0.sessions[session.session_id].bulk_only
+            await fail("close", "b0", sim.peers, sim.net, sim.dht)  # a0 is rebound to b1 and replays to it
+            for t in range(PREFILL + 1, PREFILL + 3):
+                await session.step(x[:, t:t + 1])
+            b1 = sim.peers["b1"].identity.peer_id
+            assert a0.sessions[session.session_id].bulk_only
+            assert {lane for peer, lane in a0.relay._channels if peer == b1} == {"bulk"}  # nothing overtakes it
+        finally:
+            await session.close()
