@@ -20,24 +20,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import publish  # noqa: E402
+from tests.integration.test_linkem import sink  # noqa: E402 - the same echo target the tests measure with
 
 # (one-way delay ms, rate Mbit/s, bytes sent): about a second of transfer each
 SETTINGS = [(0, 0, 100_000_000), (1, 1000, 100_000_000), (5, 500, 50_000_000), (25, 100, 12_500_000),
             (50, 20, 2_500_000), (150, 10, 1_250_000), (150, 1000, 100_000_000)]
 
 
-async def _sink(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    while data := await reader.read(1 << 16):
-        if data.startswith(b"PING"):
-            writer.write(data)
-            await writer.drain()
-    writer.write(b"DONE")
-    await writer.drain()
-    writer.close()
-
-
 async def measure(delay_ms: float, rate_mbit: float, nbytes: int) -> dict[str, float]:
-    server = await asyncio.start_server(_sink, "127.0.0.1", 0)
+    server = await asyncio.start_server(sink, "127.0.0.1", 0)
     target = server.sockets[0].getsockname()[1]
     proc = subprocess.Popen([sys.executable, "-m", "swarm.linkem", "--listen", "127.0.0.1:0", "--target",
                              f"127.0.0.1:{target}", "--delay-ms", str(delay_ms), "--rate-mbit", str(rate_mbit),

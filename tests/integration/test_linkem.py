@@ -16,7 +16,7 @@ from swarm.launch import ManagedProcess, start_process
 pytestmark = pytest.mark.linkem
 
 
-async def _sink(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def sink(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     """The target: echoes what starts with PING, swallows the rest, says DONE when the sender half-closes."""
     while data := await reader.read(1 << 16):
         if data.startswith(b"PING"):
@@ -29,7 +29,7 @@ async def _sink(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 
 @pytest.fixture
 async def target() -> AsyncIterator[int]:
-    server = await asyncio.start_server(_sink, "127.0.0.1", 0)
+    server = await asyncio.start_server(sink, "127.0.0.1", 0)
     async with server:
         yield server.sockets[0].getsockname()[1]
 

@@ -58,11 +58,11 @@ class Sim:
 
 
 @contextlib.asynccontextmanager
-async def sim_swarm():
+async def sim_swarm(config: ClientConfig = CONFIG):
     """Build the swarm and a client core; close the core and stop the network on the way out."""
     net, dht, clock = MemNetwork(), FakeDiscovery(), FakeClock()
     peers = await build(net, dht)
-    core = SwarmCore("sim", LAYERS, dht, CONFIG, connect=net.connector("client"), clock=clock)
+    core = SwarmCore("sim", LAYERS, dht, config, connect=net.connector("client"), clock=clock)
     try:
         yield Sim(net, dht, clock, peers, core)
     finally:
@@ -338,19 +338,15 @@ async def test_a_chunked_prefill_equals_the_whole_computation_also_when_a_hop_fa
     new route, which computes the prefill again in one piece."""
     x = inputs()
     full = reference(x, LAYERS)
-    net, dht, clock = MemNetwork(), FakeDiscovery(), FakeClock()
-    peers = await build(net, dht)
-    core = SwarmCore("sim", LAYERS, dht, replace(CONFIG, prefill_chunk_tokens=2), connect=net.connector("client"),
-                     clock=clock)
-    try:
-        session = await core.open_session(max_length=PREFILL + DECODE)
+    async with sim_swarm(replace(CONFIG, prefill_chunk_tokens=2)) as sim:
+        session = await sim.core.open_session(max_length=PREFILL + DECODE)
         try:
             if fails is not None:
                 name, how = fails
                 if how == "error":
-                    peers[name].span.fail_on_call = peers[name].span.calls + 1  # its second chunk
+                    sim.peers[name].span.fail_on_call = sim.peers[name].span.calls + 1  # its second chunk
                 else:
-                    await fail(how, name, peers, net, dht)
+                    await fail(how, name, sim.peers, sim.net, sim.dht)
             out = await session.step(x[:, :PREFILL], keep=keep)
             want = full[:, PREFILL - 1:PREFILL] if keep else full[:, :PREFILL]
             assert out.shape == want.shape and torch.allclose(out, want, atol=1e-6)
@@ -361,9 +357,6 @@ async def test_a_chunked_prefill_equals_the_whole_computation_also_when_a_hop_fa
                 assert torch.allclose(step, full[:, t:t + 1], atol=1e-6)
         finally:
             await session.close()
-    finally:
-        await core.aclose()
-        await net.shutdown()
 
 
 async def test_a_session_sends_a_codec_only_to_peers_that_listed_it():
@@ -371,28 +364,21 @@ async def test_a_session_sends_a_codec_only_to_peers_that_listed_it():
     codecs (an older peer): that edge stays raw. The outputs stay within int8's error of the exact ones."""
     x = inputs()
     full = reference(x, LAYERS)
-    net, dht, clock = MemNetwork(), FakeDiscovery(), FakeClock()
-    peers = await build(net, dht)
-    old = peers["b0"]
-    old_pong = old.pong
-    old.pong = lambda *a, **k: replace(old_pong(*a, **k), codecs=None)  # b0 decodes raw only
-    core = SwarmCore("sim", LAYERS, dht, replace(CONFIG, wire_codec="int8"), connect=net.connector("client"),
-                     clock=clock)
-    try:
-        session = await core.open_session(max_length=PREFILL + DECODE)
+    async with sim_swarm(replace(CONFIG, wire_codec="int8")) as sim:
+        old = sim.peers["b0"]
+        old_pong = old.pong
+        old.pong = lambda *a, **k: replace(old_pong(*a, **k), codecs=None)  # b0 decodes raw only
+        session = await sim.core.open_session(max_length=PREFILL + DECODE)
         try:
             out = await session.step(x[:, :PREFILL])
             sid = session.session_id
-            assert [peers[n].sessions[sid].codec for n in ("a0", "b0", "c0")] == ["raw", "int8", "int8"]
-            assert core.codecs[peers["a0"].identity.peer_id] >= {"int8", "float16"}
-            assert core.codecs[old.identity.peer_id] == frozenset()
+            assert [sim.peers[n].sessions[sid].codec for n in ("a0", "b0", "c0")] == ["raw", "int8", "int8"]
+            assert sim.core.codecs[sim.peers["a0"].identity.peer_id] >= {"int8", "float16"}
+            assert sim.core.codecs[old.identity.peer_id] == frozenset()
             scale = full[:, :PREFILL].abs().amax()
             assert (out - full[:, :PREFILL]).abs().max() <= 0.05 * scale  # a few int8 steps, not exact
         finally:
             await session.close()
-    finally:
-        await core.aclose()
-        await net.shutdown()
 
 
 async def test_an_unknown_codec_is_a_clear_error():
