@@ -69,8 +69,9 @@ async def test_delay_and_rate_are_what_was_set(tmp_path, target, delay_ms, rate_
     proc, port = emulator(tmp_path, target, "--delay-ms", str(delay_ms), "--rate-mbit", str(rate_mbit))
     try:
         times, reader, writer = await round_trips(port)
-        # the smallest of a few round trips: a busy machine only adds to some of them
-        assert 2 * delay_ms * 0.9 <= min(times) * 1e3 <= 2 * delay_ms * 1.1 + 0.5, times
+        # the smallest of a few round trips (a busy machine only adds to some of them), within 10%, plus a
+        # millisecond for the emulator's own path (0.4 ms per round trip measured idle, more on a busy machine)
+        assert 2 * delay_ms * 0.9 <= min(times) * 1e3 <= 2 * delay_ms * 1.1 + 1.0, times
         rate = await throughput_mbit(reader, writer, nbytes, delay_ms / 1e3)
         assert rate_mbit * 0.9 <= rate <= rate_mbit * 1.1, rate
         writer.close()
