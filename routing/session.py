@@ -342,8 +342,8 @@ class InferenceSession:
                         f"hop is alive") from None
                 log.info("step %d is late but every hop answers a ping: waiting longer", first + len(results))
                 continue
-            step = getattr(item.msg, "step", first) if isinstance(item, Received) else first
-            if not first <= step < first + len(chunks) or step in results:
+            step = getattr(item.msg, "step", None) if isinstance(item, Received) else None
+            if not isinstance(step, int) or not first <= step < first + len(chunks) or step in results:
                 step = first  # not one of these steps: _handle drops it (or raises for a lost link)
             result = self._handle(step, addr, item)
             if result is None:

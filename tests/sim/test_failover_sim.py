@@ -413,3 +413,21 @@ async def test_decode_steps_take_their_own_lane_to_each_next_hop():
             assert {lane for peer, lane in a0.relay._channels if peer == b1} == {"bulk"}  # nothing overtakes it
         finally:
             await session.close()
+
+
+@pytest.mark.parametrize("chunk", [0, 2], ids=["whole", "chunked"])
+async def test_news_about_the_session_without_a_step_does_not_break_a_step(chunk):
+    """An error about the session that names no step (a peer's notice, not an answer) is not this step's."""
+    from routing.link import Received
+    from swarm.net.protocol import Error
+
+    x = inputs()
+    async with sim_swarm(replace(CONFIG, prefill_chunk_tokens=chunk)) as sim:
+        session = await sim.core.open_session(max_length=PREFILL + DECODE)
+        try:
+            notice = Received(Error(code="compute_failed", message="about nothing", session=session.session_id))
+            session._inbox.put_nowait((session.hops[1].addr, notice))
+            out = await session.step(x[:, :PREFILL], keep=1)
+            assert torch.allclose(out, reference(x, LAYERS)[:, PREFILL - 1:PREFILL], atol=1e-6)
+        finally:
+            await session.close()
