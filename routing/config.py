@@ -18,7 +18,7 @@ class ClientConfig:
     max_recoveries: int = 8              # failovers within one step before the step fails
     backoff: BackoffPolicy = field(default_factory=BackoffPolicy)  # how long a failed peer is avoided
     connect_timeout_s: float = 10.0
-    prefill_chunk_tokens: int = 256      # a longer prefill flows through the route as a pipeline of chunks of
+    prefill_chunk_tokens: int = 64       # a longer prefill flows through the route as a pipeline of chunks of
                                          # at least this many tokens, at most 8 (routing/prefill.py); 0: whole
     wire_codec: str = "raw"              # how the session's hidden states travel: raw (exact), float16, bfloat16
                                          # or int8 (per-row scales, a quarter of float32's bytes); a peer that did
