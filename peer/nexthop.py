@@ -35,6 +35,7 @@ from swarm.net.loglimit import LogLimiter
 from swarm.net.protocol import Ping, check_pong, new_secret, parse
 from swarm.net.records import PeerRecord
 from swarm.net.transport import Channel
+from swarm.net.ways import DIRECT
 
 log = logging.getLogger("molink.peer")
 
@@ -127,7 +128,7 @@ async def dial(hop: NextHop, *, lookup: Callable[[str, str], Awaitable[PeerRecor
         except (TransportError, ProtocolError, asyncio.TimeoutError) as e:
             why = str(e) or type(e).__name__
         if why is None:
-            if channel.kind != "direct":
+            if channel.kind != DIRECT:
                 log.info("next hop %s reached %s (%s)", hop.peer_id[:16], channel.kind, channel.remote)
             return channel
         reasons.append(f"{addr}: {why}")

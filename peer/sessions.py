@@ -19,7 +19,7 @@ from peer.config import PeerConfig
 from swarm.errors import ConfigError, ProtocolError
 from swarm.net.protocol import SECRET_CHARS, Code, Open, session_tag
 from swarm.net.ways import check_way
-from swarm.net.wire import CODECS
+from swarm.net.wire import check_codec
 
 MAX_SESSION_ID = 128
 MAX_PEER_ID = 64
@@ -82,8 +82,7 @@ def check_open(msg: Open, *, span: tuple[int, int], config: PeerConfig, acceptin
         raise ProtocolError(f"batch {msg.batch} outside 1..{config.max_batch}", code=Code.BAD_BATCH)
     if msg.next is not None:
         check_addr(msg.next, own_addrs)
-    if msg.codec not in CODECS:
-        raise ProtocolError(f"codec {msg.codec!r:.40} is not one of {', '.join(CODECS)}", code=Code.BAD_MESSAGE)
+    check_codec(msg.codec, Code.BAD_MESSAGE)
     if accepting is not None:
         raise ProtocolError(f"peer is {accepting}: not taking new sessions", code=Code.DRAINING)
     if msg.session in open_sessions:

@@ -21,7 +21,7 @@ class ClientConfig:
     prefill_chunk_tokens: int = 64       # a longer prefill flows through the route as a pipeline of chunks of
                                          # at least this many tokens, at most 8 (routing/prefill.py); 0: whole
     wire_codec: str = "raw"              # how the session's hidden states travel: raw (exact), float16, bfloat16
-                                         # or int8 (per-row scales, a quarter of float32's bytes); a peer that did
+                                         # or int8 (a scale per 32 values, 28% of float32's bytes); a peer that did
                                          # not list a codec in its Pong is sent raw (swarm/net/wire.py)
     trim_results: bool = True            # generate(): the last hop returns only the last position of a prefill
                                          # (False: every position, as before; benchmarks/weak_links.py compares)

@@ -366,19 +366,19 @@ class RelayService:
                 await channel.close()
 
     async def _dialback(self, observed: str, msg: Dialback) -> Reach:
-        found = _OBSERVED.match(observed)
-        if found is None or not 0 < msg.port <= 65535:
+        host = _observed_host(observed)
+        if host is None or not 0 < msg.port <= 65535:
             raise ProtocolError(f"cannot dial back {observed!r} port {msg.port}")
-        addr = format_addr(found.group(2), msg.port)
+        addr = format_addr(host, msg.port)
         async with self._dialbacks:
             try:
-                _, writer = await asyncio.wait_for(asyncio.open_connection(found.group(2), msg.port), DIALBACK_TIMEOUT_S)
+                _, writer = await asyncio.wait_for(asyncio.open_connection(host, msg.port), DIALBACK_TIMEOUT_S)
             except (TimeoutError, OSError):
                 reachable = False
             else:
                 reachable = True
                 writer.close()
-        self._quiet.log(log, logging.INFO, f"dialback {found.group(2)}", "dial-back to %s: %s", addr,
+        self._quiet.log(log, logging.INFO, f"dialback {host}", "dial-back to %s: %s", addr,
                         "reachable" if reachable else "not reachable")
         return Reach(addr=addr, reachable=reachable, id=msg.id)
 
@@ -399,13 +399,13 @@ class RelayService:
         asker at, the port it said) and the asker where the peer is (the host this relay sees it at)."""
         target = msg.peer
         refusal = self._refusal(source, target)
-        target_addr = None
+        target_seen = None  # the host this relay sees the target's connection come from
         if refusal is None:
             connected = {str(p.peer_id): p for p in await self.p2p.list_peers()}
             if target not in connected:
                 refusal = f"{target[-8:]} is not connected to this relay"
             else:
-                target_addr = next((str(a) for a in connected[target].addrs if _OBSERVED.match(str(a))), None)
+                target_seen = next(filter(None, (_observed_host(str(a)) for a in connected[target].addrs)), None)
         if refusal is not None:
             self._quiet.log(log, logging.INFO, f"refused {source}", "no circuit %s -> %s: %s", source[-8:],
                             target[-8:], refusal)
@@ -413,7 +413,7 @@ class RelayService:
             return False
         source_host = _observed_host(observed)
         punch_to = format_addr(source_host, msg.punch) if source_host and 0 < msg.punch <= 65535 else None
-        target_host = _observed_host(target_addr) if punch_to else None
+        target_host = target_seen if punch_to else None
         number, self._next = self._next, self._next + 1
         self.open[number] = (source, target)
         try:

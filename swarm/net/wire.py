@@ -158,8 +158,7 @@ def tensor_to_wire(t: torch.Tensor, codec: str = RAW) -> tuple[dict[str, Any], m
     name = _DTYPE_NAMES.get(t.dtype)
     if name is None:
         raise ProtocolError(f"dtype {t.dtype} cannot travel on the wire", code=Code.BAD_DTYPE)
-    if codec not in CODECS:
-        raise ProtocolError(f"codec {codec!r} is not one of {', '.join(CODECS)}", code=Code.BAD_DTYPE)
+    check_codec(codec)
     t = t.detach().to("cpu")
     meta: dict[str, Any] = {"dtype": name, "shape": list(t.shape)}
     if codec in (RAW, name) or t.numel() == 0:
@@ -171,6 +170,12 @@ def tensor_to_wire(t: torch.Tensor, codec: str = RAW) -> tuple[dict[str, Any], m
         values = torch.round(rows / scales).clamp(-127, 127).to(torch.int8)
         return meta, bytes(_raw_bytes(scales)) + bytes(_raw_bytes(values))
     return meta, _raw_bytes(t.to(_WIRE_DTYPES[codec]))
+
+
+def check_codec(codec: Any, code: Code = Code.BAD_DTYPE) -> None:
+    """ProtocolError (with ``code``) unless ``codec`` is one of ``CODECS``."""
+    if not isinstance(codec, str) or codec not in CODECS:
+        raise ProtocolError(f"codec {codec!r:.40} is not one of {', '.join(CODECS)}", code=code)
 
 
 def int8_block(width: int) -> int:
@@ -196,8 +201,7 @@ def tensor_from_wire(meta: Any, body: bytes, *, max_elements: int | None = None)
         raise ProtocolError(f"tensor dtype {name!r} is not one of {sorted(_WIRE_DTYPES)}", code=Code.BAD_DTYPE)
     dtype = _WIRE_DTYPES[name]
     codec = meta.get("codec", RAW)
-    if not isinstance(codec, str) or codec not in CODECS:
-        raise ProtocolError(f"codec {codec!r:.40} is not one of {', '.join(CODECS)}", code=Code.BAD_DTYPE)
+    check_codec(codec)
     shape = meta.get("shape")
     if (
         not isinstance(shape, list)
