@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 from transformers import DynamicCache, PretrainedConfig
+from transformers.cache_utils import DynamicLayer
 
 from models import batching
 from models.adapters import Adapter, get_adapter
@@ -140,6 +141,17 @@ class SpanModel:
         """Tokens already seen by this cache (its next position)."""
         return int(cache.get_seq_length())
 
+    def rewind(self, cache: Any, position: int) -> None:
+        """Cut ``cache`` back to its first ``position`` tokens (SessionError where the family's cache cannot be
+        cut: see ``can_rewind``)."""
+        if not can_rewind(cache):
+            raise SessionError(f"{self.config.model_type} caches cannot be rewound (sliding-window or recurrent "
+                               "layers): speculative decoding is not available for this model")
+        length = self.cache_length(cache)
+        if not 0 <= position <= length:
+            raise SessionError(f"cannot rewind a cache of {length} tokens to position {position}")
+        cache.crop(position - length)  # a negative count removes that many tokens from the end
+
     def forward(self, hidden: torch.Tensor, cache: Any) -> torch.Tensor:
         """Run the span on ``hidden`` ([B, T, H], positions cache_length .. +T), extending ``cache``."""
         batch, steps, _ = hidden.shape  # hidden: [B, T, H]
@@ -182,6 +194,21 @@ class SpanModel:
 
     def weight_bytes(self) -> int:
         return module_bytes(self.base)
+
+
+def can_rewind(cache: Any) -> bool:
+    """Whether ``cache`` can be cut back to an earlier position: a plain DynamicCache of full-attention layers
+    (a sliding window forgets what a rewind would need, a recurrent state cannot be cut at all)."""
+    return type(cache) is DynamicCache and all(type(layer) is DynamicLayer for layer in cache.layers)
+
+
+def model_can_rewind(config: PretrainedConfig) -> bool:
+    """Whether every span of this model keeps caches that ``SpanModel.rewind`` can cut (the client asks before it
+    decodes speculatively)."""
+    adapter = get_adapter(config)
+    if adapter.new_cache is not None:
+        return False
+    return can_rewind(DynamicCache(config=adapter.span_config(config, 0, int(config.num_hidden_layers))))
 
 
 class ClientHead:

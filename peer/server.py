@@ -44,7 +44,7 @@ from peer.sessions import (
     check_step,
     expired,
 )
-from swarm.errors import FrameTooLargeError, ProtocolError, TransportError
+from swarm.errors import FrameTooLargeError, ProtocolError, SessionError, TransportError
 from swarm.net.addresses import advertised_hosts
 from swarm.net.loglimit import LogLimiter
 from swarm.net.protocol import (
@@ -443,8 +443,16 @@ class PeerServer:
             raise ProtocolError("a step needs at least one token", code=Code.BAD_SHAPE)
         if msg.replay:
             check_replay(session, msg.step, msg.position, hidden.shape[1])
-        elif check_step(session, msg.step, msg.position, hidden.shape[1]) is StepAction.REPLAY and session.last_output:
-            return session.last_output[2]
+        else:
+            action = check_step(session, msg.step, msg.position, hidden.shape[1], rewind=msg.rewind)
+            if action is StepAction.REPLAY and session.last_output:
+                return session.last_output[2]
+            if action is StepAction.REWIND:
+                try:
+                    self.span.rewind(session.cache, msg.position)
+                except SessionError as e:
+                    raise ProtocolError(str(e), code=Code.BAD_POSITION) from e
+                session.rewind(msg.position)
         out = await self.engine.submit(session.session_id, hidden, session.cache)
         session.position += hidden.shape[1]
         session.next_step = msg.step + 1
@@ -472,7 +480,7 @@ class PeerServer:
             await self.relay.push(NextHop(session.next_peer or "", session.next_addr), Step(
                 session=sid, secret=session.next_secret or "", layer=self.span.end, step=msg.step,
                 position=msg.position, tensor=meta, replay=msg.replay, replay_until=msg.replay_until,
-                keep=msg.keep), body, bulk=session.bulk_only or out.shape[1] > 1)
+                keep=msg.keep, rewind=msg.rewind), body, bulk=session.bulk_only or out.shape[1] > 1)
         except TransportError as e:
             log.warning("session %s: next hop %s failed: %s", session_tag(sid), session.next_addr, e)
             await self._send_quietly(session.client, self._error(

@@ -20,6 +20,7 @@ from swarm.errors import ConfigError, ProtocolError
 from swarm.net.protocol import SECRET_CHARS, Code, Open, session_tag
 from swarm.net.ways import check_way
 from swarm.net.wire import check_codec
+from swarm.positions import first_positions
 
 MAX_SESSION_ID = 128
 MAX_PEER_ID = 64
@@ -28,6 +29,7 @@ MAX_PEER_ID = 64
 class StepAction(enum.Enum):
     APPLY = "apply"
     REPLAY = "replay"
+    REWIND = "rewind"  # drop the cache from the step's position on, then apply
 
 
 @dataclass
@@ -54,6 +56,12 @@ class Session:
     last_output: tuple[int, int, torch.Tensor] | None = field(default=None, repr=False)  # (step, position, out)
     # outputs pushed downstream, by step: what a replacement of the next hop replays to rebuild its KV cache
     history: list[tuple[int, torch.Tensor]] = field(default_factory=list, repr=False)
+
+    def rewind(self, position: int) -> None:
+        """Forget every position from ``position`` on (the span's cache is cut by the caller)."""
+        self.position = position
+        steps = [s for s, _ in self.history]
+        self.history = list(zip(steps, first_positions([t for _, t in self.history], position), strict=False))
 
     def replay_input(self, upto_step: int) -> torch.Tensor | None:
         """The outputs of steps before ``upto_step``, joined along tokens: [B, P, H]; None if there are none."""
@@ -116,13 +124,17 @@ def check_addr(addr: str, own_addrs: Container[str] = ()) -> None:
         raise ProtocolError("a session's next hop cannot be this peer itself", code=Code.BAD_MESSAGE)
 
 
-def check_step(session: Session, step: int, position: int, length: int) -> StepAction:
-    """Decide what to do with step ``step`` of ``length`` tokens starting at ``position``."""
+def check_step(session: Session, step: int, position: int, length: int, rewind: bool = False) -> StepAction:
+    """Decide what to do with step ``step`` of ``length`` tokens starting at ``position``; a ``rewind`` step may
+    start before the session's position (REWIND: the positions from there on are dropped first)."""
     if session.last_output is not None and step == session.last_output[0] and position == session.last_output[1]:
         return StepAction.REPLAY
     if step != session.next_step:
         raise ProtocolError(f"step {step} out of order: session expects step {session.next_step}", code=Code.BAD_STEP)
-    if position != session.position:
+    action = StepAction.APPLY
+    if rewind and 0 <= position < session.position:
+        action = StepAction.REWIND
+    elif position != session.position:
         raise ProtocolError(
             f"step {step} starts at position {position} but the session holds {session.position} tokens",
             code=Code.BAD_POSITION,
@@ -133,7 +145,7 @@ def check_step(session: Session, step: int, position: int, length: int) -> StepA
             f"{session.max_length}",
             code=Code.TOO_LONG,
         )
-    return StepAction.APPLY
+    return action
 
 
 def check_replay(session: Session, step: int, position: int, length: int) -> None:

@@ -23,6 +23,9 @@ class ClientConfig:
     wire_codec: str = "raw"              # how the session's hidden states travel: raw (exact), float16, bfloat16
                                          # or int8 (a scale per 32 values, 28% of float32's bytes); a peer that did
                                          # not list a codec in its Pong is sent raw (swarm/net/wire.py)
+    max_draft_tokens: int = 8            # generate(assistant_model=...): most draft tokens checked in one round;
+                                         # each round picks k <= this from the measured round trip, draft speed
+                                         # and acceptance (routing/speculative.py)
     trim_results: bool = True            # generate(): the last hop returns only the last position of a prefill
                                          # (False: every position, as before; benchmarks/weak_links.py compares)
     hole_punching: bool = True           # a peer reached through a relay: try a TCP hole punch for a direct link

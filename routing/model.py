@@ -31,7 +31,7 @@ import dataclasses
 import logging
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,7 @@ from transformers.modeling_outputs import CausalLMOutput
 from routing.config import ClientConfig
 from routing.head_batching import LogitsBatcher
 from routing.session import SyncSession
+from routing.speculative import Draft, Rates, as_draft
 from routing.swarm_client import SwarmClient
 
 log = logging.getLogger("molink.client")
@@ -138,9 +139,15 @@ class AutoDistributedModelForCausalLM:
         attention_mask: torch.Tensor | None = None,
         generation_config: GenerationConfig | None = None,
         streamer: Any = None,
+        assistant_model: Any = None,
         **kwargs: Any,
     ) -> torch.LongTensor:
         """Prompt + new tokens, as transformers' ``generate()`` returns them (see the module docstring).
+
+        ``assistant_model`` (a local transformers causal LM sharing the tokenizer, or a
+        ``routing.speculative.Draft`` such as ``EarlyExitDraft.load(model, layers=2)``): greedy decoding of one
+        prompt checks the draft's guesses in one pass per round (routing/speculative.py); the tokens are those
+        of plain greedy decoding. Sampling, batches and models whose caches cannot be cut decode plainly.
 
         ``attention_mask`` with zeros (a padded batch): each row runs as its own session with only its real
         tokens, all rows at once; the result has transformers' layout for a left-padded batch. Safe to call
@@ -149,6 +156,7 @@ class AutoDistributedModelForCausalLM:
         unknown = set(kwargs) - set(GENERATE_KWARGS)
         if unknown:
             raise TypeError(f"generate() does not support {', '.join(sorted(unknown))} yet")
+        draft = None if assistant_model is None else as_draft(assistant_model)
         prompt_len = input_ids.shape[1]
         gc = prepare_generation_config(self.generation_config, generation_config, kwargs, prompt_len,
                                        getattr(self.config, "max_position_embeddings", None))
@@ -176,8 +184,10 @@ class AutoDistributedModelForCausalLM:
             streamer.put(input_ids.cpu())
         try:
             # the whole loop runs on the client's event loop: one thread handoff per call, not per token
+            if draft is not None and not self._can_speculate(gc, groups):
+                draft = None
             out, route = self.client.run(self._generate(
-                input_ids, groups, generators, gc, processors, eos, pad, max_new, streamer))
+                input_ids, groups, generators, gc, processors, eos, pad, max_new, streamer, draft))
         finally:
             if streamer is not None:
                 streamer.end()
@@ -187,7 +197,7 @@ class AutoDistributedModelForCausalLM:
     async def _generate(
         self, input_ids: torch.LongTensor, groups: list[RowGroup], generators: list[torch.Generator | None],
         gc: GenerationConfig, processors: LogitsProcessorList, eos: torch.Tensor | None, pad: int, max_new: int,
-        streamer: Any,
+        streamer: Any, draft: Draft | None = None,
     ) -> tuple[torch.LongTensor, Any]:
         """Every group's session at once (at most ``max_row_sessions`` at a time), assembled as transformers'
         batch: the input ids as given, then each row's new tokens, rows that ended early padded with ``pad``."""
@@ -196,7 +206,7 @@ class AutoDistributedModelForCausalLM:
         async def one(group: RowGroup, generator: torch.Generator | None) -> tuple[torch.Tensor, Any]:
             async with slots:
                 return await self._generate_group(group, input_ids[list(group.rows)], generator, gc, processors,
-                                                  eos, pad, max_new, streamer)
+                                                  eos, pad, max_new, streamer, draft)
 
         results = await gather_or_cancel([one(g, gen) for g, gen in zip(groups, generators, strict=True)])
         width = max(new.shape[1] for new, _ in results)
@@ -208,39 +218,97 @@ class AutoDistributedModelForCausalLM:
     async def _generate_group(
         self, group: RowGroup, seq: torch.LongTensor, generator: torch.Generator | None, gc: GenerationConfig,
         processors: LogitsProcessorList, eos: torch.Tensor | None, pad: int, max_new: int, streamer: Any,
+        draft: Draft | None = None,
     ) -> tuple[torch.Tensor, Any]:
         """One session's token loop. ``group.prompt`` [b, n] goes through the swarm; ``seq`` [b, T] (the rows
         as given, pads included) plus the new tokens is what the logits processors see, as in transformers.
-        Returns the new tokens [b, k] (k <= max_new: fewer when every row ended) and the final route."""
+        With a ``draft`` (one row, greedy) the tokens come in speculative rounds. Returns the new tokens [b, k]
+        (k <= max_new: fewer when every row ended) and the final route."""
         prompt = group.prompt
         unfinished = torch.ones(prompt.shape[0], dtype=torch.bool)
         new: list[torch.Tensor] = []
+
+        def choose(logits: torch.Tensor) -> torch.Tensor:
+            """The next token of each row from its logits [b, V], as transformers chooses it."""
+            scores = processors(seq, logits)
+            if gc.do_sample:
+                probs = torch.softmax(scores, dim=-1)
+                return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(1)
+            return torch.argmax(scores, dim=-1)
+
+        def emit(next_tokens: torch.Tensor) -> bool:
+            """Add the next tokens [b]; True when generation is over (every row ended, or max_new reached)."""
+            nonlocal seq, unfinished
+            if eos is not None:
+                next_tokens = torch.where(unfinished, next_tokens, torch.full_like(next_tokens, pad))
+            seq = torch.cat([seq, next_tokens[:, None]], dim=-1)
+            new.append(next_tokens)
+            if streamer is not None:
+                streamer.put(next_tokens.cpu())
+            if eos is not None:
+                unfinished &= ~torch.isin(next_tokens, eos)
+            return not bool(unfinished.any()) or len(new) == max_new
+
         session = await self.client.open_session(prompt.shape[1] + max_new, prompt.shape[0])
         try:
             keep = 1 if self.client.config.trim_results else 0
             hidden = await session.step(self.head.embed(prompt), keep=keep)  # hidden: [b, 1 or n, H]
-            for i in range(max_new):
-                logits = await self._head_batch.logits(hidden[:, -1:])  # logits: [b, V] float32
-                scores = processors(seq, logits)
-                if gc.do_sample:
-                    probs = torch.softmax(scores, dim=-1)
-                    next_tokens = torch.multinomial(probs, num_samples=1, generator=generator).squeeze(1)
-                else:
-                    next_tokens = torch.argmax(scores, dim=-1)
-                if eos is not None:
-                    next_tokens = torch.where(unfinished, next_tokens, torch.full_like(next_tokens, pad))
-                seq = torch.cat([seq, next_tokens[:, None]], dim=-1)
-                new.append(next_tokens)
-                if streamer is not None:
-                    streamer.put(next_tokens.cpu())
-                if eos is not None:
-                    unfinished &= ~torch.isin(next_tokens, eos)
-                if not bool(unfinished.any()) or i == max_new - 1:
-                    break
-                hidden = await session.step(self.head.embed(next_tokens[:, None], session.position))
+            if draft is not None:
+                if not emit(choose(await self._head_batch.logits(hidden[:, -1:]))):
+                    await self._speculate(session, draft, lambda: seq, choose, emit, max_new - len(new))
+            else:
+                while not emit(choose(await self._head_batch.logits(hidden[:, -1:]))):
+                    hidden = await session.step(self.head.embed(new[-1][:, None], session.position))
         finally:
             await session.close()
         return torch.stack(new, dim=1), session.route
+
+    async def _speculate(self, session: Any, draft: Draft, text: Callable[[], torch.Tensor],
+                         choose: Callable[[torch.Tensor], torch.Tensor], emit: Callable[[torch.Tensor], bool],
+                         left: int) -> None:
+        """Speculative rounds until ``emit`` says generation is over (at most ``left`` more tokens). The text's
+        last token is not in the swarm yet: each round sends it with k draft tokens and keeps the model's own
+        choice at every position up to the first that differs from the draft (routing/speculative.py)."""
+        rates = Rates()
+        clock = self.client.clock
+        k_max = self.client.config.max_draft_tokens
+        while True:
+            k = min(rates.k(k_max), left - 1)
+            tokens = text()[0].tolist()
+            drafts, draft_s = draft.propose(tokens, k) if k > 0 else ([], 0.0)
+            start = session.position
+            started = clock()
+            hidden = await session.step(self.head.embed(torch.tensor([[tokens[-1], *drafts]]), start))
+            round_s = clock() - started
+            logits = self.head.logits(hidden)[0]  # [k + 1, V]: the model's view after each token sent
+            accepted = 0
+            for i in range(k + 1):
+                token = choose(logits[i:i + 1])
+                left -= 1
+                if emit(token):
+                    return
+                if i == k or int(token) != drafts[i]:
+                    break
+                accepted += 1
+            if k > 0:
+                rates.update(round_s, draft_s, k, accepted)
+                log.debug("speculative round: %d of %d drafts accepted (k next: %d)", accepted, k, rates.k(k_max))
+            session.rewind(start + accepted + 1)  # the last token and the accepted drafts stay in the caches
+
+    def _can_speculate(self, gc: GenerationConfig, groups: list[RowGroup]) -> bool:
+        """Whether this call can decode speculatively; if not, why is logged and it decodes plainly."""
+        from models.span import model_can_rewind
+
+        why = None
+        if gc.do_sample:
+            why = "it samples (speculation here is greedy only)"
+        elif len(groups) != 1 or groups[0].prompt.shape[0] != 1:
+            why = "it has more than one row"
+        elif not model_can_rewind(self.config):
+            why = f"{self.config.model_type} caches cannot be cut back (sliding-window or recurrent layers)"
+        if why is not None:
+            log.info("assistant_model ignored: %s; decoding plainly", why)
+        return why is None
 
     def close(self) -> None:
         self.client.close()

@@ -58,6 +58,7 @@ from swarm.net.protocol import (
 )
 from swarm.net.ways import is_relayed
 from swarm.net.wire import RAW, tensor_from_wire, tensor_to_wire
+from swarm.positions import first_positions
 
 if TYPE_CHECKING:
     from routing.swarm_client import SwarmCore
@@ -86,6 +87,7 @@ class InferenceSession:
         self.closed = True
         self.failovers = 0
         self._inputs: list[torch.Tensor] = []  # what the first hop was sent, by step: replayed if it fails
+        self._rewound = False  # the next step starts before the hops' position: it carries ``rewind``
         self._moving: set[str] = set()  # addresses of hops that asked us to move (draining)
         self._inbox: asyncio.Queue[tuple[str, Received | Exception]] = asyncio.Queue()
 
@@ -202,8 +204,20 @@ class InferenceSession:
             out, used = await self._spot_check(hidden, out, used, keep)
         self._inputs.append(hidden)
         self.position += hidden.shape[1]
+        self._rewound = False
         self.step_index += used  # a chunked prefill took one step index per chunk
         return out
+
+    def rewind(self, position: int) -> None:
+        """Forget every position from ``position`` on (speculative decoding drops the rejected draft tokens):
+        the next step starts there, and each hop cuts its cache back to it when that step arrives."""
+        if not 0 <= position <= self.position:
+            raise SessionError(f"cannot rewind a session at position {self.position} to {position}")
+        if position == self.position:
+            return
+        self.position = position
+        self._inputs = first_positions(self._inputs, position)
+        self._rewound = True
 
     async def _compute(self, hidden: torch.Tensor, keep: int) -> tuple[torch.Tensor, int]:
         """The step's output and the step indices it took: a long prefill goes as a pipeline of chunks
@@ -321,7 +335,8 @@ class InferenceSession:
                 meta, body = tensor_to_wire(hidden[:, chunk.start:chunk.end], self._codec_into(self.hops[0]))
                 await self.links[0].send(
                     Step(session=self.session_id, secret=self.secrets[0], layer=self.hops[0].start, step=first + i,
-                         position=self.position + chunk.start, tensor=meta, keep=chunk.keep), body)
+                         position=self.position + chunk.start, tensor=meta, keep=chunk.keep,
+                         rewind=self._rewound and i == 0), body)
         except TransportError as e:
             raise hop_failed(HopFailure(0, FailureKind.CLOSED, str(e))) from e
         deadline = step_deadline_s(self.route_est_s(), hidden.shape[1], floor_s=self.config.min_step_timeout_s,

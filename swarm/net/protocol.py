@@ -301,6 +301,8 @@ class Step(Message):
     replay_until: str | None = None
     keep: int = 0               # the last hop returns only the last ``keep`` positions (0: every position);
                                 # generate() needs one: a long prompt's hidden states do not travel back
+    rewind: bool = False        # ``position`` may be below the hop's: it first drops its cache from there on
+                                # (speculative decoding discards the rejected draft tokens this way)
 
 
 @dataclass(frozen=True)

@@ -163,3 +163,53 @@ def test_no_replica_left_raises_a_typed_error_and_frees_the_session(replicated, 
     assert asyncio.run(loads()) == [0, 0]
     assert all(procs[i].popen.poll() is None for i, s in enumerate(SPANS) if s == "0:3")
 
+
+
+def test_speculative_decoding_through_a_kill_keeps_the_text(replicated, bootstrap):
+    """generate(assistant_model=...) with a perfect draft (local transformers' model) and with the model's own
+    first layer: kill -9 the first hop mid-generation in one run and the last hop in the other. The hops cut
+    their caches back after each round, the replacement is rebuilt to the kept positions, and the text equals
+    plain greedy decoding."""
+    from routing.speculative import EarlyExitDraft
+
+    path, swarm, procs, identities, ids, expected = replicated
+    local = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    for hop, at, early_exit in ((0, 9, False), (1, 30, True)):
+        with AutoDistributedModelForCausalLM.from_pretrained(str(path), initial_peers=[bootstrap],
+                                                             config=CLIENT) as model:
+            route = model.client.run(model.client.wait_route())
+            victim = by_addr(procs, route.hops[hop].addr)
+
+            def kill(victim: int = victim) -> None:
+                procs[victim].popen.send_signal(signal.SIGKILL)
+                procs[victim].popen.wait(timeout=10)
+
+            draft = EarlyExitDraft.load(model, layers=1) if early_exit else local
+            out = model.generate(ids, max_new_tokens=NEW_TOKENS, do_sample=False, assistant_model=draft,
+                                 streamer=KillAt(at, kill))
+            assert out.tolist() == expected.tolist(), f"hop {hop} killed at token {at}"
+            assert procs[victim].data_addr not in model.last_route.describe()
+
+
+def test_a_hop_killed_before_a_chunked_prefill_sends_it_to_a_new_route(replicated, bootstrap):
+    """The session is open on both hops when the last one is killed; the prefill then goes as chunks into a
+    dead next hop, the route is opened again, and the prefill and decoding give local transformers' tokens."""
+    path, swarm, procs, identities, ids, expected = replicated
+
+    config = ClientConfig(route_wait_s=30, route_tolerance=0.0, prefill_chunk_tokens=3)
+    with (AutoDistributedModelForCausalLM.from_pretrained(str(path), initial_peers=[bootstrap],
+                                                          config=config) as model,
+          model.inference_session(ids.shape[1] + 4) as session):
+        victim = by_addr(procs, session.route.hops[1].addr)
+        procs[victim].popen.send_signal(signal.SIGKILL)
+        procs[victim].popen.wait(timeout=10)
+        hidden = session.step(model.head.embed(ids), keep=1)
+        assert session.session.failovers == 1
+        assert session.session.step_index == 1  # 4 chunks went out; after the failure it went in one piece
+        assert procs[victim].data_addr not in session.route.describe()
+        tokens = []
+        for _ in range(4):
+            token = model.head.logits(hidden)[:, -1].argmax(-1)
+            tokens.append(int(token))
+            hidden = session.step(model.head.embed(token[:, None], session.position))
+    assert tokens == expected[0, ids.shape[1]:ids.shape[1] + 4].tolist()

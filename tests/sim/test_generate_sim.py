@@ -318,3 +318,62 @@ def test_threads_calling_generate_on_one_model_get_their_own_outputs(swarm_and_l
         assert out.tolist() == want.tolist(), f"call {i}"
         assert route is not None and [(h.start, h.end) for h in route.hops] == [(0, 1), (1, 4)]
     assert model.last_route is not None  # this thread's own calls above
+
+
+class CountingSteps:
+    """Counts the steps sessions of ``model`` send (wraps InferenceSession.step for one test)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from routing.session import InferenceSession
+
+        self.steps = 0
+        self.rewinds = 0
+        step, rewind = InferenceSession.step, InferenceSession.rewind
+
+        async def counted(session: Any, *args: Any, **kw: Any) -> Any:
+            self.steps += 1
+            return await step(session, *args, **kw)
+
+        def counted_rewind(session: Any, position: int) -> None:
+            self.rewinds += position < session.position
+            rewind(session, position)
+
+        monkeypatch.setattr(InferenceSession, "step", counted)
+        monkeypatch.setattr(InferenceSession, "rewind", counted_rewind)
+
+
+def test_speculative_decoding_gives_plain_greedy_tokens_with_any_draft(swarm_and_local, monkeypatch,
+                                                                       tmp_path) -> None:
+    """A perfect draft (a local copy of the model), the model's own first layer and an unrelated model of the
+    same vocabulary: the tokens equal local transformers' greedy ones, a good draft needs fewer steps than
+    tokens, and a poor one makes the hops cut their caches back (rewinds) without changing the text."""
+    from routing.speculative import EarlyExitDraft
+
+    model, local = swarm_and_local
+    new = 24
+    unrelated = AutoModelForCausalLM.from_pretrained(
+        make_tiny_checkpoint(tmp_path, "llama", num_layers=2, seed=7), dtype=torch.float32).eval()
+    drafts = {"perfect": local, "early exit": EarlyExitDraft.load(model, layers=1), "unrelated": unrelated}
+    for seed in (1, 2):
+        ids = prompt(seed=seed)
+        want = local_generate(local, ids, max_new_tokens=new, do_sample=False)
+        for name, draft in drafts.items():
+            counter = CountingSteps(monkeypatch)
+            got = model.generate(ids, max_new_tokens=new, do_sample=False, assistant_model=draft)
+            assert got.tolist() == want.tolist(), f"{name} draft, prompt {seed}"
+            if name == "perfect":
+                assert counter.steps < new // 2, counter.steps
+            if name == "unrelated":
+                assert counter.rewinds > 0
+
+
+def test_speculative_decoding_keeps_repetition_penalty_and_eos(swarm_and_local) -> None:
+    model, local = swarm_and_local
+    ids = prompt(seed=3)
+    kw = dict(max_new_tokens=16, do_sample=False, repetition_penalty=1.3)
+    want = local_generate(local, ids, **kw)
+    assert model.generate(ids, assistant_model=local, **kw).tolist() == want.tolist()
+    eos = int(want[0, PROMPT_LEN + 5])  # the sixth new token ends the text
+    want = local_generate(local, ids, max_new_tokens=16, do_sample=False, eos_token_id=eos)
+    got = model.generate(ids, max_new_tokens=16, do_sample=False, eos_token_id=eos, assistant_model=local)
+    assert got.tolist() == want.tolist()

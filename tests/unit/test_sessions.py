@@ -39,3 +39,25 @@ def test_refused_steps(step, position, length, code):
 def test_expiry():
     sessions = {"old": make_session(last_used=0.0), "new": make_session(last_used=95.0)}
     assert expired(sessions, now=100.0, timeout_s=10.0) == ["old"]
+
+
+def test_a_rewind_step_may_start_before_the_session_position_and_nowhere_else():
+    s = make_session(position=6, next_step=3)
+    assert check_step(s, 3, 4, 2, rewind=True) is StepAction.REWIND
+    assert check_step(s, 3, 6, 1, rewind=True) is StepAction.APPLY  # at the position: nothing to cut
+    for position, length, code in [(4, 2, "bad_position"), (-1, 1, "bad_position"), (7, 1, "bad_position"),
+                                   (4, 7, "too_long")]:
+        with pytest.raises(ProtocolError) as err:
+            check_step(s, 3, position, length, rewind=length == 7 or position != 4)
+        assert err.value.code == code
+
+
+def test_rewinding_a_session_cuts_its_pushed_history_to_the_position():
+    parts = [torch.full((1, n, 2), float(i)) for i, n in enumerate((5, 1, 3))]
+    s = make_session(position=9, next_step=3, history=[(i, t) for i, t in enumerate(parts)])
+    s.rewind(7)
+    assert s.position == 7
+    assert [(i, t.shape[1]) for i, t in s.history] == [(0, 5), (1, 1), (2, 1)]
+    assert s.replay_input(3).shape == (1, 7, 2)
+    s.rewind(3)
+    assert [(i, t.shape[1]) for i, t in s.history] == [(0, 3)]
