@@ -14,7 +14,8 @@ in two modes: ``molink`` (today's defaults: a long prefill flows through the rou
 ``routing/prefill.py``, and the last hop returns only the last position) and ``naive`` (the same code with
 ``ClientConfig(prefill_chunk_tokens=0, trim_results=False)``: the prompt crosses each link whole and every
 position comes back); and ``float16`` and ``int8``, the defaults with hidden states encoded on every link
-(``ClientConfig.wire_codec``; the defaults send them raw, exact). None speculates (not built yet).
+(``ClientConfig.wire_codec``; the defaults send them raw, exact). None speculates: benchmarks/speculative.py
+measures decoding with a draft over the same chains.
 
 The floor of a prefill is max(transfer, compute) + path latency: the prompt's fp32 hidden states crossing the
 slowest link once (a perfect pipeline), the compute measured at "none", and one delay per link (4: client, 2
@@ -27,10 +28,13 @@ benchmarks/results/weak_links-<date>.json with the machine's facts.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import socket
 import statistics
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -47,6 +51,7 @@ SPANS = ["0:3", "3:6", "6:8"]
 MODES = {"molink": {}, "float16": {"wire_codec": "float16"}, "int8": {"wire_codec": "int8"},
          "naive": {"trim_results": False, "prefill_chunk_tokens": 0}}
 DECODE_TOKENS = 16
+ENV = {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 
 
 def make_model(size: str, root: Path) -> Path:
@@ -89,40 +94,58 @@ def measure(model, repeats: int) -> dict[str, float]:
     return {k: round(statistics.median(v), 4) for k, v in runs.items()}
 
 
-def bench(size: str, root: Path, repeats: int) -> dict[str, object]:
-    from routing.config import ClientConfig
-    from swarm import AutoDistributedModelForCausalLM
-    from swarm.launch import LocalSwarm, start_process
+@contextlib.contextmanager
+def emulated_chain(path: Path, spans: list[str], dtype: str | None = None) -> Iterator[tuple[Any, list[tuple[int, int]]]]:
+    """Bootstrap and one peer per span on 127.0.0.1, each announcing an emulator port in front of its own:
+    yields (the LocalSwarm, [(data port, emulator port)]); ``emulated`` puts emulators on those ports."""
+    from swarm.launch import LocalSwarm
 
-    path = make_model(size, root)
-    hidden = MODELS[size]["hidden_size"]
-    env = {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    ports = [(free_port(), free_port()) for _ in SPANS]  # (data port, emulator port) per peer
-    results: dict[str, dict[str, dict[str, float]]] = {}
-    with LocalSwarm(str(path), [], peer_args=["--threads", "1"], env=env) as swarm:
-        for i, (span, (data, link)) in enumerate(zip(SPANS, ports, strict=True)):
+    ports = [(free_port(), free_port()) for _ in spans]  # (data port, emulator port) per peer
+    args = ["--threads", "1", *(["--dtype", dtype] if dtype else [])]
+    with LocalSwarm(str(path), [], peer_args=args, env=ENV) as swarm:
+        for i, (span, (data, link)) in enumerate(zip(spans, ports, strict=True)):
             swarm.start_peer(span, name=f"peer{i}", wait=False, extra=[
                 "--listen", f"127.0.0.1:{data}", "--announce-addr", f"127.0.0.1:{link}"])
         for peer in swarm.peers:
             peer.wait_line("peer ready:", 300)
+        yield swarm, ports
+
+
+@contextlib.contextmanager
+def emulated(swarm: Any, ports: list[tuple[int, int]], name: str, delay_ms: float, rate_mbit: float) -> Iterator[None]:
+    """Link emulators (``python -m swarm.linkem``) of this delay and rate in front of every peer of ``swarm``."""
+    from swarm.launch import start_process
+
+    emulators = [start_process([sys.executable, "-m", "swarm.linkem", "--listen", f"127.0.0.1:{link}",
+                                "--target", f"127.0.0.1:{data}", "--delay-ms", str(delay_ms),
+                                "--rate-mbit", str(rate_mbit), "--log-level", "WARNING"],
+                               f"linkem-{name}-{i}", swarm.log_dir, ENV)
+                 for i, (data, link) in enumerate(ports)]
+    try:
+        for proc in emulators:
+            proc.wait_line("linkem ready:", 60)
+        yield
+    finally:
+        for proc in emulators:
+            proc.stop()
+
+
+def bench(size: str, root: Path, repeats: int) -> dict[str, object]:
+    from routing.config import ClientConfig
+    from swarm import AutoDistributedModelForCausalLM
+
+    path = make_model(size, root)
+    hidden = MODELS[size]["hidden_size"]
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    with emulated_chain(path, SPANS) as (swarm, ports):
         for name, (delay_ms, rate_mbit) in LINKS.items():
-            emulators = [start_process([sys.executable, "-m", "swarm.linkem", "--listen", f"127.0.0.1:{link}",
-                                        "--target", f"127.0.0.1:{data}", "--delay-ms", str(delay_ms),
-                                        "--rate-mbit", str(rate_mbit), "--log-level", "WARNING"],
-                                       f"linkem-{name}-{i}", swarm.log_dir, env)
-                         for i, (data, link) in enumerate(ports)]
-            try:
-                for proc in emulators:
-                    proc.wait_line("linkem ready:", 60)
+            with emulated(swarm, ports, name, delay_ms, rate_mbit):
                 for mode, overrides in MODES.items():
                     with AutoDistributedModelForCausalLM.from_pretrained(
                             str(path), initial_peers=[swarm.address],
                             config=ClientConfig(route_wait_s=120, request_timeout_s=120, **overrides)) as model:
                         results.setdefault(name, {})[mode] = measure(model, repeats)
                     print(f"{size} {name} {mode}: {results[name][mode]}", file=sys.stderr, flush=True)
-            finally:
-                for proc in emulators:
-                    proc.stop()
     none = results["none"]["molink"]
     for name, (delay_ms, rate_mbit) in LINKS.items():
         if name == "none":
@@ -151,7 +174,7 @@ def main() -> int:
     fields = {size: bench(size, root, args.repeats) for size in args.sizes}
     publish("weak_links", {"repeats": args.repeats, "decode_tokens": DECODE_TOKENS,
                            "link_settings": {k: {"delay_ms": d, "rate_mbit": r} for k, (d, r) in LINKS.items()},
-                           "not_built": "speculative decoding, codec and chunk size chosen from measured links",
+                           "not_built": "codec and chunk size chosen from measured links",
                            **fields})
     return 0
 

@@ -50,14 +50,14 @@ from transformers.modeling_outputs import CausalLMOutput
 from routing.config import ClientConfig
 from routing.head_batching import LogitsBatcher
 from routing.session import SyncSession
-from routing.speculative import Draft, Rates, as_draft
+from routing.speculative import Draft, PromptLookupDraft, Rates, as_draft
 from routing.swarm_client import SwarmClient
 
 log = logging.getLogger("molink.client")
 
 GENERATE_KWARGS = (
     "max_new_tokens", "max_length", "do_sample", "temperature", "top_k", "top_p", "repetition_penalty",
-    "eos_token_id", "pad_token_id",
+    "eos_token_id", "pad_token_id", "prompt_lookup_num_tokens", "max_matching_ngram_size",
 )
 
 
@@ -145,7 +145,8 @@ class AutoDistributedModelForCausalLM:
         """Prompt + new tokens, as transformers' ``generate()`` returns them (see the module docstring).
 
         ``assistant_model`` (a local transformers causal LM sharing the tokenizer, or a
-        ``routing.speculative.Draft`` such as ``EarlyExitDraft.load(model, layers=2)``): greedy decoding of one
+        ``routing.speculative.Draft`` such as ``EarlyExitDraft.load(model, layers=2)``) or
+        ``prompt_lookup_num_tokens=N`` (up to N guesses from the text itself, ``max_matching_ngram_size``): greedy decoding of one
         prompt checks the draft's guesses in one pass per round (routing/speculative.py); the tokens are those
         of plain greedy decoding. Sampling, batches and models whose caches cannot be cut decode plainly.
 
@@ -156,7 +157,11 @@ class AutoDistributedModelForCausalLM:
         unknown = set(kwargs) - set(GENERATE_KWARGS)
         if unknown:
             raise TypeError(f"generate() does not support {', '.join(sorted(unknown))} yet")
-        draft = None if assistant_model is None else as_draft(assistant_model)
+        lookup, ngram = kwargs.pop("prompt_lookup_num_tokens", None), kwargs.pop("max_matching_ngram_size", None)
+        if lookup is not None and assistant_model is not None:
+            raise ValueError("give assistant_model or prompt_lookup_num_tokens, not both")
+        draft = PromptLookupDraft(int(lookup), int(ngram or 2)) if lookup else (
+            None if assistant_model is None else as_draft(assistant_model))
         prompt_len = input_ids.shape[1]
         gc = prepare_generation_config(self.generation_config, generation_config, kwargs, prompt_len,
                                        getattr(self.config, "max_position_embeddings", None))
@@ -273,9 +278,9 @@ class AutoDistributedModelForCausalLM:
         clock = self.client.clock
         k_max = self.client.config.max_draft_tokens
         while True:
-            k = min(rates.k(k_max), left - 1)
             tokens = text()[0].tolist()
-            drafts, draft_s = draft.propose(tokens, k) if k > 0 else ([], 0.0)
+            drafts, draft_s = draft.propose(tokens, min(rates.k(k_max), left - 1))
+            k = len(drafts)  # a draft may guess fewer (none: a plain step)
             start = session.position
             started = clock()
             hidden = await session.step(self.head.embed(torch.tensor([[tokens[-1], *drafts]]), start))
@@ -292,6 +297,7 @@ class AutoDistributedModelForCausalLM:
                 accepted += 1
             if k > 0:
                 rates.update(round_s, draft_s, k, accepted)
+                draft.record(k, accepted)
                 log.debug("speculative round: %d of %d drafts accepted (k next: %d)", accepted, k, rates.k(k_max))
             session.rewind(start + accepted + 1)  # the last token and the accepted drafts stay in the caches
 

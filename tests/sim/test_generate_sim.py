@@ -344,8 +344,8 @@ class CountingSteps:
 
 def test_speculative_decoding_gives_plain_greedy_tokens_with_any_draft(swarm_and_local, monkeypatch,
                                                                        tmp_path) -> None:
-    """A perfect draft (a local copy of the model), the model's own first layer and an unrelated model of the
-    same vocabulary: the tokens equal local transformers' greedy ones, a good draft needs fewer steps than
+    """A perfect draft (a local copy of the model), the model's own first layer, an unrelated model of the
+    same vocabulary and prompt lookup (no model): the tokens equal local transformers' greedy ones, a good draft needs fewer steps than
     tokens, and a poor one makes the hops cut their caches back (rewinds) without changing the text."""
     from routing.speculative import EarlyExitDraft
 
@@ -365,6 +365,10 @@ def test_speculative_decoding_gives_plain_greedy_tokens_with_any_draft(swarm_and
                 assert counter.steps < new // 2, counter.steps
             if name == "unrelated":
                 assert counter.rewinds > 0
+        repeating = torch.cat([ids, ids], dim=1)  # prompt lookup finds the text in itself
+        want = local_generate(local, repeating, max_new_tokens=new, do_sample=False)
+        got = model.generate(repeating, max_new_tokens=new, do_sample=False, prompt_lookup_num_tokens=4)
+        assert got.tolist() == want.tolist(), f"prompt lookup, prompt {seed}"
 
 
 def test_speculative_decoding_keeps_repetition_penalty_and_eos(swarm_and_local) -> None:

@@ -9,7 +9,7 @@ from transformers import DynamicCache
 
 from models.source import resolve_model
 from models.span import SpanModel, can_rewind, model_can_rewind
-from routing.speculative import Draft, Rates, accepted_count, choose_k, expected_tokens
+from routing.speculative import ModelDraft, PromptLookupDraft, Rates, accepted_count, choose_k, expected_tokens
 from tests.conftest_models import make_tiny_checkpoint
 
 
@@ -45,7 +45,7 @@ def test_rates_follow_the_rounds():
     assert rates.accept < 0.05 and rates.k(8) == 1
 
 
-class CountingDraft(Draft):
+class CountingDraft(ModelDraft):
     """Guesses the last token + 1; records what it was fed, over a real DynamicCache of one tiny layer."""
 
     def __init__(self) -> None:
@@ -106,3 +106,12 @@ def test_families_whose_caches_cannot_be_cut_say_so(tmp_path):
     assert config.sliding_window is not None and not model_can_rewind(config)
     assert not can_rewind(object())
     assert can_rewind(DynamicCache())
+
+
+def test_prompt_lookup_guesses_what_followed_the_latest_match_of_the_longest_tail():
+    draft = PromptLookupDraft(max_tokens=3, max_ngram=2)
+    assert draft.propose([1, 2, 3, 4, 9, 2, 3], 8)[0] == [4, 9, 2]  # "2 3" was followed by 4 9 2
+    assert draft.propose([5, 1, 7, 1, 8, 1], 8)[0] == [8, 1]  # "1" alone: its latest earlier match
+    assert draft.propose([1, 2, 3], 4)[0] == []  # nothing repeats: a plain step
+    with pytest.raises(ValueError):
+        PromptLookupDraft(max_tokens=0)
