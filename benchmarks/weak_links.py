@@ -94,6 +94,18 @@ def measure(model, repeats: int) -> dict[str, float]:
     return {k: round(statistics.median(v), 4) for k, v in runs.items()}
 
 
+def measured_links(model: Any) -> dict[str, Any]:
+    """The links' bandwidth as molink measured it (swarm/net/probe.py): the client's to each peer, and each
+    peer's to the peers it pushes to (from their records)."""
+    client = model.client
+    records = client.run(client.records())
+    names = {r.peer_id: f"{r.start}:{r.end}" for r in records}
+    return {"client_to": {names.get(r.peer_id, a): round(b * 8 / 1e6, 1) for a, b in client.bandwidths().items()
+                          for r in records if r.addrs[0] == a},
+            "peer_edges": {f"{names[r.peer_id]}->{names.get(p, p[:8])}": v for r in records
+                           for p, v in r.mbits.items()}}
+
+
 @contextlib.contextmanager
 def emulated_chain(path: Path, spans: list[str], dtype: str | None = None) -> Iterator[tuple[Any, list[tuple[int, int]]]]:
     """Bootstrap and one peer per span on 127.0.0.1, each announcing an emulator port in front of its own:
@@ -145,6 +157,8 @@ def bench(size: str, root: Path, repeats: int) -> dict[str, object]:
                             str(path), initial_peers=[swarm.address],
                             config=ClientConfig(route_wait_s=120, request_timeout_s=120, **overrides)) as model:
                         results.setdefault(name, {})[mode] = measure(model, repeats)
+                        if mode == "molink":
+                            results[name]["measured_mbit"] = measured_links(model)
                     print(f"{size} {name} {mode}: {results[name][mode]}", file=sys.stderr, flush=True)
     none = results["none"]["molink"]
     for name, (delay_ms, rate_mbit) in LINKS.items():

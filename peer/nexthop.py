@@ -14,6 +14,8 @@ hint). A hop never just dials what a stranger wrote:
   must be a Pong of the named peer with a signature by that peer's key over the nonce, the model and a first
   layer equal to the hop's own last (``check_pong``). So a record that lists someone else's address, a port
   that is no molink peer, a peer of another model or span, or a loop back to an earlier hop all fail here.
+- **Measured.** The proof's round trip and a padded ping's (``swarm/net/probe.py``) give the edge's round trip
+  and bandwidth, which this peer publishes (``rtts``, ``mbits``) for the planner.
 - **One answer for every failure.** The caller gets "could not be reached" whatever went wrong; the reason is
   logged (rate-limited), so error replies are no oracle for scanning ports.
 
@@ -32,6 +34,7 @@ from dataclasses import dataclass
 
 from swarm.errors import PeerUnreachableError, ProtocolError, TransportError
 from swarm.net.loglimit import LogLimiter
+from swarm.net.probe import PADDING, bandwidth_bps
 from swarm.net.protocol import Ping, check_pong, new_secret, parse
 from swarm.net.records import PeerRecord
 from swarm.net.transport import Channel
@@ -40,6 +43,7 @@ from swarm.net.ways import DIRECT
 log = logging.getLogger("molink.peer")
 
 HANDSHAKE_TIMEOUT_S = 10.0  # for the proof after a connect (a busy peer answers a ping within a loop turn)
+PROBE_ID = 1  # the bandwidth probe's Ping id (the proof's is 0)
 KEEP_S = 600.0  # a peer stays in a Directory this long after a DHT read last listed it
 FRESH_S = 30.0  # a record listed longer ago than this is read again before it is used (a peer may have moved)
 REFRESH_GAP_S = 1.0  # at most one DHT read per this many seconds, however many lookups miss
@@ -103,6 +107,19 @@ class Directory:
         return found[1] if found is not None else None
 
 
+async def _probe(channel: Channel, timeout_s: float) -> None:
+    """The connection's bandwidth toward the next hop (``swarm/net/probe.py``), left in ``channel.bps``; a
+    probe that fails leaves it unmeasured (the connection is proved: it is used all the same)."""
+    try:
+        began = time.monotonic()
+        await channel.send(Ping(id=PROBE_ID).to_header(), PADDING)
+        frame = await asyncio.wait_for(channel.recv(), timeout_s)
+        if frame is not None and channel.rtt_s is not None:
+            channel.bps = bandwidth_bps(channel.rtt_s, time.monotonic() - began)
+    except (TransportError, asyncio.TimeoutError) as e:
+        log.debug("bandwidth probe to %s failed: %s", channel.remote, e)
+
+
 async def dial(hop: NextHop, *, lookup: Callable[[str, str], Awaitable[PeerRecord | None]],
                have_records: Callable[[], bool],
                connect: Callable[[str], Awaitable[Channel]], model: str, start: int, quiet: LogLimiter,
@@ -128,6 +145,7 @@ async def dial(hop: NextHop, *, lookup: Callable[[str, str], Awaitable[PeerRecor
         except (TransportError, ProtocolError, asyncio.TimeoutError) as e:
             why = str(e) or type(e).__name__
         if why is None:
+            await _probe(channel, timeout_s)
             if channel.kind != DIRECT:
                 log.info("next hop %s reached %s (%s)", hop.peer_id[:16], channel.kind, channel.remote)
             return channel

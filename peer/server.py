@@ -47,6 +47,7 @@ from peer.sessions import (
 from swarm.errors import FrameTooLargeError, ProtocolError, SessionError, TransportError
 from swarm.net.addresses import advertised_hosts
 from swarm.net.loglimit import LogLimiter
+from swarm.net.probe import to_mbit
 from swarm.net.protocol import (
     FATAL_CODES,
     Close,
@@ -223,6 +224,7 @@ class PeerServer:
             version=self.version,
             rtts={p: c.rtt_s for p, c in pushes.items() if c.rtt_s is not None},  # the planner costs edges by them
             links={p: c.kind for p, c in pushes.items()},
+            mbits={p: to_mbit(c.bps) for p, c in pushes.items() if c.bps is not None},
             num_layers=self.num_layers,
             model_name=self.model_name[:MAX_STR],
             expires_at=self.wall_clock() + self.config.ttl_s,  # the DHT node re-signs it to its own store time

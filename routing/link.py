@@ -51,6 +51,7 @@ class PeerLink:
         self.channel = channel
         self.clock = clock
         self.rtt_s: float | None = None  # smoothed round trip of small requests; None until one was answered
+        self.bps: float | None = None  # bytes/s toward the peer, from a padded ping (swarm/net/probe.py)
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Received]] = {}
         self.inboxes: dict[str, asyncio.Queue[tuple[str, Received | Exception]]] = {}
@@ -60,9 +61,9 @@ class PeerLink:
     def closed(self) -> bool:
         return self.channel.closed or self._reader.done()
 
-    async def request(self, msg: Message, timeout: float) -> Message:
+    async def request(self, msg: Message, timeout: float, body: bytes | memoryview = b"") -> Message:
         """Send a request (Open, Close, Ping, Rebind) and wait for its Ok or Pong; an Error reply raises
-        RemoteError."""
+        RemoteError. A request with a ``body`` (a bandwidth probe) is no round-trip sample."""
         if not isinstance(msg, REQUESTS):
             raise TypeError(f"{msg.TYPE} is not a request")
         req_id = next(self._ids)
@@ -70,13 +71,13 @@ class PeerLink:
         self._pending[req_id] = fut
         sent_at = self.clock()
         try:
-            await self.channel.send(dataclasses.replace(msg, id=req_id).to_header())
+            await self.channel.send(dataclasses.replace(msg, id=req_id).to_header(), body)
             reply = (await asyncio.wait_for(fut, timeout)).msg
         except asyncio.TimeoutError:
             raise TransportError(f"{self.addr} did not answer {msg.TYPE} within {timeout:.0f} s") from None
         finally:
             self._pending.pop(req_id, None)
-        if isinstance(msg, RTT_SAMPLED):  # an error reply is a reply too
+        if isinstance(msg, RTT_SAMPLED) and not body:  # an error reply is a reply too
             self.rtt_s = ewma(self.rtt_s, max(self.clock() - sent_at, 0.0))
         if isinstance(reply, Error):
             raise error_from_wire(reply.code, reply.message, self.addr)

@@ -4,8 +4,8 @@ A pure function from a snapshot (peer records, the client's measured round trips
 optional random generator) to a typed plan. The cost of a route is the expected time per decode token
 (DESIGN.md section 4), summed over its hops, plus the leg back to the client:
 
-    hop time = (1 + load) / throughput + latency of the link into the hop
-    return   = latency of the link from the last hop back to the client
+    hop time = (1 + load) / throughput + latency of the link into the hop + step bytes / its bandwidth
+    return   = latency of the link from the last hop back to the client + step bytes / its bandwidth
 
 - ``throughput`` is the peer's measured tokens/s through its whole span at batch 1. ``load`` is its open
   sessions (the larger of what its record says and what this client knows it has opened there since): a peer
@@ -19,6 +19,11 @@ optional random generator) to a typed plan. The cost of a route is the expected 
   ``DEFAULT_LINK_LATENCY_S`` (``DEFAULT_RELAYED_LATENCY_S`` into a peer that is reached through a relay, whose
   record's first way is a relayed one: two legs and a relay's queue, so an unmeasured relayed edge never looks
   as cheap as an unmeasured direct one). A relayed edge is then costed by what the client measured on it.
+- Link bandwidth, like latency, is what was measured (``swarm/net/probe.py``): between two peers, the
+  bandwidth the upstream peer published for the downstream one (``mbits``), else the client's to the
+  downstream one, else the downstream peer's own ``net_throughput`` claim; into the first hop and back, the
+  client's to that peer, else that claim. ``step_bytes`` is what one decode step carries over a link (hidden
+  size x 4 bytes for a row in float32); 0 leaves bandwidth out.
 - A peer whose record says it has less free KV cache than the session needs (max_length x batch tokens) gets
   ``NO_ROOM_PENALTY_S`` per token: it is used only when no peer with room serves those layers (records are a
   few seconds old; the peer's answer to ``open`` decides). The penalty steers the choice only: the route's
@@ -40,7 +45,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from swarm.errors import MissingLayersError, RoutingError
 from swarm.net.records import PeerRecord, PeerState
@@ -48,6 +53,7 @@ from swarm.net.ways import is_relayed
 
 DEFAULT_LINK_LATENCY_S = 0.005  # assumed one-way latency of a link nobody has measured yet
 DEFAULT_RELAYED_LATENCY_S = 0.02  # the same, into a peer reached through a relay
+MIN_BPS = 1e3  # bytes/s; floor for a bandwidth claimed as 0
 MIN_THROUGHPUT = 1e-3  # tokens/s; floor so a peer reporting 0 is very expensive, not a division by zero
 NO_ROOM_PENALTY_S = 10.0  # per token, for a hop whose record says the session's KV does not fit
 TIE_TOLERANCE = 0.05  # routes within 5% of the cheapest are equals (throughput figures are that noisy)
@@ -80,11 +86,14 @@ class Route:
 @dataclass(frozen=True)
 class CostInputs:
     """What the client knows beyond the records: round trips it measured (address -> seconds), sessions it
-    has open (peer id -> count), and the KV tokens the session needs on each hop."""
+    has open (peer id -> count), the KV tokens the session needs on each hop, bandwidths it measured (address
+    -> bytes/s) and the bytes of one step."""
 
     rtt_s: Mapping[str, float]
     own_load: Mapping[str, int]
     need_tokens: int = 0
+    bps: Mapping[str, float] = field(default_factory=dict)  # bytes/s the client measured, by address
+    step_bytes: int = 0
 
 
 def usable(record: PeerRecord, avoid: Collection[str]) -> bool:
@@ -105,6 +114,18 @@ def link_s(record: PeerRecord, prev: PeerRecord | None, rtt_s: Mapping[str, floa
     return _unmeasured_or(record, rtt_s)
 
 
+def transfer_s(record: PeerRecord, prev: PeerRecord | None, inputs: CostInputs) -> float:
+    """Seconds one step's bytes take over the link into this hop (from the client when ``prev`` is None), or
+    back from it to the client (the same way: the client's figure for that peer)."""
+    if inputs.step_bytes <= 0:
+        return 0.0
+    if prev is not None and record.peer_id in prev.mbits:
+        bps = prev.mbits[record.peer_id] * 1e6 / 8
+    else:
+        bps = inputs.bps.get(record.addrs[0], record.net_throughput * 1e6 / 8)
+    return inputs.step_bytes / max(bps, MIN_BPS)
+
+
 def _unmeasured_or(record: PeerRecord, rtt_s: Mapping[str, float]) -> float:
     measured = rtt_s.get(record.addrs[0])
     if measured is not None:
@@ -119,7 +140,12 @@ def return_s(record: PeerRecord, rtt_s: Mapping[str, float]) -> float:
 
 def hop_time_s(record: PeerRecord, prev: PeerRecord | None, inputs: CostInputs) -> float:
     """Expected seconds one decode token spends in this hop, the link into it included."""
-    return compute_s(record, inputs.own_load) + link_s(record, prev, inputs.rtt_s)
+    return compute_s(record, inputs.own_load) + link_s(record, prev, inputs.rtt_s) + transfer_s(record, prev, inputs)
+
+
+def back_s(record: PeerRecord, inputs: CostInputs) -> float:
+    """Expected seconds of the last hop's result on its way back to the client."""
+    return return_s(record, inputs.rtt_s) + transfer_s(record, None, inputs)
 
 
 def penalty_s(record: PeerRecord, need_tokens: int) -> float:
@@ -168,6 +194,8 @@ def plan_route(
     rng: random.Random | None = None,
     tolerance: float = TIE_TOLERANCE,
     model: str = "",
+    bps: Mapping[str, float] | None = None,
+    step_bytes: int = 0,
 ) -> Route:
     """The cheapest chain of usable peers that runs layers [start, end) (default: all of them); with ``rng``,
     one drawn among the chains within ``tolerance`` of the cheapest.
@@ -178,7 +206,7 @@ def plan_route(
     is served but no chain of whole spans fits together.
     """
     end = num_layers if end is None else end
-    inputs = CostInputs(rtt_s or {}, own_load or {}, need_tokens)
+    inputs = CostInputs(rtt_s or {}, own_load or {}, need_tokens, bps or {}, step_bytes)
     live = sorted((r for r in records if usable(r, avoid) and start <= r.start and r.end <= end),
                   key=lambda r: (r.start, r.end, r.peer_id))
     by_start: dict[int, list[PeerRecord]] = {}
@@ -192,7 +220,7 @@ def plan_route(
     togo: dict[str, float] = {}
     for rec in sorted(live, key=lambda r: -r.start):
         if rec.end == end:
-            togo[rec.peer_id] = return_s(rec, inputs.rtt_s)
+            togo[rec.peer_id] = back_s(rec, inputs)
         else:
             togo[rec.peer_id] = min((edge(rec, nxt) + togo[nxt.peer_id] for nxt in by_start.get(rec.end, ())),
                                     default=math.inf)
@@ -228,6 +256,6 @@ def _walk(by_start, togo, edge, inputs: CostInputs, start: int, end: int, best: 
         est += hop_time_s(rec, prev, inputs)
         chain.append(rec)
         prev, boundary = rec, rec.end
-    est += return_s(chain[-1], inputs.rtt_s)
+    est += back_s(chain[-1], inputs)
     hops = tuple(Hop(r.peer_id, r.addrs[0], r.start, r.end) for r in chain)
     return Route(hops=hops, est_time_s=est)

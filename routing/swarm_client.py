@@ -45,6 +45,7 @@ from swarm.errors import (
     TransportError,
 )
 from swarm.net.circuits import Dialer
+from swarm.net.probe import PADDING, bandwidth_bps, to_mbit
 from swarm.net.protocol import Close, Open, Ping, Pong, Result, Step, check_pong, new_secret
 from swarm.net.records import PeerRecord
 from swarm.net.ways import DIRECT
@@ -77,6 +78,7 @@ class SwarmCore:
         if self.config.wire_codec not in CODECS:
             raise ConfigError(f"wire_codec {self.config.wire_codec!r} is not one of {', '.join(CODECS)}")
         self.codecs: dict[str, frozenset[str]] = {}  # peer id -> the tensor codecs its proof's Pong listed
+        self._probes: set[asyncio.Future[None]] = set()  # bandwidth probes running in the background
         self._ways: dict[str, tuple[str, ...]] = {}  # a peer's first way -> all its ways, from its last record
         self._links: dict[str, PeerLink] = {}
         self._connecting: dict[str, asyncio.Future[PeerLink]] = {}
@@ -142,7 +144,24 @@ class SwarmCore:
         why = check_pong(pong, peer_id=record.peer_id, model=record.model, start=record.start, nonce=nonce)
         if why is None and isinstance(pong, Pong):  # what it decodes: a session sends it no other codec
             self.codecs[record.peer_id] = frozenset(c for c in pong.codecs or () if c in CODECS)
+            if link.bps is None:  # measured in the background: planning does not wait for it
+                probe = asyncio.ensure_future(self._probe(link))
+                self._probes.add(probe)
+                probe.add_done_callback(self._probes.discard)
         return why
+
+    async def _probe(self, link: PeerLink) -> None:
+        """The link's bandwidth toward the peer (``swarm/net/probe.py``), left in ``link.bps``."""
+        small = link.rtt_s
+        began = self.clock()
+        try:
+            await link.request(Ping(), self.config.probe_timeout_s, PADDING)
+        except MolinkError as e:
+            log.debug("bandwidth probe to %s failed: %s", link.addr, e)
+            return
+        if small is not None:
+            link.bps = bandwidth_bps(small, self.clock() - began)
+            log.debug("link to %s: %.1f Mbit/s", link.addr, to_mbit(link.bps))
 
     async def _still_answering(self, records: Sequence[PeerRecord]) -> list[PeerRecord]:
         async def answers(record: PeerRecord) -> bool:
@@ -167,6 +186,10 @@ class SwarmCore:
         """Round trips measured so far, by peer address (links that have had an answer)."""
         return {addr: link.rtt_s for addr, link in self._links.items() if link.rtt_s is not None}
 
+    def bandwidths(self) -> dict[str, float]:
+        """Bytes/s toward each peer measured so far, by peer address."""
+        return {addr: link.bps for addr, link in self._links.items() if link.bps is not None}
+
     def own_load(self) -> Counter[str]:
         """Sessions this client has open (or is opening) on each peer, by peer id."""
         return Counter(hop.peer_id for session in self.sessions for hop in session.hops)
@@ -176,7 +199,8 @@ class SwarmCore:
         """plan_route over ``records`` with what this client knows: measured round trips, its own sessions,
         its random generator for near-equal routes."""
         return plan_route(effective(records, self.measured), self.num_layers, start=start, end=end,
-                          avoid=set(avoid) | self.banned, rtt_s=self.rtts(),
+                          avoid=set(avoid) | self.banned, rtt_s=self.rtts(), bps=self.bandwidths(),
+                          step_bytes=self.hidden_size * 4,
                           own_load=self.own_load(), need_tokens=need_tokens, rng=self.rng,
                           tolerance=self.config.route_tolerance, model=self.model_key)
 
@@ -384,6 +408,8 @@ class SwarmCore:
         return session
 
     async def aclose(self) -> None:
+        for probe in list(self._probes):
+            probe.cancel()
         if self.audits.checks:
             log.info("%s", self.audits.describe())
         for link in self._links.values():

@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 PeerId = NewType("PeerId", str)
 
-RECORD_VERSION = 5  # 2: num_layers and model_name; 3: queue; 4: expires_at, signed; 5: links
+RECORD_VERSION = 6  # 2: num_layers and model_name; 3: queue; 4: expires_at, signed; 5: links; 6: mbits
 _SIGNING_DOMAIN = b"molink-peer-record"  # a signature over a record can never be mistaken for another message
 _PROOF_DOMAIN = b"molink-peer-proof"  # nor one that answers a challenge (``Identity.prove``) for a record
 
@@ -90,6 +90,8 @@ class PeerRecord:
     expires_at: float = 0.0  # DHT time (wall clock) after which the record is void; set when it is stored
     links: Mapping[str, str] = field(default_factory=dict)  # peer_id -> how this peer's push connection to it
     # was made: direct, punched (a TCP hole punch) or relayed; at most MAX_LINKS, the ones open when it was made
+    mbits: Mapping[str, float] = field(default_factory=dict)  # peer_id -> Mbit/s this peer measured on its push
+    # connection to it (swarm/net/probe.py); at most MAX_LINKS
     public_key: bytes = b""  # raw Ed25519 public key, 32 bytes
     signature: bytes = b""  # Ed25519 signature over signing_payload(), 64 bytes
 
@@ -115,6 +117,7 @@ class PeerRecord:
             self.queue,
             float(self.expires_at),
             sorted([str(k), str(v)] for k, v in self.links.items()),
+            sorted([str(k), float(v)] for k, v in self.mbits.items()),
             bytes(self.public_key),
         ]
         return _SIGNING_DOMAIN + msgpack.packb(fields, use_bin_type=True)
@@ -141,6 +144,7 @@ class PeerRecord:
             "queue": self.queue,
             "expires_at": float(self.expires_at),
             "links": {str(k): str(v) for k, v in self.links.items()},
+            "mbits": {str(k): float(v) for k, v in self.mbits.items()},
             "public_key": bytes(self.public_key),
             "signature": bytes(self.signature),
         }
@@ -266,6 +270,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "queue": (int,),
     "expires_at": (float, int),
     "links": (dict,),
+    "mbits": (dict,),
     "public_key": (bytes,),
     "signature": (bytes,),
 }
@@ -337,6 +342,10 @@ def record_from_wire(value: Any) -> PeerRecord:
         _check_str("link peer id", k)
         if v not in LINK_KINDS:
             raise _invalid("bad links", f"a link is one of {', '.join(LINK_KINDS)}, got {v!r:.40}")
+    mbits = value["mbits"]
+    if len(mbits) > MAX_LINKS:
+        raise _invalid("bad mbits", f"{len(mbits)} entries, at most {MAX_LINKS}")
+    mbits = {_check_str("mbit peer id", k): _check_number("mbit", v) for k, v in mbits.items()}
     for name in ("free_cache_tokens", "load", "queue"):
         if value[name] < 0:
             raise _invalid("bad number", f"{name} must be >= 0")
@@ -366,6 +375,7 @@ def record_from_wire(value: Any) -> PeerRecord:
         queue=value["queue"],
         expires_at=_check_number("expires_at", value["expires_at"]),
         links=dict(links),
+        mbits=mbits,
         public_key=public_key,
         signature=signature,
     )

@@ -74,6 +74,7 @@ class Channel:
         self.limits = limits
         self.kind = kind
         self.rtt_s: float | None = None  # a round trip its opener measured on it (a proof on connect), if any
+        self.bps: float | None = None  # bytes/s its opener measured with a padded ping (swarm/net/probe.py)
         self._reader = reader
         self._writer = writer
         self._send_lock = asyncio.Lock()

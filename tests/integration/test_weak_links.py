@@ -1,10 +1,12 @@
 """A 3-peer chain whose every hop crosses an emulated link (``python -m swarm.linkem`` in front of each peer, which
 publishes it with --announce-addr): a chunked, pipelined prefill that returns only the last position gives the
-same tokens as local transformers and as the same client with chunking and trimming off."""
+same tokens as local transformers and as the same client with chunking and trimming off; the client and the
+peers measure the links' bandwidth (swarm/net/probe.py)."""
 
 from __future__ import annotations
 
 import sys
+import time
 
 import pytest
 import torch
@@ -27,6 +29,31 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def mbit(bps: float) -> float:
+    return bps * 8 / 1e6
+
+
+def assert_links_measured(model, addrs: list[str], timeout_s: float = 60.0) -> None:
+    """The client measured its links to the emulated peers, and the first two peers published their push
+    edges' bandwidth: each near the emulated 50 Mbit/s, far below an unshaped loopback's (the probe's timing
+    on a busy machine only makes a figure lower, so the bounds are wide)."""
+    client = model.client
+    by_addr = {a: i for i, a in enumerate(addrs)}
+    deadline = time.monotonic() + timeout_s
+    while True:
+        measured = client.bandwidths()
+        records = {by_addr[r.addrs[0]]: r for r in client.run(client.records()) if r.addrs[0] in by_addr}
+        edges = {i: records[i].mbits.get(records[i + 1].peer_id) for i in (0, 1) if i in records and i + 1 in records}
+        if set(measured) >= set(addrs) and len(edges) == 2 and None not in edges.values():
+            break
+        assert time.monotonic() < deadline, f"bandwidths never all measured: client {measured}, peers {edges}"
+        time.sleep(0.2)  # between DHT reads: peers announce every few seconds
+    for addr in addrs:
+        assert 5 < mbit(measured[addr]) < 200, (addr, mbit(measured[addr]))
+    for i, figure in edges.items():
+        assert 5 < figure < 200, (i, figure)
 
 
 def test_a_chunked_prefill_over_emulated_links_gives_the_same_tokens(checkpoints, bootstrap, tmp_path):
@@ -62,6 +89,8 @@ def test_a_chunked_prefill_over_emulated_links_gives_the_same_tokens(checkpoints
                             assert last.shape == (1, 1, local.config.hidden_size)
                             assert session.session.step_index == PROMPT // CHUNK
                             assert int(model.head.logits(last)[0, -1].argmax()) == int(expected[PROMPT])
+                    if name == "whole":
+                        assert_links_measured(model, [f"127.0.0.1:{link}" for _, link in ports])
             assert got["chunked"].tolist() == expected.tolist() == got["whole"].tolist()
         finally:
             for proc in emulators:

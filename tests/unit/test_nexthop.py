@@ -10,6 +10,7 @@ from peer.nexthop import Directory, NextHop, candidate_addrs, dial
 from peer.sessions import check_next_peer
 from swarm.errors import PeerUnreachableError, ProtocolError
 from swarm.net.loglimit import LogLimiter
+from swarm.net.probe import PROBE_BYTES
 from swarm.net.protocol import Ok, Ping, Pong, check_pong, new_secret, parse
 from swarm.net.records import Identity, PeerRecord, PeerState, proof_holds
 from swarm.net.wire import Frame
@@ -78,13 +79,18 @@ class FakeChannel:
         self.identity, self.answer = identity, answer
         self.sent: list[dict] = []
         self.closed = False
-        self.kind, self.remote, self.rtt_s = "direct", "fake", None
+        self.kind, self.remote, self.rtt_s, self.bps = "direct", "fake", None, None
+        self.bodies: list[int] = []
         self._reply: Frame | None = None
 
     async def send(self, header: dict, body: bytes = b"") -> None:
         self.sent.append(header)
+        self.bodies.append(len(body))
         msg = parse(header)
-        assert isinstance(msg, Ping) and msg.nonce
+        assert isinstance(msg, Ping)
+        if msg.nonce is None:  # the bandwidth probe after the proof: any answer times it
+            self._reply = Frame(Pong(id=msg.id, peer_id=self.identity.peer_id, model="m", start=2, end=4).to_header(), b"")
+            return
         self._reply = Frame(self.answer or pong(self.identity, msg.nonce).to_header(), b"")
 
     async def recv(self) -> Frame | None:
@@ -122,6 +128,7 @@ def test_dial_returns_the_proved_peer_and_fails_alike_for_every_other_reason():
     rec = record(OTHER, ("10.0.0.1:1", "10.0.0.2:1"))
     got, dialled = run_dial(NextHop(OTHER.peer_id, "10.0.0.2:1"), {OTHER.peer_id: rec}, {"10.0.0.2:1": good})
     assert got is good and dialled == ["10.0.0.2:1"] and not good.closed
+    assert good.bodies == [0, PROBE_BYTES] and good.bps is not None  # the proof, then the bandwidth probe
 
     failures = []
     # no record of the id: nothing dialled, however tempting the hint

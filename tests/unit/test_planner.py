@@ -108,6 +108,26 @@ def test_peer_published_rtt_is_used_between_hops():
     assert plan_route([a, b_slow, b_fast], 8).hops[1].peer_id == b_fast.peer_id
 
 
+def test_a_steps_bytes_cost_their_time_over_the_measured_bandwidth():
+    """With step_bytes, each link adds bytes / bandwidth: the upstream peer's published figure between peers,
+    else the client's measurement, else the downstream peer's own claim; 0 step bytes leave bandwidth out."""
+    b_thin, b_wide = rec(4, 8, addrs=("10.0.0.3:1",)), rec(4, 8, addrs=("10.0.0.4:1",))
+    a = rec(0, 4, addrs=("10.0.0.5:1",), mbits={b_thin.peer_id: 1.0, b_wide.peer_id: 1000.0})
+    step = 1_000_000  # 1 MB: 8 s at 1 Mbit/s, 8 ms at 1 Gbit/s
+    assert plan_route([a, b_thin, b_wide], 8, step_bytes=step).hops[1].peer_id == b_wide.peer_id
+    # the client's own figure, where no peer published one: a slow link from the client to a fast peer loses
+    near, far = rec(0, 8, tput=100.0, addrs=("10.0.0.1:1",)), rec(0, 8, tput=500.0, addrs=("10.0.0.2:1",))
+    bps = {"10.0.0.1:1": 125e6, "10.0.0.2:1": 125e3}  # 1 Gbit/s and 1 Mbit/s
+    assert plan_route([near, far], 8, step_bytes=0, bps=bps).peer_ids == (far.peer_id,)
+    route = plan_route([near, far], 8, step_bytes=step, bps=bps)
+    assert route.peer_ids == (near.peer_id,)
+    # in and back: two transfers at 1 Gbit/s, two default latencies, one token of compute
+    assert route.est_time_s == pytest.approx(1 / 100 + 2 * 0.005 + 2 * step / 125e6)
+    # unmeasured: the peer's net_throughput claim (Mbit/s)
+    claimed = rec(0, 8, tput=100.0, net_throughput=8.0)
+    assert plan_route([claimed], 8, step_bytes=step).est_time_s == pytest.approx(0.01 + 0.01 + 2 * 1.0)
+
+
 def test_peers_without_room_for_the_session_are_a_last_resort():
     """A record with fewer free KV tokens than the session needs is avoided while a replica has room, used
     when none has, and its penalty is left out of the estimate (deadlines are not inflated)."""

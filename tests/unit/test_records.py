@@ -70,6 +70,7 @@ def test_identity_peer_id_is_sha256_prefix_of_public_key():
         ("version", "9.9"),
         ("rtts", {"x": 0.5}),
         ("links", {"ab" * 20: "direct"}),
+        ("mbits", {"ab" * 20: 95.0}),
     ],
 )
 def test_tampered_field_breaks_the_signature(name, value):
@@ -121,6 +122,7 @@ def test_unsigned_record_is_refused():
         "throughput",
         "rtts",
         "links",
+        "mbits",
         "signature",
     ],
 )
@@ -147,6 +149,7 @@ def test_missing_field_is_refused(field):
         ("model_name", None),
         ("rtts", [["a", 1.0]]),
         ("links", [["a", "direct"]]),
+        ("mbits", [["a", 1.0]]),
         ("public_key", "key"),
         ("signature", None),
     ],
@@ -178,6 +181,9 @@ def test_field_of_the_wrong_type_is_refused(name, value):
         ({"links": {f"p{i}": "direct" for i in range(9)}}, "links"),
         ({"links": {"p": "teleported"}}, "links"),
         ({"links": {"": "direct"}}, "link peer id"),
+        ({"mbits": {f"p{i}": 10.0 for i in range(9)}}, "mbits"),
+        ({"mbits": {"p": -3.0}}, "mbit"),
+        ({"mbits": {"p": float("inf")}}, "mbit"),
         ({"throughput": float("inf")}, "throughput"),
         ({"net_throughput": -1.0}, "net_throughput"),
         ({"load": -1}, "load"),
@@ -198,7 +204,8 @@ def test_unknown_state_version_mismatch_and_extra_fields_are_refused():
         ({"record_version": 2}, "version"),
         ({"record_version": 3}, "version"),
         ({"record_version": 4}, "version"),
-        ({"record_version": 6}, "version"),
+        ({"record_version": 5}, "version"),
+        ({"record_version": 7}, "version"),
         ({"x": 1}, "unexpected"),
     ]:
         wire = {**make_peer_record().to_wire(), **change}

@@ -9,7 +9,14 @@ from transformers import DynamicCache
 
 from models.source import resolve_model
 from models.span import SpanModel, can_rewind, model_can_rewind
-from routing.speculative import ModelDraft, PromptLookupDraft, Rates, accepted_count, choose_k, expected_tokens
+from routing.speculative import (
+    ModelDraft,
+    PromptLookupDraft,
+    Rates,
+    accepted_count,
+    choose_k,
+    expected_tokens,
+)
 from tests.conftest_models import make_tiny_checkpoint
 
 
