@@ -10,11 +10,12 @@ compute), a fresh client measures, in alternation (median of --repeats):
 - ``ttft_512`` / ``ttft_2048``: time to the first token of a 512- and a 2,048-token prompt;
 - ``decode_ms``: greedy ms per token over 16 tokens after a 16-token prompt;
 
-in two modes: ``molink`` (today's defaults: a long prefill flows through the route as a pipeline of chunks,
-``routing/prefill.py``, and the last hop returns only the last position) and ``naive`` (the same code with
-``ClientConfig(prefill_chunk_tokens=0, trim_results=False)``: the prompt crosses each link whole and every
-position comes back); and ``float16`` and ``int8``, the defaults with hidden states encoded on every link
-(``ClientConfig.wire_codec``; the defaults send them raw, exact). None speculates: benchmarks/speculative.py
+in two modes: ``molink`` (today's defaults: a long prefill flows through the route as a pipeline of chunks
+sized from the measured links, ``routing/prefill.py``, and the last hop returns only the last position) and
+``naive`` (the same code with ``ClientConfig(prefill_chunk_tokens=0, trim_results=False)``: the prompt crosses
+each link whole and every position comes back); ``float16`` and ``int8``, the defaults with hidden states
+encoded on every link (``ClientConfig.wire_codec``; the defaults send them raw, exact); and ``auto``, each
+link's codec chosen from its measured bandwidth (``routing/codecs.py``). None speculates: benchmarks/speculative.py
 measures decoding with a draft over the same chains.
 
 The floor of a prefill is max(transfer, compute) + path latency: the prompt's fp32 hidden states crossing the
@@ -48,8 +49,8 @@ MODELS = {"tiny": SIZES["tiny"],
           "h512": dict(hidden_size=512, num_hidden_layers=8, num_attention_heads=8, intermediate_size=1376)}
 LINKS = {"none": (0.0, 0.0), "100mbit-25ms": (25.0, 100.0), "20mbit-50ms": (50.0, 20.0)}  # (delay ms, Mbit/s)
 SPANS = ["0:3", "3:6", "6:8"]
-MODES = {"molink": {}, "float16": {"wire_codec": "float16"}, "int8": {"wire_codec": "int8"},
-         "naive": {"trim_results": False, "prefill_chunk_tokens": 0}}
+MODES = {"molink": {}, "auto": {"wire_codec": "auto"}, "float16": {"wire_codec": "float16"},
+         "int8": {"wire_codec": "int8"}, "naive": {"trim_results": False, "prefill_chunk_tokens": 0}}
 DECODE_TOKENS = 16
 ENV = {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 
@@ -174,7 +175,8 @@ def bench(size: str, root: Path, repeats: int) -> dict[str, object]:
         results[name]["molink_over_floor"] = {k: round(results[name]["molink"][k] / v, 3) for k, v in floor.items()}
         results[name]["naive_over_molink"] = {k: round(results[name]["naive"][k] / results[name]["molink"][k], 3)
                                               for k in floor}
-        results[name]["float16_over_floor"] = {k: round(results[name]["float16"][k] / v, 3) for k, v in floor.items()}
+        for mode in ("float16", "auto"):
+            results[name][f"{mode}_over_floor"] = {k: round(results[name][mode][k] / v, 3) for k, v in floor.items()}
     return {"hidden_size": hidden, "layers": MODELS[size]["num_hidden_layers"], "spans": SPANS, "links": results}
 
 
@@ -188,7 +190,6 @@ def main() -> int:
     fields = {size: bench(size, root, args.repeats) for size in args.sizes}
     publish("weak_links", {"repeats": args.repeats, "decode_tokens": DECODE_TOKENS,
                            "link_settings": {k: {"delay_ms": d, "rate_mbit": r} for k, (d, r) in LINKS.items()},
-                           "not_built": "codec and chunk size chosen from measured links",
                            **fields})
     return 0
 

@@ -19,9 +19,12 @@ class ClientConfig:
     backoff: BackoffPolicy = field(default_factory=BackoffPolicy)  # how long a failed peer is avoided
     connect_timeout_s: float = 10.0
     prefill_chunk_tokens: int = 64       # a longer prefill flows through the route as a pipeline of chunks of
-                                         # at least this many tokens, at most 8 (routing/prefill.py); 0: whole
+                                         # at least this many tokens (more on fast links: sized from the measured
+                                         # links and passes), at most 8 (routing/prefill.py); 0: whole
+    adapt_prefill_chunks: bool = True    # False: chunks of exactly prefill_chunk_tokens (or the 8-chunk cap)
     wire_codec: str = "raw"              # how the session's hidden states travel: raw (exact), float16, bfloat16
-                                         # or int8 (a scale per 32 values, 28% of float32's bytes); a peer that did
+                                         # or int8 (a scale per 32 values, 28% of float32's bytes), or "auto": per
+                                         # link by its measured bandwidth (routing/codecs.py); a peer that did
                                          # not list a codec in its Pong is sent raw (swarm/net/wire.py)
     max_draft_tokens: int = 8            # generate(assistant_model=...): most draft tokens checked in one round;
                                          # each round picks k <= this from the measured round trip, draft speed

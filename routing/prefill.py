@@ -6,7 +6,15 @@ chunk 2 while the next hop computes chunk 1, so transfers and compute of differe
 adding up. Peers take a session's steps in order (``peer/server.py``), so nothing new is needed on their side.
 Only the positions the caller keeps come back: a chunk none of whose positions are kept returns one (dropped).
 
-``plan_chunks`` is pure; ``routing/session.py`` sends the chunks and assembles the result.
+How long a chunk is follows the route (``chunk_size``): with S stages in the pipeline (each hop's compute and
+the link into it), a forward pass's fixed cost ``pass_s`` (about a decode step of the slowest hop: its
+record's 1 / throughput) and ``token_s`` seconds per token on the slowest link (the step's bytes per token
+over its measured bandwidth), a prompt of n tokens in chunks of c takes about (n / c + S - 1) x (c x token_s +
+pass_s), least at c = sqrt(n x pass_s / ((S - 1) x token_s)): slow links want small chunks (the pipeline
+fills sooner), fast links and slow passes want large ones (fewer passes). ``ClientConfig.prefill_chunk_tokens``
+is the least a chunk holds, and at most ``MAX_CHUNKS`` are sent.
+
+``plan_chunks`` and ``chunk_size`` are pure; ``routing/session.py`` sends the chunks and assembles the result.
 """
 
 from __future__ import annotations
@@ -15,6 +23,15 @@ import math
 from dataclasses import dataclass
 
 MAX_CHUNKS = 8  # chunks of one prefill in flight at once (peers queue at most 16 steps of a session)
+BYTES_PER_VALUE = {"raw": 4.0, "float16": 2.0, "bfloat16": 2.0, "int8": 1.125}  # on the wire (swarm/net/wire.py)
+
+
+def chunk_size(tokens: int, stages: int, pass_s: float, token_s: float, least: int) -> int:
+    """Tokens per chunk for a prompt of ``tokens`` through ``stages`` pipeline stages (see the module
+    docstring), at least ``least``; ``least`` itself when the figures are missing."""
+    if least <= 0 or stages < 2 or pass_s <= 0 or token_s <= 0:
+        return least
+    return max(least, round(math.sqrt(tokens * pass_s / ((stages - 1) * token_s))))
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from routing.codecs import AUTO, codec_for
 from routing.failover import (
     FailureKind,
     HopFailure,
@@ -33,7 +34,7 @@ from routing.failover import (
 )
 from routing.link import PeerLink, Received
 from routing.planner import Hop, Route
-from routing.prefill import Chunk, plan_chunks
+from routing.prefill import BYTES_PER_VALUE, Chunk, chunk_size, plan_chunks
 from swarm.errors import (
     HopFailedError,
     MolinkError,
@@ -118,10 +119,13 @@ class InferenceSession:
             raise
         log.debug("session %s open on %s", session_tag(self.session_id), self.route.describe())
 
-    def _codec_into(self, hop: Hop | None) -> str:
-        """The codec hidden states travel in to ``hop`` (None: back to this client, which decodes every codec):
-        the configured one where the peer listed it in its Pong, else raw."""
+    def _codec_into(self, hop: Hop | None, source: Hop | None) -> str:
+        """The codec hidden states travel in from ``source`` to ``hop`` (None: this client; a hop of None is
+        the way back, and this client decodes every codec): the configured one ("auto": by the link's measured
+        bandwidth, ``routing/codecs.py``) where the receiving peer listed it in its Pong, else raw."""
         want = self.config.wire_codec
+        if want == AUTO:
+            want = codec_for(self.client.link_mbit(source, hop))
         if want == RAW or hop is None or want in self.client.codecs.get(hop.peer_id, ()):
             return want
         return RAW
@@ -141,7 +145,7 @@ class InferenceSession:
                         next=None if after is None else after.addr,
                         next_peer=None if after is None else after.peer_id,
                         next_secret=None if after is None else (secrets[i + 1] if i + 1 < len(hops) else next_secret),
-                        codec=self._codec_into(after))
+                        codec=self._codec_into(after, hop))
 
         requests = [link.request(opening(i, hop), self.config.request_timeout_s)
                     for i, (hop, link) in enumerate(zip(hops, links, strict=True))]
@@ -224,7 +228,7 @@ class InferenceSession:
         (``routing/prefill.py``). A hop that fails during one may hold some of the chunks and not others: the
         route is opened again, its caches rebuilt from the session's inputs, and the step computed again in
         one piece with the usual failover, so the text does not change."""
-        chunks = plan_chunks(hidden.shape[1], keep, self.config.prefill_chunk_tokens)
+        chunks = plan_chunks(hidden.shape[1], keep, self._chunk_tokens(hidden))
         if len(chunks) == 1:
             return await self._run_step(hidden, keep), 1
         try:
@@ -239,6 +243,24 @@ class InferenceSession:
             await self._restart()
             self.failovers += 1
             return await self._run_step(hidden, keep), 1
+
+    def _chunk_tokens(self, hidden: torch.Tensor) -> int:
+        """A prefill chunk's length on this route (``routing/prefill.py: chunk_size``): the slowest hop's decode
+        step as a pass's fixed cost, a token's bytes over the slowest measured link."""
+        least = self.config.prefill_chunk_tokens
+        if not self.config.adapt_prefill_chunks:
+            return least
+        records = {r.peer_id: r for r in self.client.known}
+        pass_s = max((1 / max(records[h.peer_id].throughput, 1e-3) for h in self.hops if h.peer_id in records),
+                     default=0.0)
+        mbits = [self.client.link_mbit(prev, hop) for prev, hop in zip([None, *self.hops[:-1]], self.hops,
+                                                                        strict=True)]
+        slowest = min((m for m in mbits if m), default=None)
+        if slowest is None:
+            return least
+        codec = self._codec_into(self.hops[0], None)
+        token_s = hidden.shape[0] * hidden.shape[2] * BYTES_PER_VALUE.get(codec, 4.0) / (slowest * 1e6 / 8)
+        return chunk_size(hidden.shape[1], 2 * len(self.hops), pass_s, token_s, least)
 
     async def _run_step(self, hidden: torch.Tensor, keep: int = 0) -> torch.Tensor:
         """The step through the route, failing over as hops fail (at most ``max_recoveries`` times)."""
@@ -332,7 +354,7 @@ class InferenceSession:
         first = self.step_index
         try:
             for i, chunk in enumerate(chunks):
-                meta, body = tensor_to_wire(hidden[:, chunk.start:chunk.end], self._codec_into(self.hops[0]))
+                meta, body = tensor_to_wire(hidden[:, chunk.start:chunk.end], self._codec_into(self.hops[0], None))
                 await self.links[0].send(
                     Step(session=self.session_id, secret=self.secrets[0], layer=self.hops[0].start, step=first + i,
                          position=self.position + chunk.start, tensor=meta, keep=chunk.keep,

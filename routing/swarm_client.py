@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 import torch
 
+from routing.codecs import AUTO
 from routing.config import ClientConfig
 from routing.failover import FailureHistory, FailureKind, HopFailure, avoided, busy_pause_s
 from routing.link import PeerLink
@@ -75,8 +76,8 @@ class SwarmCore:
         # TCP for HOST:PORT, this client's libp2p node for a way through a relay (swarm/net/ways.py)
         self._connect = connect or Dialer(getattr(discovery, "p2p", None), timeout=self.config.connect_timeout_s,
                                            punch=self.config.hole_punching)
-        if self.config.wire_codec not in CODECS:
-            raise ConfigError(f"wire_codec {self.config.wire_codec!r} is not one of {', '.join(CODECS)}")
+        if self.config.wire_codec not in (*CODECS, AUTO):
+            raise ConfigError(f"wire_codec {self.config.wire_codec!r} is not one of {', '.join((*CODECS, AUTO))}")
         self.codecs: dict[str, frozenset[str]] = {}  # peer id -> the tensor codecs its proof's Pong listed
         self._probes: set[asyncio.Future[None]] = set()  # bandwidth probes running in the background
         self._ways: dict[str, tuple[str, ...]] = {}  # a peer's first way -> all its ways, from its last record
@@ -189,6 +190,17 @@ class SwarmCore:
     def bandwidths(self) -> dict[str, float]:
         """Bytes/s toward each peer measured so far, by peer address."""
         return {addr: link.bps for addr, link in self._links.items() if link.bps is not None}
+
+    def link_mbit(self, source: Hop | None, target: Hop | None) -> float | None:
+        """Measured Mbit/s of the link ``source`` -> ``target`` (None for either end: this client): the
+        client's own figure for its links (for the way back, the one toward that peer), the source peer's
+        published one between peers; None when nobody measured it."""
+        if source is None or target is None:
+            peer = target if source is None else source
+            bps = None if peer is None else self.bandwidths().get(peer.addr)
+            return None if bps is None else bps * 8 / 1e6
+        record = next((r for r in self.known if r.peer_id == source.peer_id), None)
+        return None if record is None else record.mbits.get(target.peer_id)
 
     def own_load(self) -> Counter[str]:
         """Sessions this client has open (or is opening) on each peer, by peer id."""

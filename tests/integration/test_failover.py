@@ -196,7 +196,8 @@ def test_a_hop_killed_before_a_chunked_prefill_sends_it_to_a_new_route(replicate
     dead next hop, the route is opened again, and the prefill and decoding give local transformers' tokens."""
     path, swarm, procs, identities, ids, expected = replicated
 
-    config = ClientConfig(route_wait_s=30, route_tolerance=0.0, prefill_chunk_tokens=3)
+    config = ClientConfig(route_wait_s=30, route_tolerance=0.0, prefill_chunk_tokens=3,
+                          adapt_prefill_chunks=False)
     with (AutoDistributedModelForCausalLM.from_pretrained(str(path), initial_peers=[bootstrap],
                                                           config=config) as model,
           model.inference_session(ids.shape[1] + 4) as session):

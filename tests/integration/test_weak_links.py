@@ -76,7 +76,8 @@ def test_a_chunked_prefill_over_emulated_links_gives_the_same_tokens(checkpoints
             for peer in swarm.peers:
                 peer.wait_line("peer ready:", 120)
             got = {}
-            for name, config in {"chunked": ClientConfig(route_wait_s=60, prefill_chunk_tokens=CHUNK),
+            for name, config in {"chunked": ClientConfig(route_wait_s=60, prefill_chunk_tokens=CHUNK,
+                                                         adapt_prefill_chunks=False),
                                  "whole": ClientConfig(route_wait_s=60, prefill_chunk_tokens=0,
                                                        trim_results=False)}.items():
                 with AutoDistributedModelForCausalLM.from_pretrained(str(path), initial_peers=[bootstrap],

@@ -338,7 +338,7 @@ async def test_a_chunked_prefill_equals_the_whole_computation_also_when_a_hop_fa
     new route, which computes the prefill again in one piece."""
     x = inputs()
     full = reference(x, LAYERS)
-    async with sim_swarm(replace(CONFIG, prefill_chunk_tokens=2)) as sim:
+    async with sim_swarm(replace(CONFIG, prefill_chunk_tokens=2, adapt_prefill_chunks=False)) as sim:
         session = await sim.core.open_session(max_length=PREFILL + DECODE)
         try:
             if fails is not None:
@@ -422,12 +422,72 @@ async def test_news_about_the_session_without_a_step_does_not_break_a_step(chunk
     from swarm.net.protocol import Error
 
     x = inputs()
-    async with sim_swarm(replace(CONFIG, prefill_chunk_tokens=chunk)) as sim:
+    async with sim_swarm(replace(CONFIG, prefill_chunk_tokens=chunk, adapt_prefill_chunks=False)) as sim:
         session = await sim.core.open_session(max_length=PREFILL + DECODE)
         try:
             notice = Received(Error(code="compute_failed", message="about nothing", session=session.session_id))
             session._inbox.put_nowait((session.hops[1].addr, notice))
             out = await session.step(x[:, :PREFILL], keep=1)
             assert torch.allclose(out, reference(x, LAYERS)[:, PREFILL - 1:PREFILL], atol=1e-6)
+        finally:
+            await session.close()
+
+
+async def test_auto_codecs_follow_each_link_s_measured_bandwidth():
+    """wire_codec="auto" (routing/codecs.py): the client's link into a0 measured at 5 Mbit/s carries int8, a0's
+    published edge to b0 at 50 Mbit/s float16, b0's to c0 (unmeasured) and the way back stay raw."""
+    x = inputs()
+    full = reference(x, LAYERS)
+    async with sim_swarm(replace(CONFIG, wire_codec="auto")) as sim:
+        a0, b0, c0 = (sim.peers[n] for n in ("a0", "b0", "c0"))
+        route = await sim.core.wait_route()
+        link = await sim.core.link(a0.addr)
+        for probe in list(sim.core._probes):  # let the background probe finish, then set the figures
+            await probe
+        link.bps = 5e6 / 8
+        a0_id = a0.identity.peer_id  # a0's record as it reads once a0 has measured its push edge to b0
+        sim.dht.records[a0_id] = replace(sim.dht.records[a0_id], mbits={b0.identity.peer_id: 50.0})
+        await sim.core.records()
+        assert [h.peer_id for h in route.hops] == [p.identity.peer_id for p in (a0, b0, c0)]
+        session = await sim.core.open_session(max_length=PREFILL + DECODE)
+        try:
+            sent: list[str] = []
+            send = link.send
+
+            async def spy(msg, body=b""):
+                sent.append(msg.tensor["codec"] if hasattr(msg, "tensor") else "")
+                await send(msg, body)
+
+            link.send = spy
+            out = await session.step(x[:, :PREFILL])
+            sid = session.session_id
+            assert sent and set(sent) == {"int8"}
+            assert [p.sessions[sid].codec for p in (a0, b0, c0)] == ["float16", "raw", "raw"]
+            assert (out - full[:, :PREFILL]).abs().max() <= 0.05 * full[:, :PREFILL].abs().amax()
+        finally:
+            await session.close()
+
+
+@pytest.mark.parametrize("mbit", [0.01, 1000.0], ids=["slow-link", "fast-link"])
+async def test_prefill_chunks_are_sized_from_the_measured_links(mbit):
+    """A slow measured link into the first hop makes chunks short (the pipeline fills sooner), a fast one long
+    (fewer passes): the step goes as the chunks routing/prefill.py plans from the route's figures."""
+    from routing.prefill import chunk_size, plan_chunks
+
+    x = inputs()
+    full = reference(x, LAYERS)
+    async with sim_swarm(replace(CONFIG, prefill_chunk_tokens=1)) as sim:
+        await sim.core.wait_route()
+        link = await sim.core.link(sim.peers["a0"].addr)
+        for probe in list(sim.core._probes):
+            await probe
+        link.bps = mbit * 1e6 / 8
+        session = await sim.core.open_session(max_length=PREFILL + DECODE)
+        try:
+            out = await session.step(x[:, :PREFILL])
+            size = chunk_size(PREFILL, 6, 1 / 1000, HIDDEN * 4 / (mbit * 1e6 / 8), 1)
+            assert session.step_index == len(plan_chunks(PREFILL, 0, size))
+            assert session.step_index == (6 if mbit < 1 else 1)
+            assert torch.allclose(out, full[:, :PREFILL], atol=1e-6)
         finally:
             await session.close()

@@ -29,3 +29,14 @@ def test_at_most_max_chunks_of_equal_size():
     chunks = plan_chunks(10_000, 1, 256, max_chunks=8)
     assert len(chunks) == 8 and {c.end - c.start for c in chunks[:-1]} == {1250}
     assert chunks[-1].end == 10_000
+
+
+def test_chunks_grow_on_fast_links_and_slow_passes_and_never_below_the_least():
+    from routing.prefill import chunk_size
+
+    # 2048 tokens, 6 stages, 5 ms passes: 20 Mbit/s of a 2 KB token -> ~50 tokens; 1 Gbit/s -> ~360
+    slow, fast = chunk_size(2048, 6, 0.005, 2048 / 2.5e6, 16), chunk_size(2048, 6, 0.005, 2048 / 125e6, 16)
+    assert 40 < slow < 60 and 300 < fast < 400
+    assert chunk_size(2048, 6, 0.05, 2048 / 2.5e6, 16) > slow  # slower passes: fewer of them
+    assert chunk_size(2048, 6, 0.005, 2048 / 2.5e6, 64) == 64  # the configured least
+    assert chunk_size(2048, 6, 0.0, 1.0, 64) == 64 and chunk_size(2048, 6, 0.005, 1.0, 0) == 0  # no figures; off
