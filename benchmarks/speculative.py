@@ -40,7 +40,7 @@ from benchmarks.weak_links import LINKS, SPANS, emulated, emulated_chain, make_m
 from swarm.demo import TimingStreamer, chat_ids  # noqa: E402
 
 SMOLLM2_SPANS = ["0:10", "10:20", "20:30"]
-CHAT_PROMPTS = {"question": "What is the capital of France? Answer in one sentence.",
+CHAT_PROMPTS = {"question": "Name the planets of the solar system in order, one per line.",
                 "repeat": "Repeat this sentence exactly: The quick brown fox jumps over the lazy dog by the river."}
 EARLY_EXIT_LAYERS = 2
 LOOKUP_TOKENS = 8
@@ -56,10 +56,12 @@ def prompts(name: str, path: Path) -> dict[str, torch.Tensor]:
 
 
 def decode(model: Any, ids: torch.Tensor, tokens: int, **kw: Any) -> tuple[float, list[int]]:
-    """ms per token after the first (which the prefill gives), and the new tokens."""
+    """ms per token after the first (which the prefill gives) over the tokens generated (an answer may end
+    before ``tokens``), and the new tokens."""
     clock = TimingStreamer()
     out = model.generate(ids, max_new_tokens=tokens, do_sample=False, streamer=clock, **kw)
-    return (clock.token_times[-1] - clock.token_times[0]) / (tokens - 1) * 1e3, out[0, ids.shape[1]:].tolist()
+    after_first = max(len(clock.token_times) - 1, 1)
+    return (clock.token_times[-1] - clock.token_times[0]) / after_first * 1e3, out[0, ids.shape[1]:].tolist()
 
 
 def modes(name: str, model: Any, local: Any) -> dict[str, dict[str, Any]]:
@@ -102,7 +104,8 @@ def bench(name: str, root: Path, repeats: int, tokens: int) -> dict[str, Any]:
                             plain_tokens = plain_tokens if plain_tokens is not None else new
                             same &= new == plain_tokens
                         draft = kw.get("assistant_model")
-                        row[mode] = {"decode_ms": round(statistics.median(times), 2), "same_tokens": same}
+                        row[mode] = {"decode_ms": round(statistics.median(times), 2), "same_tokens": same,
+                                     "new_tokens": len(plain_tokens or [])}
                         if draft is not None and draft.proposed:
                             row[mode]["accepted"] = round(draft.accepted / draft.proposed, 3)
                             row[mode]["drafts_per_round"] = round(draft.proposed / draft.rounds, 2)

@@ -45,6 +45,7 @@ from transformers.generation.logits_process import (
     TopKLogitsWarper,
     TopPLogitsWarper,
 )
+from transformers.generation.stopping_criteria import StoppingCriteriaList, StopStringCriteria
 from transformers.modeling_outputs import CausalLMOutput
 
 from routing.config import ClientConfig
@@ -57,7 +58,7 @@ log = logging.getLogger("molink.client")
 
 GENERATE_KWARGS = (
     "max_new_tokens", "max_length", "do_sample", "temperature", "top_k", "top_p", "repetition_penalty",
-    "eos_token_id", "pad_token_id", "prompt_lookup_num_tokens", "max_matching_ngram_size",
+    "eos_token_id", "pad_token_id", "prompt_lookup_num_tokens", "max_matching_ngram_size", "stop_strings",
 )
 
 
@@ -140,6 +141,9 @@ class AutoDistributedModelForCausalLM:
         generation_config: GenerationConfig | None = None,
         streamer: Any = None,
         assistant_model: Any = None,
+        stopping_criteria: StoppingCriteriaList | None = None,
+        tokenizer: Any = None,
+        generator: torch.Generator | None = None,
         **kwargs: Any,
     ) -> torch.LongTensor:
         """Prompt + new tokens, as transformers' ``generate()`` returns them (see the module docstring).
@@ -149,6 +153,11 @@ class AutoDistributedModelForCausalLM:
         ``prompt_lookup_num_tokens=N`` (up to N guesses from the text itself, ``max_matching_ngram_size``): greedy decoding of one
         prompt checks the draft's guesses in one pass per round (routing/speculative.py); the tokens are those
         of plain greedy decoding. Sampling, batches and models whose caches cannot be cut decode plainly.
+
+        ``stopping_criteria`` (transformers' StoppingCriteriaList) and ``stop_strings`` (with ``tokenizer``) end a
+        row when they say so, as in transformers: rows that ended are padded while others go on.
+        ``generator`` (a molink extension): sampling draws from it instead of torch's global generator, so
+        concurrent callers each get a reproducible stream.
 
         ``attention_mask`` with zeros (a padded batch): each row runs as its own session with only its real
         tokens, all rows at once; the result has transformers' layout for a left-padded batch. Safe to call
@@ -162,6 +171,7 @@ class AutoDistributedModelForCausalLM:
             raise ValueError("give assistant_model or prompt_lookup_num_tokens, not both")
         draft = PromptLookupDraft(int(lookup), int(ngram or 2)) if lookup else (
             None if assistant_model is None else as_draft(assistant_model))
+        stopping = stopping_criteria_for(stopping_criteria, kwargs.pop("stop_strings", None), tokenizer)
         prompt_len = input_ids.shape[1]
         gc = prepare_generation_config(self.generation_config, generation_config, kwargs, prompt_len,
                                        getattr(self.config, "max_position_embeddings", None))
@@ -182,9 +192,9 @@ class AutoDistributedModelForCausalLM:
         # several sessions sample independently: each from its own generator, seeded here from torch's global
         # one, so a seeded call gives the same tokens however the sessions interleave. One session samples
         # from the global generator itself, exactly as transformers does.
-        generators = [None] if len(groups) == 1 else [
-            torch.Generator().manual_seed(int(torch.randint(2**62, (1,)))) if gc.do_sample else None
-            for _ in groups]
+        generators = [generator] if len(groups) == 1 else [
+            torch.Generator().manual_seed(int(torch.randint(2**62, (1,), generator=generator))) if gc.do_sample
+            else None for _ in groups]
         if streamer is not None:
             streamer.put(input_ids.cpu())
         try:
@@ -192,7 +202,7 @@ class AutoDistributedModelForCausalLM:
             if draft is not None and not self._can_speculate(gc, groups):
                 draft = None
             out, route = self.client.run(self._generate(
-                input_ids, groups, generators, gc, processors, eos, pad, max_new, streamer, draft))
+                input_ids, groups, generators, gc, processors, eos, pad, max_new, streamer, draft, stopping))
         finally:
             if streamer is not None:
                 streamer.end()
@@ -202,7 +212,7 @@ class AutoDistributedModelForCausalLM:
     async def _generate(
         self, input_ids: torch.LongTensor, groups: list[RowGroup], generators: list[torch.Generator | None],
         gc: GenerationConfig, processors: LogitsProcessorList, eos: torch.Tensor | None, pad: int, max_new: int,
-        streamer: Any, draft: Draft | None = None,
+        streamer: Any, draft: Draft | None = None, stopping: StoppingCriteriaList | None = None,
     ) -> tuple[torch.LongTensor, Any]:
         """Every group's session at once (at most ``max_row_sessions`` at a time), assembled as transformers'
         batch: the input ids as given, then each row's new tokens, rows that ended early padded with ``pad``."""
@@ -211,7 +221,7 @@ class AutoDistributedModelForCausalLM:
         async def one(group: RowGroup, generator: torch.Generator | None) -> tuple[torch.Tensor, Any]:
             async with slots:
                 return await self._generate_group(group, input_ids[list(group.rows)], generator, gc, processors,
-                                                  eos, pad, max_new, streamer, draft)
+                                                  eos, pad, max_new, streamer, draft, stopping)
 
         results = await gather_or_cancel([one(g, gen) for g, gen in zip(groups, generators, strict=True)])
         width = max(new.shape[1] for new, _ in results)
@@ -223,7 +233,7 @@ class AutoDistributedModelForCausalLM:
     async def _generate_group(
         self, group: RowGroup, seq: torch.LongTensor, generator: torch.Generator | None, gc: GenerationConfig,
         processors: LogitsProcessorList, eos: torch.Tensor | None, pad: int, max_new: int, streamer: Any,
-        draft: Draft | None = None,
+        draft: Draft | None = None, stopping: StoppingCriteriaList | None = None,
     ) -> tuple[torch.Tensor, Any]:
         """One session's token loop. ``group.prompt`` [b, n] goes through the swarm; ``seq`` [b, T] (the rows
         as given, pads included) plus the new tokens is what the logits processors see, as in transformers.
@@ -244,7 +254,7 @@ class AutoDistributedModelForCausalLM:
         def emit(next_tokens: torch.Tensor) -> bool:
             """Add the next tokens [b]; True when generation is over (every row ended, or max_new reached)."""
             nonlocal seq, unfinished
-            if eos is not None:
+            if eos is not None or stopping is not None:
                 next_tokens = torch.where(unfinished, next_tokens, torch.full_like(next_tokens, pad))
             seq = torch.cat([seq, next_tokens[:, None]], dim=-1)
             new.append(next_tokens)
@@ -252,6 +262,8 @@ class AutoDistributedModelForCausalLM:
                 streamer.put(next_tokens.cpu())
             if eos is not None:
                 unfinished &= ~torch.isin(next_tokens, eos)
+            if stopping is not None:
+                unfinished &= ~torch.as_tensor(stopping(seq, None), dtype=torch.bool).expand_as(unfinished)
             return not bool(unfinished.any()) or len(new) == max_new
 
         session = await self.client.open_session(prompt.shape[1] + max_new, prompt.shape[0])
@@ -390,6 +402,19 @@ def logits_processors(gc: GenerationConfig) -> LogitsProcessorList:
         if gc.top_p is not None and gc.top_p < 1.0:
             procs.append(TopPLogitsWarper(top_p=gc.top_p, min_tokens_to_keep=1))
     return procs
+
+
+def stopping_criteria_for(given: StoppingCriteriaList | None, stop_strings: str | list[str] | None,
+                          tokenizer: Any) -> StoppingCriteriaList | None:
+    """The caller's stopping criteria plus transformers' StopStringCriteria for ``stop_strings`` (which needs
+    the ``tokenizer``, as in transformers); None when there are none."""
+    found = StoppingCriteriaList(given or [])
+    if stop_strings:
+        if tokenizer is None:
+            raise ValueError("stop_strings needs the model's tokenizer: generate(..., stop_strings=..., "
+                             "tokenizer=tokenizer), as in transformers")
+        found.append(StopStringCriteria(tokenizer, stop_strings))
+    return found or None
 
 
 def eos_tensor(eos: int | list[int] | None) -> torch.Tensor | None:

@@ -1,4 +1,4 @@
-"""The ``molink`` command: ``molink peer|bootstrap|status|demo|linkem ARGS...`` runs ``python -m swarm.peer ARGS...``
+"""The ``molink`` command: ``molink peer|bootstrap|status|demo|api|linkem ARGS...`` runs ``python -m swarm.peer ARGS...``
 and so on (``python -m swarm`` is the same dispatcher).
 
 Each subcommand's module is imported only when it runs, so ``molink --help`` and ``molink --version`` start
@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bootstrap": ("swarm.bootstrap", "run a DHT node that peers and clients join a swarm through"),
     "status": ("swarm.status", "list a model's live peers, their spans, and the layers nobody serves"),
     "demo": ("swarm.demo", "start a local swarm on the embedded SmolLM2-135M and ask it a question"),
+    "api": ("swarm.api", "serve an OpenAI-compatible HTTP endpoint (chat, completions, models) over a swarm"),
     "linkem": ("swarm.linkem", "relay TCP connections through an emulated link (delay, rate cap, jitter)"),
 }
 

@@ -381,3 +381,28 @@ def test_speculative_decoding_keeps_repetition_penalty_and_eos(swarm_and_local) 
     want = local_generate(local, ids, max_new_tokens=16, do_sample=False, eos_token_id=eos)
     got = model.generate(ids, max_new_tokens=16, do_sample=False, eos_token_id=eos, assistant_model=local)
     assert got.tolist() == want.tolist()
+
+
+def test_stopping_criteria_and_a_private_generator_work_as_in_transformers(swarm_and_local) -> None:
+    """A StoppingCriteria ends the text where transformers' does (its last token kept); sampling from a
+    caller's generator repeats with the same seed; stop_strings without a tokenizer is a clear error."""
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    model, local = swarm_and_local
+    ids = prompt(seed=4)
+    plain = local_generate(local, ids, max_new_tokens=16, do_sample=False)
+    target = int(plain[0, PROMPT_LEN + 4])
+
+    class StopAt(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            return input_ids[:, -1] == target
+
+    criteria = StoppingCriteriaList([StopAt()])
+    want = local_generate(local, ids, max_new_tokens=16, do_sample=False, stopping_criteria=criteria)
+    got = model.generate(ids, max_new_tokens=16, do_sample=False, stopping_criteria=criteria)
+    assert got.tolist() == want.tolist() and got.shape[1] < plain.shape[1]
+    draws = [model.generate(ids, max_new_tokens=8, do_sample=True, generator=torch.Generator().manual_seed(3))
+             for _ in range(2)]
+    assert draws[0].tolist() == draws[1].tolist()
+    with pytest.raises(ValueError, match="tokenizer"):
+        model.generate(ids, max_new_tokens=4, stop_strings=["x"])

@@ -1,0 +1,123 @@
+"""The OpenAI-compatible endpoint (``python -m swarm.api``) over a real local swarm of the embedded
+SmolLM2-135M-Instruct, driven by the official ``openai`` SDK: models, chat (streamed and not), completions,
+stop sequences, 8 concurrent requests, and the errors (unknown model, bad request, layers nobody serves).
+Greedy answers equal local transformers' with the same chat template."""
+
+from __future__ import annotations
+
+import socket
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import openai
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from models.source import resolve_model
+from swarm.launch import LocalSwarm, start_process
+from tests.integration.conftest import CHILD_ENV, PEER_ARGS
+
+QUESTION = "What is the capital of France?"
+NEW = 12
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def api(bootstrap, tmp_path_factory):
+    """(openai client, swarm, local model, tokenizer) with an API server over a 2-peer swarm."""
+    ckpt = resolve_model("smollm2-135m")
+    logs = tmp_path_factory.mktemp("api")
+    port = _free_port()
+    with LocalSwarm(str(ckpt.path), ["0:15", "15:30"], peer_args=PEER_ARGS, log_dir=logs, env=CHILD_ENV,
+                    bootstrap_address=bootstrap, ready_timeout_s=180) as swarm:
+        server = start_process([sys.executable, "-m", "swarm.api", "--model", str(ckpt.path), "--initial-peers",
+                                bootstrap, "--listen", f"127.0.0.1:{port}", "--served-name", "smollm2",
+                                "--route-wait-s", "5"], "api", logs, CHILD_ENV)
+        try:
+            server.wait_line("api ready:", 180)
+            client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", timeout=120,
+                                   max_retries=0)
+            local = AutoModelForCausalLM.from_pretrained(ckpt.path, dtype=torch.float32).eval()
+            yield client, swarm, local, AutoTokenizer.from_pretrained(ckpt.path)
+        finally:
+            server.stop()
+
+
+def local_answer(local, tokenizer, ids: list[int]) -> str:
+    out = local.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                         max_new_tokens=NEW, do_sample=False, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.eos_token_id)
+    new = out[0, len(ids):].tolist()
+    if tokenizer.eos_token_id in new:
+        new = new[:new.index(tokenizer.eos_token_id)]
+    return tokenizer.decode(new, skip_special_tokens=True)
+
+
+def chat_ids(tokenizer) -> list[int]:
+    enc = tokenizer.apply_chat_template([{"role": "user", "content": QUESTION}], add_generation_prompt=True)
+    return list(enc["input_ids"] if hasattr(enc, "keys") else enc)
+
+
+def ask(client, **kw):
+    return client.chat.completions.create(model="smollm2", messages=[{"role": "user", "content": QUESTION}],
+                                          max_tokens=NEW, temperature=0, **kw)
+
+
+def test_chat_completions_and_models_answer_as_local_transformers(api):
+    client, _, local, tokenizer = api
+    assert [m.id for m in client.models.list().data] == ["smollm2"]
+    want = local_answer(local, tokenizer, chat_ids(tokenizer))
+    reply = ask(client)
+    assert reply.choices[0].message.content == want and reply.choices[0].message.role == "assistant"
+    assert reply.usage.prompt_tokens == len(chat_ids(tokenizer)) and 0 < reply.usage.completion_tokens <= NEW
+    assert reply.choices[0].finish_reason in ("stop", "length")
+    pieces, reasons = [], []
+    for chunk in ask(client, stream=True):
+        pieces.append(chunk.choices[0].delta.content or "")
+        reasons.append(chunk.choices[0].finish_reason)
+    assert "".join(pieces) == want and reasons[-1] == reply.choices[0].finish_reason
+    prompt = "The capital of France is"
+    text = client.completions.create(model="smollm2", prompt=prompt, max_tokens=NEW, temperature=0)
+    assert text.choices[0].text == local_answer(local, tokenizer, tokenizer(prompt)["input_ids"])
+
+
+def test_a_stop_sequence_ends_the_answer_before_it_streamed_or_not(api):
+    client, _, local, tokenizer = api
+    want = local_answer(local, tokenizer, chat_ids(tokenizer))
+    stop = want.split()[2]  # the third word: the answer ends just before it
+    before = want[:want.index(stop)]
+    reply = ask(client, stop=[stop])
+    assert reply.choices[0].message.content == before and reply.choices[0].finish_reason == "stop"
+    streamed = "".join(c.choices[0].delta.content or "" for c in ask(client, stop=stop, stream=True))
+    assert streamed == before
+
+
+def test_eight_concurrent_requests_all_get_the_greedy_answer(api):
+    client, _, local, tokenizer = api
+    want = local_answer(local, tokenizer, chat_ids(tokenizer))
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: ask(client).choices[0].message.content, range(8)))
+    assert answers == [want] * 8
+
+
+def test_errors_come_in_openai_s_shape_with_the_right_codes(api):
+    client, swarm, _, _ = api
+    with pytest.raises(openai.NotFoundError) as err:
+        client.chat.completions.create(model="gpt-4", messages=[{"role": "user", "content": "hi"}])
+    assert err.value.body["code"] == "model_not_found"
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(model="smollm2", messages=[])
+    assert err.value.body["param"] == "messages"
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(model="smollm2", messages=[{"role": "user", "content": "hi"}], temperature=5)
+    assert err.value.body["param"] == "temperature"
+    swarm.peers[1].kill()  # nobody serves layers 15..29 any more
+    with pytest.raises(openai.APIStatusError) as err:
+        ask(client)
+    assert err.value.status_code == 503 and "15" in err.value.message
