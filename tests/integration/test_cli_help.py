@@ -20,7 +20,8 @@ import swarm
      ("swarm.bootstrap", ["--listen", "--identity", "--addr-file", "--initial-peers", "--relay",
                           "--relay-max-circuits", "--relay-max-per-peer", "--relay-rate-mbit", "--relay-max-duration"]),
      ("swarm.status", ["--initial-peers", "--model", "--json"]),
-     ("swarm.demo", ["--prompt", "--max-new-tokens"]),
+     ("swarm.demo", ["--prompt", "--max-new-tokens", "--api"]),
+     ("swarm.api", ["--model", "--initial-peers", "--listen", "--served-name", "--route-wait-s"]),
      ("swarm.linkem", ["--listen", "--target", "--delay-ms", "--rate-mbit", "--jitter-ms", "--return-delay-ms"])],
 )
 def test_help(module, flags):
@@ -48,7 +49,7 @@ def test_molink_help_lists_the_subcommands():
     assert MOLINK.exists(), "reinstall the package (bash run.sh test) so pyproject's [project.scripts] runs"
     proc = run_cli(str(MOLINK), "--help")
     assert proc.returncode == 0, proc.stderr
-    for name in ("peer", "bootstrap", "status", "demo"):
+    for name in ("peer", "bootstrap", "status", "demo", "api"):
         assert re.search(rf"^  {name} +\S", proc.stdout, re.MULTILINE), proc.stdout
     version = run_cli(str(MOLINK), "--version")
     assert version.returncode == 0 and version.stdout.strip() == f"molink {swarm.__version__}"

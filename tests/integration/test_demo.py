@@ -21,3 +21,27 @@ def test_demo_answers_like_local_transformers():
     assert figures["matches_local_transformers"] is True
     assert "assistant: The capital of France is Paris." in proc.stdout
     assert figures["route"].count("->") == 2
+
+
+def test_demo_with_api_serves_the_openai_endpoint_until_ctrl_c(tmp_path):
+    """`python -m swarm.demo --api HOST:PORT` answers, then serves /v1 over its swarm; Ctrl-C (SIGINT) stops the
+    endpoint and the swarm, and the demo still reports its figures and exits 0."""
+    import signal
+    import socket
+    import urllib.request
+
+    from swarm.launch import start_process
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    demo = start_process([sys.executable, "-m", "swarm.demo", "--peers", "2", "--max-new-tokens", "4", "--no-check",
+                          "--json", "--api", f"127.0.0.1:{port}"], "demo-api", tmp_path, CHILD_ENV)
+    try:
+        demo.wait_line("api ready:", 600)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=30) as reply:
+            assert [m["id"] for m in json.loads(reply.read())["data"]] == ["smollm2"]
+        demo.popen.send_signal(signal.SIGINT)
+        assert demo.popen.wait(timeout=120) == 0
+    finally:
+        demo.stop()
