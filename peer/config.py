@@ -37,6 +37,7 @@ class PeerConfig:
     progress: bool = True
     tune_linears: bool = True                    # CPU spans: measure and pick the faster linear form for 2-4 rows
     throughput: float | None = None              # announced tokens/s; None: measured at start-up
+    metrics_port: int = 0                        # serve Prometheus metrics on this port (0: off; peer/metrics.py)
     extra: dict[str, str] = field(default_factory=dict)
 
     @property

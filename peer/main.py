@@ -150,6 +150,8 @@ async def run_peer(config: PeerConfig, *, ready: Any = None, version: str = "0")
                                 num_layers=ckpt.num_layers, model_name=ckpt.display_name, kv_budget=kv_budget,
                                 connect=Dialer(discovery.p2p, punch=config.hole_punching))
             await server.start()
+            if config.metrics_port:
+                serve_metrics(config.metrics_port, server.metrics.registry, config.listen)
             await serve_relayed(discovery.p2p, server.serve, server.gate, server.limits, punch=config.hole_punching)
             reach = await find_reach(discovery, config, server)
             server.addrs, server.reach = reach.ways, reach.kind
@@ -169,6 +171,15 @@ async def run_peer(config: PeerConfig, *, ready: Any = None, version: str = "0")
             await discovery.shutdown()
     finally:
         listener.close()
+
+
+def serve_metrics(port: int, registry: Any, listen: str) -> None:
+    """Prometheus metrics at http://HOST:port/metrics (a thread of prometheus-client), on the data port's host."""
+    from prometheus_client import start_http_server
+
+    host = listen.rpartition(":")[0] or "127.0.0.1"
+    start_http_server(port, addr=host, registry=registry)
+    log.info("metrics at http://%s:%d/metrics", host, port)
 
 
 async def find_reach(discovery: Any, config: PeerConfig, server: PeerServer) -> Reachability:

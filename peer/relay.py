@@ -60,6 +60,10 @@ class Relay:
                 found[peer] = channel
         return dict(itertools.islice(found.items(), most))
 
+    def channels(self) -> dict[tuple[str, str], Channel]:
+        """The open push connections, by (next-hop peer id, lane)."""
+        return {key: c for key, c in self._channels.items() if not c.closed}
+
     async def close(self) -> None:
         for channel in list(self._channels.values()):
             await channel.close()

@@ -30,6 +30,7 @@ import torch
 from peer.admission import Busy, KVBudget, Reservation, admit, free_tokens
 from peer.config import PeerConfig
 from peer.engine import Engine, measure_throughput
+from peer.metrics import PeerMetrics
 from peer.nexthop import Directory, NextHop, dial
 from peer.relay import Relay
 from peer.scheduler import Budget
@@ -145,6 +146,9 @@ class PeerServer:
         # the peers of this model, from the DHT: where a session's next hop (named by peer id) is
         self.directory = Directory(None if discovery is None else lambda: discovery.read(model_key), clock=clock)
         self.relay = Relay(self._dial_next, on_error=self._next_hop_refused, spawn=self._spawn)
+        self.inbound: set[Channel] = set()  # connections being served (metrics read their byte counts)
+        self.inbound_bytes = [0, 0]  # bytes (sent, received) on inbound connections that have ended
+        self.metrics = PeerMetrics(self)
 
     # ---- lifecycle -------------------------------------------------------------------------------------
 
@@ -284,6 +288,7 @@ class PeerServer:
 
     async def serve(self, channel: Channel) -> None:
         """Serve one connection (from the TCP port, or a stream a relay joined) until it ends."""
+        self.inbound.add(channel)
         try:
             while True:
                 try:
@@ -301,6 +306,9 @@ class PeerServer:
         except TransportError as e:
             log.debug("connection from %s lost: %s", channel.remote, e)
         finally:
+            self.inbound.discard(channel)
+            self.inbound_bytes[0] += getattr(channel, "bytes_sent", 0)
+            self.inbound_bytes[1] += getattr(channel, "bytes_received", 0)
             for sid in [sid for sid, s in self.sessions.items() if s.client is channel]:
                 log.info("session %s closed: its client disconnected", session_tag(sid))
                 self._drop(sid)
@@ -377,6 +385,7 @@ class PeerServer:
         if session.rebinds >= MAX_REBINDS:  # each rebind re-sends the whole history: bounded, no amplifier
             raise ProtocolError(f"session rebound {MAX_REBINDS} times already", code=Code.BAD_MESSAGE)
         session.rebinds += 1
+        self.metrics.rebinds.inc()
         async with self._locks[msg.session]:
             session.next_addr, session.next_secret, session.next_peer = msg.next, msg.next_secret, msg.next_peer
             replay = session.replay_input(msg.upto_step)
@@ -418,6 +427,7 @@ class PeerServer:
         """Apply a step under its session's lock and pass the output on; errors go to the session's client."""
         sid, step = msg.session, msg.step
         async with self._locks[sid]:
+            began = self.clock()
             try:
                 out = await self._apply_step(session, msg, body)
             except ProtocolError as e:
@@ -432,6 +442,7 @@ class PeerServer:
                 return
             session.last_used = self.clock()
             await self._pass_on(session, msg, out)
+            self.metrics.observe_step(out.shape[1], msg.replay, self.clock() - began)
 
     async def _apply_step(self, session: Session, msg: Step, body: bytes) -> torch.Tensor:
         hidden = tensor_from_wire(msg.tensor, body)  # hidden: [B, T, H]

@@ -311,6 +311,7 @@ class InferenceSession:
     async def _restart(self) -> None:
         """Leave every hop and open the session afresh on a new route (the banned peers left out), its caches
         rebuilt from the session's own inputs: the outputs of a caught peer may have reached every later hop."""
+        self.client.stats["reroutes"] += 1  # the whole route opened again
         await asyncio.gather(*(self._close_on(link, secret) for link, secret in zip(self.links, self.secrets,
                                                                                      strict=True)))
         self.session_id = uuid.uuid4().hex
@@ -494,6 +495,7 @@ class InferenceSession:
         self.secrets[k:k + 1] = new_secrets
         self.route = Route(tuple(self.hops), self.route.est_time_s)
         self.failovers += 1
+        self.client.stats["failovers"] += 1  # one hop replaced
         asyncio.ensure_future(self._close_on(failed_link, failed_secret))  # a draining hop frees the session now
         log.warning("session %s re-routed: %s", session_tag(self.session_id), self.route.describe())
 

@@ -91,6 +91,7 @@ class SwarmCore:
         self.measured: dict[tuple[str, int], float] = {}  # (peer id, first layer) -> tokens/s this client timed
         self.banned: set[str] = set()  # peers caught lying (throughput, outputs): never used again
         self.audits = AuditStats()  # what spot checks of outputs did and cost (routing/verify.py)
+        self.stats: Counter[str] = Counter()  # failovers (a hop replaced) and reroutes (a route reopened), for metrics
         self.sessions: set[InferenceSession] = set()  # open (or opening) sessions: this client's own load
 
     async def records(self) -> list[PeerRecord]:
@@ -201,6 +202,11 @@ class SwarmCore:
             return None if bps is None else bps * 8 / 1e6
         record = next((r for r in self.known if r.peer_id == source.peer_id), None)
         return None if record is None else record.mbits.get(target.peer_id)
+
+    def link_bytes(self) -> dict[str, tuple[int, int]]:
+        """(bytes sent, bytes received) on this client's open link to each peer, by address."""
+        return {addr: (getattr(link.channel, "bytes_sent", 0), getattr(link.channel, "bytes_received", 0))
+                for addr, link in self._links.items()}
 
     def own_load(self) -> Counter[str]:
         """Sessions this client has open (or is opening) on each peer, by peer id."""

@@ -11,7 +11,7 @@ Point the official ``openai`` SDK (``base_url="http://HOST:PORT/v1"``), a chat U
 
 with ``max_tokens`` (or ``max_completion_tokens``), ``temperature`` (0: greedy), ``top_p``, ``seed``, ``stop``
 (up to 4 strings: the text ends before the first, which is not returned), ``usage`` counts and
-``finish_reason`` ``stop`` or ``length``. Each request is its own generate() call on the one client, run on a
+``finish_reason`` ``stop`` or ``length``; ``GET /metrics`` gives Prometheus metrics. Each request is its own generate() call on the one client, run on a
 worker thread, so many requests are served at once and the peers batch their steps. Errors come in OpenAI's
 shape (``{"error": {"message", "type", "param", "code"}}``): 400 for a bad request, 404 for a model this server
 does not serve, 503 when no peer serves some layers or every route is busy, 500 otherwise.
@@ -38,6 +38,9 @@ from fastapi import (
     Request as HTTPRequest,  # FastAPI reads handler annotations: this name must be module-level
 )
 from fastapi.responses import JSONResponse, StreamingResponse
+from prometheus_client import CollectorRegistry, Counter, Histogram, make_asgi_app
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 from swarm.errors import MolinkError
 
@@ -258,6 +261,40 @@ class StopChecker:
         return torch.tensor([cut_at_stop(text, self.stops)[1]] * input_ids.shape[0])
 
 
+class ApiMetrics:
+    """The endpoint's Prometheus metrics, served at /metrics: requests by endpoint and HTTP status, their time,
+    completion tokens, and from the client: failovers (a hop replaced), reroutes (a route opened again) and the
+    bytes on its link to each peer."""
+
+    def __init__(self, model: Any) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("molink_api_requests", "requests answered, by endpoint and HTTP status",
+                                ["endpoint", "status"], registry=self.registry)
+        self.seconds = Histogram("molink_api_request_seconds", "time to answer a request (to the headers, when "
+                                 "streamed)", ["endpoint"], registry=self.registry)
+        self.tokens = Counter("molink_api_completion_tokens", "tokens generated", registry=self.registry)
+        self.registry.register(_ClientCollector(model))
+
+
+class _ClientCollector(Collector):
+    def __init__(self, model: Any) -> None:
+        self.client = getattr(model, "client", None)
+
+    def collect(self) -> Any:
+        stats = getattr(self.client, "stats", {})
+        for name in ("failovers", "reroutes"):
+            yield CounterMetricFamily(f"molink_client_{name}", f"sessions' {name}", value=stats.get(name, 0))
+        sent = CounterMetricFamily("molink_client_bytes_sent", "bytes sent on the link to a peer", labels=["peer"])
+        received = CounterMetricFamily("molink_client_bytes_received", "bytes received on the link to a peer",
+                                       labels=["peer"])
+        link_bytes = getattr(self.client, "link_bytes", dict)
+        for addr, (out, back) in sorted(link_bytes().items()):
+            sent.add_metric([addr], out)
+            received.add_metric([addr], back)
+        yield sent
+        yield received
+
+
 def build_app(model: Any, tokenizer: Any, served: str) -> Any:
     """The FastAPI app serving ``model`` (anything with generate()) under the name ``served``."""
 
@@ -265,6 +302,8 @@ def build_app(model: Any, tokenizer: Any, served: str) -> Any:
 
     app = FastAPI(title="molink", description="OpenAI-compatible endpoint over a molink swarm")
     gen = Generator(model, tokenizer, served)
+    metrics = ApiMetrics(model)
+    app.mount("/metrics", make_asgi_app(metrics.registry))
     created = int(time.time())
 
     def fail(status: int, message: str, kind: str, param: str | None = None, code: str | None = None) -> Any:
@@ -293,6 +332,15 @@ def build_app(model: Any, tokenizer: Any, served: str) -> Any:
                 "total_tokens": len(req.ids) + completion}
 
     async def answer(http: HTTPRequest, chat: bool) -> Any:
+        began = time.monotonic()
+        endpoint = "chat" if chat else "completions"
+        reply = await answer_once(http, chat)
+        status = getattr(reply, "status_code", 200)
+        metrics.requests.labels(endpoint, str(status)).inc()
+        metrics.seconds.labels(endpoint).observe(time.monotonic() - began)
+        return reply
+
+    async def answer_once(http: HTTPRequest, chat: bool) -> Any:
         req = await parsed(http, chat)
         if not isinstance(req, Request):
             return req
@@ -304,6 +352,7 @@ def build_app(model: Any, tokenizer: Any, served: str) -> Any:
             text, reason, count = await gen.complete(req)
         except (MolinkError, RuntimeError, ValueError) as e:
             return swarm_error(e)
+        metrics.tokens.inc(count)
         choice: dict[str, Any] = {"index": 0, "finish_reason": reason}
         if chat:
             choice["message"] = {"role": "assistant", "content": text}
@@ -328,10 +377,11 @@ def build_app(model: Any, tokenizer: Any, served: str) -> Any:
         if chat:
             yield chunk(None, None, role=True)
         try:
-            async for piece, reason, _ in gen.stream(req):
+            async for piece, reason, count in gen.stream(req):
                 if piece:
                     yield chunk(piece, None)
                 if reason is not None:
+                    metrics.tokens.inc(count)
                     yield chunk(None, reason)
         except (MolinkError, RuntimeError, ValueError) as e:  # headers are sent: the error goes as an event
             log.warning("streamed generation failed: %s", e)

@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="announce this speed (tokens/s through the span at batch 1) instead of measuring it at "
                         "start-up; clients time every peer before they prefer it and ban one whose claim is a "
                         "thousand times what they measure")
+    p.add_argument("--metrics-port", type=int, default=0, metavar="PORT",
+                   help="serve Prometheus metrics at http://HOST:PORT/metrics, HOST being --listen's (default: off)")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.add_argument("--list-models", action="store_true",
                    help="print the model aliases (alias, Hugging Face repo id) grouped by model family, and exit; "
@@ -122,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         threads=args.threads, cache_dir=args.cache_dir, upnp=args.upnp, progress=not args.no_progress,
         hole_punching=not args.no_hole_punching,
         tune_linears=not args.no_tune_linears, batch_wait_ms=args.batch_wait_ms,
-        max_client_share=args.max_client_share, throughput=args.throughput,
+        max_client_share=args.max_client_share, throughput=args.throughput, metrics_port=args.metrics_port,
     )
     try:
         asyncio.run(run_peer(config, ready=print_ready, version=__version__))

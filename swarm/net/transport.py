@@ -75,6 +75,8 @@ class Channel:
         self.kind = kind
         self.rtt_s: float | None = None  # a round trip its opener measured on it (a proof on connect), if any
         self.bps: float | None = None  # bytes/s its opener measured with a padded ping (swarm/net/probe.py)
+        self.bytes_sent = 0      # frame bytes written to it and read from it (metrics)
+        self.bytes_received = 0
         self._reader = reader
         self._writer = writer
         self._send_lock = asyncio.Lock()
@@ -95,6 +97,7 @@ class Channel:
                 raise TransportError(f"channel to {self.remote} is closed")
             try:
                 self._writer.writelines(buffers)
+                self.bytes_sent += sum(len(b) for b in buffers)
                 await asyncio.wait_for(self._writer.drain(), deadline)
             except asyncio.TimeoutError:  # before OSError: it is one
                 self._closed = True
@@ -108,10 +111,13 @@ class Channel:
     async def recv(self) -> Frame | None:
         """The next frame; None when the other side closed cleanly between frames."""
         try:
-            return await read_frame(self._reader, self.limits)
+            frame = await read_frame(self._reader, self.limits)
         except (ConnectionError, OSError) as exc:
             self._closed = True
             raise TransportError(f"lost connection to {self.remote}: {exc}") from exc
+        if frame is not None:
+            self.bytes_received += frame.size
+        return frame
 
     async def close(self) -> None:
         if self._closed and self._writer.is_closing():

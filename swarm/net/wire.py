@@ -79,6 +79,7 @@ class Frame:
 
     header: dict[str, Any]
     body: bytes = b""
+    size: int = 0  # bytes it took on the wire (prefix, header and body), when it was read from one
 
 
 def encode_frame(header: dict[str, Any], body: bytes | memoryview = b"") -> list[bytes | memoryview]:
@@ -149,7 +150,7 @@ async def read_frame(reader: asyncio.StreamReader, limits: Limits) -> Frame | No
     except TimeoutError:
         raise TransportError(f"a frame of {header_len + body_len} bytes did not arrive within {deadline:.0f} s "
                              "of its prefix") from None
-    return Frame(header=decode_header(raw_header), body=body)
+    return Frame(header=decode_header(raw_header), body=body, size=PREFIX.size + header_len + body_len)
 
 
 def tensor_to_wire(t: torch.Tensor, codec: str = RAW) -> tuple[dict[str, Any], memoryview | bytes]:

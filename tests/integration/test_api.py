@@ -5,9 +5,13 @@ Greedy answers equal local transformers' with the same chat template."""
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
 import sys
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import openai
 import pytest
@@ -30,12 +34,19 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def api(bootstrap, tmp_path_factory):
-    """(openai client, swarm, local model, tokenizer) with an API server over a 2-peer swarm."""
+    """(openai client, swarm, local model, tokenizer) with an API server over a 2-peer swarm whose peers serve
+    Prometheus metrics (``swarm.metrics_ports``)."""
     ckpt = resolve_model("smollm2-135m")
     logs = tmp_path_factory.mktemp("api")
     port = _free_port()
-    with LocalSwarm(str(ckpt.path), ["0:15", "15:30"], peer_args=PEER_ARGS, log_dir=logs, env=CHILD_ENV,
+    with LocalSwarm(str(ckpt.path), [], peer_args=PEER_ARGS, log_dir=logs, env=CHILD_ENV,
                     bootstrap_address=bootstrap, ready_timeout_s=180) as swarm:
+        swarm.metrics_ports = [_free_port(), _free_port()]
+        for i, span in enumerate(["0:15", "15:30"]):
+            swarm.start_peer(span, name=f"peer{i}", wait=False, extra=["--metrics-port", str(swarm.metrics_ports[i])])
+        for peer in swarm.peers:
+            peer.wait_line("peer ready:", 180)
+        swarm.api_port = port
         server = start_process([sys.executable, "-m", "swarm.api", "--model", str(ckpt.path), "--initial-peers",
                                 bootstrap, "--listen", f"127.0.0.1:{port}", "--served-name", "smollm2",
                                 "--route-wait-s", "5"], "api", logs, CHILD_ENV)
@@ -104,6 +115,58 @@ def test_eight_concurrent_requests_all_get_the_greedy_answer(api):
     with ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(lambda _: ask(client).choices[0].message.content, range(8)))
     assert answers == [want] * 8
+
+
+def scrape(port: int, path: str = "/metrics") -> dict[tuple[str, tuple], float]:
+    """Prometheus samples at http://127.0.0.1:port/path, by (name, sorted labels)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30) as reply:
+        text = reply.read().decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def test_metrics_of_the_endpoint_and_the_peers_count_the_work(api):
+    """After a chat answer: the endpoint counts the request, its tokens and its links' bytes; each peer counts
+    steps and tokens by kind, their times, and bytes in and out (peer 0 also on its push link to peer 1)."""
+    client, swarm, _, _ = api
+    ask(client)
+    endpoint = scrape(swarm.api_port)
+    assert endpoint[("molink_api_requests_total", (("endpoint", "chat"), ("status", "200")))] >= 1
+    assert endpoint[("molink_api_completion_tokens_total", ())] > 0
+    assert sum(v for (name, _), v in endpoint.items() if name == "molink_client_bytes_sent_total") > 0
+    assert ("molink_client_failovers_total", ()) in endpoint
+    for i, port in enumerate(swarm.metrics_ports):
+        peer = scrape(port)
+        assert peer[("molink_peer_steps_total", (("kind", "decode"),))] > 0
+        assert peer[("molink_peer_tokens_total", (("kind", "prefill"),))] > 0
+        assert peer[("molink_peer_step_seconds_count", (("kind", "decode"),))] > 0
+        assert peer[("molink_peer_bytes_received_total", (("link", "inbound"),))] > 0
+        assert ("molink_peer_sessions", ()) in peer and ("molink_peer_queue_depth", ()) in peer
+        pushed = [v for (name, labels), v in peer.items()
+                  if name == "molink_peer_bytes_sent_total" and dict(labels)["link"] != "inbound"]
+        assert (sum(pushed) > 0) is (i == 0), pushed  # only peer 0 pushes (to peer 1)
+
+
+def test_the_examples_run_against_the_swarm_and_the_endpoint(api, bootstrap):
+    """examples/python_chat.py (the Python client) and examples/openai_chat.py (the SDK against the endpoint)
+    print the greedy answer."""
+    client, swarm, local, tokenizer = api
+    want = local_answer(local, tokenizer, chat_ids(tokenizer))
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    env = {**os.environ, **CHILD_ENV}
+    runs = {
+        "python_chat.py": ["--model", str(resolve_model("smollm2-135m").path), "--initial-peers", bootstrap,
+                           "--prompt", QUESTION, "--max-new-tokens", str(NEW)],
+        "openai_chat.py": ["--base-url", f"http://127.0.0.1:{swarm.api_port}/v1", "--model", "smollm2",
+                           "--prompt", QUESTION, "--max-tokens", str(NEW)],
+    }
+    for script, argv in runs.items():
+        proc = subprocess.run([sys.executable, str(examples / script), *argv], capture_output=True, text=True,
+                              timeout=300, env=env)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert want.strip() in proc.stdout, (script, proc.stdout)
 
 
 def test_errors_come_in_openai_s_shape_with_the_right_codes(api):
