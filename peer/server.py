@@ -83,6 +83,7 @@ from swarm.net.wire import CODECS, Frame, Limits, tensor_from_wire, tensor_to_wi
 
 log = logging.getLogger("molink.peer")
 
+REPLAY_CHUNK_TOKENS = 128  # a rebind's replay goes to the new next hop in chunks of this many positions
 MAX_REBINDS = 16  # failovers of one session's next hop: each re-sends the session's whole history
 MAX_QUEUED_STEPS = 16  # steps of one session waiting for its lock (a client sends one and waits for its result,
 # or the chunks of one prefill at once: routing/prefill.py sends at most 8)
@@ -393,11 +394,13 @@ class PeerServer:
             if replay is not None:
                 log.info("session %s: replaying %d positions to %s", session_tag(msg.session), replay.shape[1],
                          msg.next)
-                meta, body = tensor_to_wire(replay, session.codec)
-                try:
-                    await self.relay.push(NextHop(msg.next_peer, msg.next), Step(
-                        session=msg.session, secret=msg.next_secret, layer=self.span.end, step=msg.upto_step - 1,
-                        position=0, tensor=meta, replay=True, replay_until=msg.replay_until), body)
+                try:  # in chunks, pipelined like a prefill: the replacement computes one while the next travels
+                    for start in range(0, replay.shape[1], REPLAY_CHUNK_TOKENS):
+                        meta, body = tensor_to_wire(replay[:, start:start + REPLAY_CHUNK_TOKENS], session.codec)
+                        await self.relay.push(NextHop(msg.next_peer, msg.next), Step(
+                            session=msg.session, secret=msg.next_secret, layer=self.span.end,
+                            step=msg.upto_step - 1, position=start, tensor=meta, replay=True,
+                            replay_until=msg.replay_until), body)
                 except TransportError as e:  # the replacement is unreachable: the client picks another
                     raise ProtocolError(f"next hop {msg.next} failed: {e}", code=Code.NEXT_HOP_FAILED) from e
         await channel.send(Ok(id=msg.id).to_header())

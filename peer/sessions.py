@@ -149,13 +149,18 @@ def check_step(session: Session, step: int, position: int, length: int, rewind: 
 
 
 def check_replay(session: Session, step: int, position: int, length: int) -> None:
-    """A replay rebuilds a fresh session's cache from position 0 in one step, ending at ``step``."""
-    if session.position != 0 or session.next_step != 0:
-        raise ProtocolError("a replay must be the first step of a session", code=Code.BAD_REPLAY)
-    if position != 0 or step < 0:
-        raise ProtocolError("a replay starts at position 0 with a step index >= 0", code=Code.BAD_REPLAY)
-    if length > session.max_length:
-        raise ProtocolError(f"replay of {length} tokens is over max_length {session.max_length}", code=Code.TOO_LONG)
+    """A replay rebuilds a fresh session's cache from position 0, in one step or in chunks that each carry the
+    replay's step index and continue where the one before ended, before any other step."""
+    first = session.position == 0 and session.next_step == 0
+    more = session.position > 0 and session.last_output is None and session.next_step == step + 1
+    if not (first or more):
+        raise ProtocolError("a replay must come before any other step of a session", code=Code.BAD_REPLAY)
+    if position != session.position or step < 0:
+        raise ProtocolError(f"a replay continues at position {session.position} with a step index >= 0, got "
+                            f"{position}", code=Code.BAD_REPLAY)
+    if position + length > session.max_length:
+        raise ProtocolError(f"replay to {position + length} tokens is over max_length {session.max_length}",
+                            code=Code.TOO_LONG)
 
 
 def expired(sessions: dict[str, Session], now: float, timeout_s: float) -> list[str]:

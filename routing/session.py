@@ -327,9 +327,7 @@ class InferenceSession:
             raise
         self.route, self.hops, self.links, self.secrets = route, list(route.hops), links, secrets
         if self._inputs:  # one replay through every hop, ending at the last: rebuilds all their caches
-            meta, body = tensor_to_wire(torch.cat(self._inputs, dim=1))
-            await self.links[0].send(Step(session=self.session_id, secret=self.secrets[0], layer=self.hops[0].start,
-                                          step=self.step_index - 1, position=0, tensor=meta, replay=True), body)
+            await self._replay(self.links[0], self.hops[0], self.secrets[0], None)
         log.warning("session %s re-routed: %s", session_tag(self.session_id), self.route.describe())
 
     def _opener(self, secrets: list[str], next_after: Hop | None,
@@ -499,16 +497,21 @@ class InferenceSession:
         asyncio.ensure_future(self._close_on(failed_link, failed_secret))  # a draining hop frees the session now
         log.warning("session %s re-routed: %s", session_tag(self.session_id), self.route.describe())
 
+    async def _replay(self, link: PeerLink, hop: Hop, secret: str, replay_until: str | None) -> None:
+        """Send the session's inputs so far to a fresh session on ``hop`` as replay steps, in chunks as a prefill
+        goes (``routing/prefill.py``), so the hops it flows through compute one while the next travels."""
+        replay = torch.cat(self._inputs, dim=1)
+        for chunk in plan_chunks(replay.shape[1], 0, self._chunk_tokens(replay)):
+            meta, body = tensor_to_wire(replay[:, chunk.start:chunk.end])
+            await link.send(Step(session=self.session_id, secret=secret, layer=hop.start, step=self.step_index - 1,
+                                 position=chunk.start, tensor=meta, replay=True, replay_until=replay_until), body)
+
     async def _rebuild(self, k: int, first: Hop, first_link: PeerLink, first_secret: str,
                        next_after: Hop | None) -> None:
         """Bring the replacement's KV cache to this session's position, then splice it into the route."""
         if k == 0:
             if self._inputs:
-                replay = torch.cat(self._inputs, dim=1)
-                meta, body = tensor_to_wire(replay)
-                await first_link.send(Step(session=self.session_id, secret=first_secret, layer=first.start,
-                                           step=self.step_index - 1, position=0, tensor=meta, replay=True,
-                                           replay_until=None if next_after is None else next_after.addr), body)
+                await self._replay(first_link, first, first_secret, None if next_after is None else next_after.addr)
             return
         await self.links[k - 1].request(Rebind(
             session=self.session_id, secret=self.secrets[k - 1], next=first.addr, next_secret=first_secret,

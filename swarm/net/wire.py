@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import math
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import msgpack
@@ -79,7 +79,7 @@ class Frame:
 
     header: dict[str, Any]
     body: bytes = b""
-    size: int = 0  # bytes it took on the wire (prefix, header and body), when it was read from one
+    size: int = field(default=0, compare=False)  # bytes it took on the wire (prefix, header, body) when read
 
 
 def encode_frame(header: dict[str, Any], body: bytes | memoryview = b"") -> list[bytes | memoryview]:

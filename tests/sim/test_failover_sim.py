@@ -15,6 +15,7 @@ from routing.config import ClientConfig
 from routing.failover import BackoffPolicy, avoided
 from routing.swarm_client import SwarmCore
 from swarm.errors import ConfigError, MissingLayersError, SessionError
+from swarm.net.wire import tensor_from_wire
 from tests.sim.memnet import HIDDEN, FakeDiscovery, MemNetwork, add_peer, reference
 
 LAYERS = 12
@@ -489,5 +490,42 @@ async def test_prefill_chunks_are_sized_from_the_measured_links(mbit):
             assert session.step_index == len(plan_chunks(PREFILL, 0, size))
             assert session.step_index == (6 if mbit < 1 else 1)
             assert torch.allclose(out, full[:, :PREFILL], atol=1e-6)
+        finally:
+            await session.close()
+
+
+@pytest.mark.parametrize("name", ["a0", "b0"], ids=["first-hop-replayed-by-the-client", "middle-hop-by-its-upstream"])
+async def test_a_replay_after_a_failover_goes_in_chunks(name, monkeypatch):
+    """The client replays its inputs to a new first hop, and an upstream peer its pushed outputs to a new next
+    hop, in chunks (prefill_chunk_tokens, peer.server.REPLAY_CHUNK_TOKENS), and the outputs stay exact."""
+    import peer.server
+
+    monkeypatch.setattr(peer.server, "REPLAY_CHUNK_TOKENS", 3)
+    x = inputs()
+    full = reference(x, LAYERS)
+    config = replace(CONFIG, prefill_chunk_tokens=3, adapt_prefill_chunks=False)
+    async with sim_swarm(config) as sim:
+        session = await sim.core.open_session(max_length=PREFILL + DECODE)
+        try:
+            replays: list[tuple[int, int]] = []
+            for server in sim.peers.values():
+                apply = server._apply_step
+
+                async def spy(sess, msg, body, apply=apply):
+                    if msg.replay:
+                        replays.append((msg.position, tensor_from_wire(msg.tensor, body).shape[1]))
+                    return await apply(sess, msg, body)
+
+                server._apply_step = spy
+            outs = [await session.step(x[:, :PREFILL])]
+            for t in range(PREFILL, PREFILL + 4):
+                outs.append(await session.step(x[:, t:t + 1]))
+            await fail("close", name, sim.peers, sim.net, sim.dht)
+            for t in range(PREFILL + 4, PREFILL + 6):
+                outs.append(await session.step(x[:, t:t + 1]))
+            assert torch.allclose(torch.cat(outs, dim=1), full[:, :PREFILL + 6], atol=1e-6)
+            assert session.failovers == 1
+            first = [r for r in replays if r[0] == 0]
+            assert first and all(n <= 3 for _, n in replays) and len(replays) >= 3, replays  # 10 positions in chunks
         finally:
             await session.close()

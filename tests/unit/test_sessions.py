@@ -61,3 +61,21 @@ def test_rewinding_a_session_cuts_its_pushed_history_to_the_position():
     assert s.replay_input(3).shape == (1, 7, 2)
     s.rewind(3)
     assert [(i, t.shape[1]) for i, t in s.history] == [(0, 3)]
+
+
+def test_a_replay_may_come_in_chunks_before_any_other_step():
+    from peer.sessions import check_replay
+
+    fresh = make_session()
+    check_replay(fresh, 4, 0, 3)
+    half = make_session(position=3, next_step=5)  # after the first chunk of replay step 4
+    check_replay(half, 4, 3, 3)
+    for session, step, position, code in [
+        (half, 4, 2, "bad_replay"),  # not where the last chunk ended
+        (half, 6, 3, "bad_replay"),  # another replay's index
+        (make_session(position=3, next_step=5, last_output=(4, 2, torch.zeros(1))), 4, 3, "bad_replay"),  # after a step
+        (make_session(position=8, next_step=5), 4, 8, "too_long"),  # past max_length 10
+    ]:
+        with pytest.raises(ProtocolError) as err:
+            check_replay(session, step, position, 3)
+        assert err.value.code == code, (step, position)
