@@ -310,7 +310,7 @@ class AutoDistributedModelForCausalLM:
             if k > 0:
                 rates.update(round_s, draft_s, k, accepted)
                 draft.record(k, accepted)
-                log.debug("speculative round: %d of %d drafts accepted (k next: %d)", accepted, k, rates.k(k_max))
+                log.debug("speculative round: %d of %d drafts accepted", accepted, k)
             session.rewind(start + accepted + 1)  # the last token and the accepted drafts stay in the caches
 
     def _can_speculate(self, gc: GenerationConfig, groups: list[RowGroup]) -> bool:

@@ -7,8 +7,9 @@ greedy decoding would give. The hops then cut their caches back to the tokens ke
 
 k follows what was measured: a round costs the route's round trip plus k draft steps, and returns
 (1 - a^(k+1)) / (1 - a) tokens on average when each draft token is accepted with probability a (Leviathan
-et al., 2023). ``choose_k`` picks the k with the most tokens per second, at least 1 so acceptance keeps being
-measured.
+et al., 2023). ``choose_k`` picks the k with the most tokens per second; while even that is measured to be
+slower than plain decoding (a draft that rarely agrees), rounds go without guesses, and one in
+``RECHECK_EVERY`` guesses once to keep measuring.
 
 Drafts (``Draft``): ``HFDraft`` wraps any local transformers causal LM that shares the model's tokenizer (a
 smaller checkpoint of the family); ``EarlyExitDraft`` runs the model's own first layers on the client with its
@@ -29,6 +30,7 @@ import torch
 from transformers import DynamicCache
 
 MAX_DRAFT_TOKENS = 8  # k at most: past it a round's extra compute outweighs what acceptance can still add
+RECHECK_EVERY = 8  # while guessing loses, one round in this many still guesses, to notice when it would win
 
 
 def expected_tokens(accept: float, k: int) -> float:
@@ -68,6 +70,7 @@ class Rates:
     draft_s: float = 0.0
     accept: float = 0.5  # before any round: a coin flip
     rounds: int = 0
+    plain: int = 0  # rounds sent without guesses because guessing was losing
 
     def update(self, round_s: float, draft_s: float, proposed: int, accepted: int) -> None:
         share = accepted / proposed if proposed else self.accept
@@ -80,7 +83,19 @@ class Rates:
         self.rounds += 1
 
     def k(self, k_max: int) -> int:
-        return choose_k(self.round_s, self.draft_s, self.accept, k_max) if self.rounds else min(2, max(k_max, 1))
+        """Guesses for the next round: 2 before any, then ``choose_k``'s; 0 (a plain step) while guessing is
+        measured to lose to plain decoding, except every ``RECHECK_EVERY``-th round, which guesses once to see
+        whether the text turned predictable."""
+        if not self.rounds:
+            return min(2, max(k_max, 1))
+        k = choose_k(self.round_s, self.draft_s, self.accept, k_max)
+        gain = expected_tokens(self.accept, k) / max(self.round_s + k * self.draft_s, 1e-9)
+        if gain * self.round_s >= 1.0:
+            return k
+        self.plain += 1
+        if self.plain % RECHECK_EVERY == 0:
+            return 1
+        return 0
 
 
 class Draft:

@@ -153,17 +153,20 @@ class SwarmCore:
         return why
 
     async def _probe(self, link: PeerLink) -> None:
-        """The link's bandwidth toward the peer (``swarm/net/probe.py``), left in ``link.bps``."""
-        small = link.rtt_s
-        began = self.clock()
+        """The link's bandwidth toward the peer (``swarm/net/probe.py``), left in ``link.bps``. The baseline is
+        the least of the proof's round trip and a fresh small ping's: a round trip that happened to wait (a busy
+        machine, a queue) would make the padding look faster than it crossed."""
         try:
+            began = self.clock()
+            await link.request(Ping(), self.config.probe_timeout_s)
+            small = min(self.clock() - began, link.rtt_s or float("inf"))
+            began = self.clock()
             await link.request(Ping(), self.config.probe_timeout_s, PADDING)
         except MolinkError as e:
             log.debug("bandwidth probe to %s failed: %s", link.addr, e)
             return
-        if small is not None:
-            link.bps = bandwidth_bps(small, self.clock() - began)
-            log.debug("link to %s: %.1f Mbit/s", link.addr, to_mbit(link.bps))
+        link.bps = bandwidth_bps(small, self.clock() - began)
+        log.debug("link to %s: %.1f Mbit/s", link.addr, to_mbit(link.bps))
 
     async def _still_answering(self, records: Sequence[PeerRecord]) -> list[PeerRecord]:
         async def answers(record: PeerRecord) -> bool:
