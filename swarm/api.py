@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import threading
@@ -419,7 +420,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     args = p.parse_args(argv)
 
-    import uvicorn
     from transformers import AutoTokenizer
 
     from routing.config import ClientConfig
@@ -440,12 +440,28 @@ def main(argv: list[str] | None = None) -> int:
     tokenizer = AutoTokenizer.from_pretrained(model.checkpoint.path)
     served = args.served_name or args.model
     app = build_app(model, tokenizer, served)
-    print(f"api ready: http://{host}:{port}/v1 serving {served!r}", flush=True)
     try:
-        uvicorn.run(app, host=host, port=int(port), log_level=args.log_level.lower())
+        serve(app, host, int(port), f"serving {served!r}", args.log_level.lower())
     finally:
         model.close()
     return 0
+
+
+def serve(app: Any, host: str, port: int, what: str, log_level: str = "warning") -> None:
+    """Serve ``app`` with uvicorn on HOST:PORT until Ctrl-C; "api ready: URL WHAT" is printed once the port
+    listens (connections made after the line wait in its backlog until uvicorn takes them)."""
+    import signal
+    import socket
+
+    import uvicorn
+
+    sock = socket.create_server((host, port))
+    print(f"api ready: http://{host}:{sock.getsockname()[1]}/v1 {what}", flush=True)
+    # uvicorn shuts down gracefully on Ctrl-C, then raises the signal again for the handler before it: make
+    # that Python's KeyboardInterrupt (a process may have started with SIGINT at its default: death)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    with contextlib.suppress(KeyboardInterrupt):
+        uvicorn.Server(uvicorn.Config(app, log_level=log_level)).run(sockets=[sock])
 
 
 if __name__ == "__main__":

@@ -153,13 +153,10 @@ def _host_port(text: str) -> tuple[str, int] | None:
 
 def serve_api(model: Any, tokenizer: Any, listen: str) -> None:
     """Serve swarm/api.py's endpoint over ``model`` at ``listen`` until Ctrl-C."""
-    import uvicorn
-
-    from swarm.api import build_app
+    from swarm.api import build_app, serve
 
     host, port = _host_port(listen) or ("127.0.0.1", 8000)
-    print(f"api ready: http://{host}:{port}/v1 serving 'smollm2' (Ctrl-C stops it and the swarm)", flush=True)
-    uvicorn.run(build_app(model, tokenizer, "smollm2"), host=host, port=port, log_level="warning")
+    serve(build_app(model, tokenizer, "smollm2"), host, port, "serving 'smollm2' (Ctrl-C stops it and the swarm)")
 
 
 if __name__ == "__main__":
