@@ -302,17 +302,23 @@ def test_a_swarm_on_a_machine_whose_cores_are_all_busy_still_generates_exactly(c
     assert all(torch.equal(out, quiet) for out in busy)
 
 
-def _until_listed(model, peer_ids: set[str], *, proved: bool = False, timeout_s: float = 60.0) -> None:
+def _until_listed(model, peer_ids: set[str], *, proved: bool = False, timeout_s: float = 60.0,
+                  again=None, again_every_s: float = 5.0) -> None:
     """Wait until the client's DHT reads list every record of ``peer_ids`` (a record stored a moment ago may not
     have reached the DHT nodes a reader asks first); ``proved``: until the client also proved them (it then
-    keeps them while they answer, whatever a later read misses)."""
+    keeps them while they answer, whatever a later read misses). ``again``: called every ``again_every_s``
+    while some are missing (stores them again, as their owners' heartbeats would)."""
     deadline = time.monotonic() + timeout_s
+    next_again = time.monotonic() + again_every_s
     while True:
         read = model.client.records() if proved else model.client.discovery.read(model.checkpoint.model_key)
         listed = {r.peer_id for r in model.client.run(read)}
         if peer_ids <= listed:
             return
         assert time.monotonic() < deadline, f"{len(peer_ids - listed)} records never listed"
+        if again is not None and time.monotonic() >= next_again:
+            again()
+            next_again = time.monotonic() + again_every_s
         time.sleep(0.2)  # between DHT reads
 
 
@@ -493,12 +499,12 @@ def test_a_flood_of_signed_records_at_dead_addresses_does_not_stop_generation(ch
         model_key = model.checkpoint.model_key
         expected = model.generate(PROMPT, max_new_tokens=NEW, do_sample=False)
 
-    strangers: set[str] = set()
+    keys = [Identity.generate() for _ in range(24)]
+    strangers = {key.peer_id for key in keys}
 
     async def flood(dht: HivemindDiscovery) -> None:
-        for i in range(24):
-            key = Identity.generate()
-            strangers.add(key.peer_id)
+        """The 24 records stored (again: a flooder re-announces as peers do, and a single store can miss)."""
+        for i, key in enumerate(keys):
             start, end = (0, 2) if i % 2 else (2, 4)
             await dht.announce(key.sign_record(PeerRecord(
                 peer_id=key.peer_id, model=model_key, addrs=(f"127.0.0.1:{1 + i}",), start=start, end=end,
@@ -513,14 +519,15 @@ def test_a_flood_of_signed_records_at_dead_addresses_does_not_stop_generation(ch
         HivemindDiscovery.create([bootstrap], listen="127.0.0.1:0", upnp=False), loop).result(120)
     try:
         asyncio.run_coroutine_threadsafe(flood(dht), loop).result(120)
-        _flooded_generation(path, bootstrap, swarm, strangers, expected)
+        _flooded_generation(path, bootstrap, swarm, strangers, expected,
+                            again=lambda: asyncio.run_coroutine_threadsafe(flood(dht), loop).result(120))
     finally:
         asyncio.run_coroutine_threadsafe(dht.shutdown(), loop).result(30)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=10)
 
 
-def _flooded_generation(path, bootstrap, swarm, strangers: set[str], expected) -> None:
+def _flooded_generation(path, bootstrap, swarm, strangers: set[str], expected, again=None) -> None:
     honest = set()
     for proc in swarm.peers:
         words = proc.ready.split()
@@ -528,7 +535,7 @@ def _flooded_generation(path, bootstrap, swarm, strangers: set[str], expected) -
     with AutoDistributedModelForCausalLM.from_pretrained(
         str(path), initial_peers=[bootstrap], config=ClientConfig(route_wait_s=60)
     ) as model:
-        _until_listed(model, strangers)  # the client reads the flood
+        _until_listed(model, strangers, again=again)  # the client reads the flood
         flooded = model.generate(PROMPT, max_new_tokens=NEW, do_sample=False)
         route = set(model.last_route.peer_ids)
         strangers_proved = {key[0] for key in model.client.proven} - honest
