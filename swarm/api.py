@@ -418,6 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--route-wait-s", type=float, default=30.0,
                    help="how long a request waits for the swarm to cover every layer before a 503 (default 30)")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--log-json", action="store_true", help="one JSON object per log line (time, level, logger, message) for log collectors")
     args = p.parse_args(argv)
 
     from transformers import AutoTokenizer
@@ -427,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
     from swarm.errors import exit_code
     from swarm.logging_setup import setup_logging
 
-    setup_logging(args.log_level)
+    setup_logging(args.log_level, json_lines=args.log_json)
     host, _, port = args.listen.rpartition(":")
     if not host or not port.isdigit():
         p.error(f"--listen must be HOST:PORT, got {args.listen!r}")

@@ -93,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="log level on stderr (default INFO; DEBUG also shows hivemind's own logs)",
     )
+    parser.add_argument("--log-json", action="store_true", help="one JSON object per log line (time, level, logger, message) for log collectors")
     return parser
 
 
@@ -154,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     check_initial_peers_given(parser, args)
-    setup_logging(args.log_level)
+    setup_logging(args.log_level, json_lines=args.log_json)
     try:
         asyncio.run(run(args))
     except MolinkError as exc:  # bad flags or an unusable address: one clear line, non-zero exit

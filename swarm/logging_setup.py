@@ -1,5 +1,8 @@
 """One logging setup for every molink process: one line per event on stderr, hivemind kept quiet.
 
+``json_lines=True`` (the CLIs' ``--log-json``) writes each event as one JSON object instead (time, level,
+logger, message, and the exception when there is one), through python-json-logger, for log collectors.
+
 hivemind installs its own colored handler on the ``hivemind`` logger and stops propagation; we switch
 that off (``use_hivemind_log_handler("nowhere")``) so its lines go through our handler in our format,
 and raise its level to WARNING unless the user asked for DEBUG, because its INFO lines describe
@@ -21,8 +24,9 @@ _QUIET_LOGGERS = ("hivemind", "asyncio")
 _HANDLER_NAME = "molink-stderr"
 
 
-def setup_logging(level: str = "INFO", name: str = "molink") -> logging.Logger:
-    """Route all logs to stderr at ``level`` and return the logger called ``name``; safe to call twice."""
+def setup_logging(level: str = "INFO", name: str = "molink", json_lines: bool = False) -> logging.Logger:
+    """Route all logs to stderr at ``level`` (as JSON objects with ``json_lines``) and return the logger called
+    ``name``; safe to call twice."""
     numeric = logging.getLevelName(str(level).upper())
     if not isinstance(numeric, int):
         raise ConfigError(f"unknown log level {level!r} (use DEBUG, INFO, WARNING or ERROR)")
@@ -32,7 +36,7 @@ def setup_logging(level: str = "INFO", name: str = "molink") -> logging.Logger:
         root.removeHandler(handler)
     handler = logging.StreamHandler(sys.stderr)
     handler.set_name(_HANDLER_NAME)
-    handler.setFormatter(logging.Formatter(FORMAT, datefmt=DATEFMT))
+    handler.setFormatter(json_formatter() if json_lines else logging.Formatter(FORMAT, datefmt=DATEFMT))
     root.addHandler(handler)
     root.setLevel(numeric)
     for quiet in _QUIET_LOGGERS:
@@ -40,3 +44,10 @@ def setup_logging(level: str = "INFO", name: str = "molink") -> logging.Logger:
             numeric if numeric <= logging.DEBUG else max(numeric, logging.WARNING)
         )
     return logging.getLogger(name)
+
+
+def json_formatter() -> logging.Formatter:
+    from pythonjsonlogger.json import JsonFormatter
+
+    return JsonFormatter("{asctime}{levelname}{name}{message}", style="{",
+                         rename_fields={"asctime": "time", "levelname": "level", "name": "logger"})

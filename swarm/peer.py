@@ -80,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-port", type=int, default=0, metavar="PORT",
                    help="serve Prometheus metrics at http://HOST:PORT/metrics, HOST being --listen's (default: off)")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--log-json", action="store_true", help="one JSON object per log line (time, level, logger, message) for log collectors")
     p.add_argument("--list-models", action="store_true",
                    help="print the model aliases (alias, Hugging Face repo id) grouped by model family, and exit; "
                    "--model is not needed")
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--announce-interval must be in (0, {longest:g}] seconds, got {args.announce_interval:g}")
     from swarm.logging_setup import setup_logging
 
-    setup_logging(args.log_level)
+    setup_logging(args.log_level, json_lines=args.log_json)
     if args.list_models:
         from models.adapters import supported_model_types
         from models.aliases import ALIAS_TABLE, format_alias_table

@@ -16,12 +16,13 @@ import swarm
 @pytest.mark.parametrize(
     ("module", "flags"),
     [("swarm.peer", ["--model", "--initial-peers", "--layers", "--num-layers", "--dtype", "--announce-addr",
-                     "--max-memory", "--device", "--listen", "--no-hole-punching"]),
+                     "--max-memory", "--device", "--listen", "--no-hole-punching", "--metrics-port", "--log-json"]),
      ("swarm.bootstrap", ["--listen", "--identity", "--addr-file", "--initial-peers", "--relay",
-                          "--relay-max-circuits", "--relay-max-per-peer", "--relay-rate-mbit", "--relay-max-duration"]),
+                          "--relay-max-circuits", "--relay-max-per-peer", "--relay-rate-mbit", "--relay-max-duration",
+                          "--log-json"]),
      ("swarm.status", ["--initial-peers", "--model", "--json"]),
      ("swarm.demo", ["--prompt", "--max-new-tokens", "--api"]),
-     ("swarm.api", ["--model", "--initial-peers", "--listen", "--served-name", "--route-wait-s"]),
+     ("swarm.api", ["--model", "--initial-peers", "--listen", "--served-name", "--route-wait-s", "--log-json"]),
      ("swarm.linkem", ["--listen", "--target", "--delay-ms", "--rate-mbit", "--jitter-ms", "--return-delay-ms"])],
 )
 def test_help(module, flags):
