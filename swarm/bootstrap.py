@@ -22,6 +22,11 @@ import os
 import signal
 import sys
 import tempfile
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from swarm.cli_args import add_initial_peers, check_initial_peers_given
 from swarm.errors import ConfigError, MolinkError
@@ -93,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="log level on stderr (default INFO; DEBUG also shows hivemind's own logs)",
     )
+    parser.add_argument("--metrics-port", type=int, default=0, metavar="PORT",
+                        help="serve Prometheus metrics at http://HOST:PORT/metrics, HOST being --listen's "
+                        "(default: off): DHT neighbours, and with --relay its circuits and bytes")
     parser.add_argument("--log-json", action="store_true", help="one JSON object per log line (time, level, logger, message) for log collectors")
     return parser
 
@@ -122,16 +130,45 @@ def circuit_limits(args: argparse.Namespace) -> CircuitLimits:
                          rate_bytes_s=args.relay_rate_mbit * 1e6 / 8, max_duration_s=args.relay_max_duration)
 
 
+class BootstrapCollector(Collector):
+    """A bootstrap node's metrics, read when scraped: its DHT neighbours, and its relay's circuits and bytes."""
+
+    def __init__(self, discovery: Any, relay: RelayService | None) -> None:
+        self.discovery, self.relay = discovery, relay
+
+    def collect(self) -> Iterator[Any]:
+        yield GaugeMetricFamily("molink_bootstrap_dht_neighbours", "other DHT nodes in this node's routing table",
+                                value=self.discovery.neighbours())
+        if self.relay is not None:
+            yield GaugeMetricFamily("molink_relay_circuits_open", "circuits open now", value=len(self.relay.open))
+            yield CounterMetricFamily("molink_relay_circuits", "circuits served", value=self.relay.circuits_served)
+            yield CounterMetricFamily("molink_relay_bytes", "bytes relayed", value=self.relay.relayed_bytes)
+
+
+def serve_metrics(port: int, listen: str, discovery: Any, relay: RelayService | None) -> None:
+    """Prometheus metrics at http://HOST:port/metrics (a prometheus-client thread), HOST from ``listen``."""
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    registry = CollectorRegistry()
+    registry.register(BootstrapCollector(discovery, relay))
+    host = listen.rpartition(":")[0] or "127.0.0.1"
+    start_http_server(port, addr=host, registry=registry)
+    logger.info("metrics at http://%s:%d/metrics", host, port)
+
+
 async def run(args: argparse.Namespace) -> None:
     limits = circuit_limits(args) if args.relay else None
     discovery = await HivemindDiscovery.create(
         args.initial_peers, listen=args.listen, identity_path=args.identity, upnp=args.upnp,
         announce_addr=args.announce_addr,
     )
+    relay = None
     if limits is not None:
         relay = RelayService(discovery.p2p, limits)
         await relay.start()
         logger.info("%s", relay.describe())
+    if args.metrics_port:
+        serve_metrics(args.metrics_port, args.listen, discovery, relay)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -316,6 +316,10 @@ class HivemindDiscovery:
             await asyncio.gather(*(self._reconnect(pid, maddr) for pid, maddr in lost))
         return len(self._node.protocol.routing_table.peer_id_to_uid)
 
+    def neighbours(self) -> int:
+        """Other DHT nodes in this node's routing table (0 once shut down)."""
+        return 0 if self._closed else len(self._node.protocol.routing_table.peer_id_to_uid)
+
     async def connected(self) -> set[str]:
         """The libp2p peer ids this node's daemon holds a connection to (empty when it cannot tell)."""
         try:

@@ -6,6 +6,7 @@ The bootstrap is the real CLI (``python -m swarm.bootstrap``); its address is re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -37,6 +38,13 @@ async def wait_until(condition: Callable[[], Awaitable[bool]], timeout: float, i
 @pytest.fixture
 async def bootstrap(tmp_path: Path) -> AsyncIterator[tuple[str, asyncio.subprocess.Process, Path]]:
     """A running ``python -m swarm.bootstrap``; yields (address, process, addr file); stopped with SIGTERM."""
+    async with running_bootstrap(tmp_path) as found:
+        yield found
+
+
+@contextlib.asynccontextmanager
+async def running_bootstrap(tmp_path: Path, *extra: str) -> AsyncIterator[tuple[str, asyncio.subprocess.Process,
+                                                                                  Path]]:
     addr_file = tmp_path / "bootstrap.addr"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     proc = await asyncio.create_subprocess_exec(
@@ -47,6 +55,7 @@ async def bootstrap(tmp_path: Path) -> AsyncIterator[tuple[str, asyncio.subproce
         str(addr_file),
         "--log-level",
         "WARNING",
+        *extra,
         cwd=REPO,
         env=env,
         stdout=asyncio.subprocess.PIPE,
@@ -180,3 +189,35 @@ async def test_the_swarm_listing_has_one_entry_per_model_however_many_peers(two_
 
     await wait_until(listed, 30)
     assert {r.peer_id for r in await second.read(MODEL)} == {identity.peer_id, other.peer_id}
+
+
+async def test_bootstrap_metrics_count_its_dht_neighbours_and_relay(tmp_path):
+    """--metrics-port: a scrape shows the DHT neighbours (two nodes joined through it) and, with --relay, the
+    relay's circuit and byte counters."""
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    def scrape() -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+            return reply.read().decode()
+
+    async with running_bootstrap(tmp_path, "--metrics-port", str(port), "--relay") as (address, _, _):
+        nodes = [await HivemindDiscovery.create([address]) for _ in range(2)]
+        try:
+            deadline = asyncio.get_running_loop().time() + 60
+            while True:
+                text = await asyncio.to_thread(scrape)
+                line = next(x for x in text.splitlines() if x.startswith("molink_bootstrap_dht_neighbours "))
+                if float(line.split()[1]) >= 2:
+                    break
+                assert asyncio.get_running_loop().time() < deadline, line
+                await asyncio.sleep(0.2)  # between scrapes
+            for name in ("molink_relay_circuits_open", "molink_relay_circuits_total", "molink_relay_bytes_total"):
+                assert any(x.startswith(name + " ") for x in text.splitlines()), name
+        finally:
+            for node in nodes:
+                await node.shutdown()
