@@ -2,7 +2,9 @@
 
 The client holds the embeddings, the final norm and the LM head (models.span.ClientHead); every
 transformer layer runs on peers. ``generate()`` follows transformers' semantics for what it supports:
-greedy and sampling (temperature, top_k, top_p, repetition_penalty), max_new_tokens / max_length, EOS
+greedy and sampling with the logits processors transformers' own ``_get_logits_processor`` builds from the
+arguments (temperature, top_k, top_p, repetition_penalty, min_new_tokens, no_repeat_ngram_size, bad_words_ids,
+...), stopping criteria and stop strings, ``return_dict_in_generate``, max_new_tokens / max_length, EOS
 (with pad_token_id filling finished rows), a streamer (put() the prompt, then each new token; end()),
 and the checkpoint's generation_config.json as defaults, then transformers' global ones (with no length given
 anywhere: 20 new tokens, capped at max_position_embeddings; a prompt at or over max_length is a ValueError).
@@ -38,14 +40,9 @@ from typing import Any
 
 import torch
 from transformers import GenerationConfig
-from transformers.generation.logits_process import (
-    LogitsProcessorList,
-    RepetitionPenaltyLogitsProcessor,
-    TemperatureLogitsWarper,
-    TopKLogitsWarper,
-    TopPLogitsWarper,
-)
+from transformers.generation.logits_process import LogitsProcessorList
 from transformers.generation.stopping_criteria import StoppingCriteriaList, StopStringCriteria
+from transformers.generation.utils import GenerateDecoderOnlyOutput, GenerationMixin
 from transformers.modeling_outputs import CausalLMOutput
 
 from routing.config import ClientConfig
@@ -59,6 +56,11 @@ log = logging.getLogger("molink.client")
 GENERATE_KWARGS = (
     "max_new_tokens", "max_length", "do_sample", "temperature", "top_k", "top_p", "repetition_penalty",
     "eos_token_id", "pad_token_id", "prompt_lookup_num_tokens", "max_matching_ngram_size", "stop_strings",
+    # logits processors, built as transformers builds them
+    "min_new_tokens", "min_length", "no_repeat_ngram_size", "bad_words_ids", "suppress_tokens",
+    "begin_suppress_tokens", "min_p", "typical_p", "epsilon_cutoff", "eta_cutoff", "sequence_bias",
+    "forced_eos_token_id", "exponential_decay_length_penalty", "renormalize_logits", "remove_invalid_values",
+    "return_dict_in_generate", "num_beams", "use_cache",
 )
 
 
@@ -142,6 +144,7 @@ class AutoDistributedModelForCausalLM:
         streamer: Any = None,
         assistant_model: Any = None,
         stopping_criteria: StoppingCriteriaList | None = None,
+        logits_processor: LogitsProcessorList | None = None,
         tokenizer: Any = None,
         generator: torch.Generator | None = None,
         **kwargs: Any,
@@ -175,8 +178,10 @@ class AutoDistributedModelForCausalLM:
         prompt_len = input_ids.shape[1]
         gc = prepare_generation_config(self.generation_config, generation_config, kwargs, prompt_len,
                                        getattr(self.config, "max_position_embeddings", None))
+        if (gc.num_beams or 1) > 1:
+            raise ValueError("beam search (num_beams > 1) is not supported yet: use greedy decoding or sampling")
         max_new = gc.max_length - prompt_len
-        processors = logits_processors(gc)
+        processors = logits_processors(gc, self.config, prompt_len, logits_processor)
         eos = eos_tensor(gc.eos_token_id)
         pad = gc.pad_token_id if gc.pad_token_id is not None else (int(eos[0]) if eos is not None else 0)
         side = padding_side(input_ids, attention_mask)
@@ -207,6 +212,8 @@ class AutoDistributedModelForCausalLM:
             if streamer is not None:
                 streamer.end()
         self.last_route = route
+        if gc.return_dict_in_generate:
+            return GenerateDecoderOnlyOutput(sequences=out)  # type: ignore[return-value]
         return out
 
     async def _generate(
@@ -389,19 +396,28 @@ def prepare_generation_config(
     return gc
 
 
-def logits_processors(gc: GenerationConfig) -> LogitsProcessorList:
-    """The processors transformers applies for these settings, in transformers' order."""
-    procs = LogitsProcessorList()
-    if gc.repetition_penalty is not None and gc.repetition_penalty != 1.0:
-        procs.append(RepetitionPenaltyLogitsProcessor(penalty=gc.repetition_penalty))
-    if gc.do_sample:
-        if gc.temperature is not None and gc.temperature != 1.0:
-            procs.append(TemperatureLogitsWarper(gc.temperature))
-        if gc.top_k is not None and gc.top_k != 0:
-            procs.append(TopKLogitsWarper(top_k=gc.top_k, min_tokens_to_keep=1))
-        if gc.top_p is not None and gc.top_p < 1.0:
-            procs.append(TopPLogitsWarper(top_p=gc.top_p, min_tokens_to_keep=1))
-    return procs
+def logits_processors(gc: GenerationConfig, config: Any, prompt_len: int,
+                      given: LogitsProcessorList | None = None) -> LogitsProcessorList:
+    """The processors transformers' generate() applies for these settings, in its order, with the caller's
+    ``given`` ones merged in as transformers merges them: built by transformers' own ``_get_logits_processor``
+    (so min_new_tokens, no_repeat_ngram_size, bad_words_ids, suppress_tokens, min_p, typical_p, ... behave as
+    there), over a stand-in that has only what it reads: the model's config."""
+    gc = copy.deepcopy(gc)
+    gc._eos_token_tensor = eos_tensor(gc.eos_token_id)  # what generate()'s special-token step leaves there
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # its warnings are about settings generate() already warned of
+        return GenerationMixin._get_logits_processor(
+            _ProcessorHost(config), generation_config=gc, input_ids_seq_length=prompt_len,
+            logits_processor=given or LogitsProcessorList(), device="cpu", model_kwargs={})
+
+
+class _ProcessorHost:
+    """What ``GenerationMixin._get_logits_processor`` reads of a model."""
+
+    _merge_criteria_processor_list = GenerationMixin._merge_criteria_processor_list
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
 
 
 def stopping_criteria_for(given: StoppingCriteriaList | None, stop_strings: str | list[str] | None,

@@ -406,3 +406,50 @@ def test_stopping_criteria_and_a_private_generator_work_as_in_transformers(swarm
     assert draws[0].tolist() == draws[1].tolist()
     with pytest.raises(ValueError, match="tokenizer"):
         model.generate(ids, max_new_tokens=4, stop_strings=["x"])
+
+
+def _parity_sets(first: int, eos: int) -> list[dict[str, Any]]:
+    """generate() argument sets for the parity table; ``first`` is the prompt's first greedy token, ``eos`` one
+    that greedy decoding emits early."""
+    sample = dict(do_sample=True)
+    return [
+        dict(do_sample=False),
+        dict(do_sample=False, max_new_tokens=5),
+        dict(**sample, temperature=0.7, top_k=10),
+        dict(**sample, top_p=0.8),
+        dict(do_sample=False, repetition_penalty=1.3),
+        dict(do_sample=False, no_repeat_ngram_size=2),
+        dict(do_sample=False, eos_token_id=eos, min_new_tokens=10),
+        dict(do_sample=False, eos_token_id=eos, min_length=PROMPT_LEN + 8),
+        dict(do_sample=False, bad_words_ids=[[first]]),
+        dict(do_sample=False, suppress_tokens=[first]),
+        dict(do_sample=False, begin_suppress_tokens=[first]),
+        dict(**sample, min_p=0.1),
+        dict(**sample, typical_p=0.9),
+        dict(**sample, epsilon_cutoff=3e-4),
+        dict(do_sample=False, sequence_bias={(first,): -10.0}),
+        dict(**sample, temperature=0.5, renormalize_logits=True),
+        dict(do_sample=False, eos_token_id=eos, forced_eos_token_id=eos),
+        dict(do_sample=False, eos_token_id=eos, exponential_decay_length_penalty=(3, 1.5)),
+        dict(do_sample=False, eos_token_id=eos, return_dict_in_generate=True),
+    ]
+
+
+def test_generate_parity_table_with_local_transformers(swarm_and_local) -> None:
+    """19 argument sets of generate(), greedy and seeded sampling, give local transformers' tokens through the
+    swarm: the logits processors are transformers' own (routing/model.py: logits_processors)."""
+    model, local = swarm_and_local
+    ids = prompt(seed=6)
+    greedy = local_generate(local, ids, max_new_tokens=16, do_sample=False)
+    first, eos = int(greedy[0, PROMPT_LEN]), int(greedy[0, PROMPT_LEN + 3])
+    for i, kw in enumerate(_parity_sets(first, eos)):
+        kw = {"max_new_tokens": 16, **kw}
+        torch.manual_seed(100 + i)
+        want = local_generate(local, ids, **kw)
+        torch.manual_seed(100 + i)
+        got = model.generate(ids, **kw)
+        if kw.get("return_dict_in_generate"):
+            want, got = want.sequences, got.sequences
+        assert got.tolist() == want.tolist(), f"set {i}: {kw}"
+    with pytest.raises(ValueError, match="beam search"):
+        model.generate(ids, max_new_tokens=4, num_beams=2)
