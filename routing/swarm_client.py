@@ -59,6 +59,9 @@ T = TypeVar("T")
 Connector = Callable[[str], Awaitable[Any]]  # address -> a connected Channel
 
 
+WAIT_NOTE_EVERY_S = 5.0  # while waiting for a route, a log line this often
+
+
 class SwarmCore:
     def __init__(self, model_key: str, num_layers: int, discovery: Any, config: ClientConfig | None = None,
                  *, hidden_size: int = 0, connect: Connector | None = None,
@@ -241,13 +244,20 @@ class SwarmCore:
                          timeout_s: float | None = None, need_tokens: int = 0) -> Route:
         """Plan a route for layers [start, end), re-reading the DHT until one exists or the deadline passes
         (then raise why not)."""
-        deadline = time.monotonic() + (self.config.route_wait_s if timeout_s is None else timeout_s)
+        began = time.monotonic()
+        deadline = began + (self.config.route_wait_s if timeout_s is None else timeout_s)
+        said = began
         while True:
             try:
                 return await self.plan(start, end, avoid, need_tokens)
-            except RoutingError:
-                if time.monotonic() >= deadline:
+            except RoutingError as e:
+                now = time.monotonic()
+                if now >= deadline:
                     raise
+                if now - said >= WAIT_NOTE_EVERY_S:  # someone is waiting: say for what, now and then
+                    said = now
+                    log.info("waiting for the swarm to serve every layer (%.0f of %.0f s): %s", now - began,
+                             deadline - began, e)
             await asyncio.sleep(0.2)
 
     async def link(self, addr: str) -> PeerLink:

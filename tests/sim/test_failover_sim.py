@@ -529,3 +529,18 @@ async def test_a_replay_after_a_failover_goes_in_chunks(name, monkeypatch):
             assert first and all(n <= 3 for _, n in replays) and len(replays) >= 3, replays  # 10 positions in chunks
         finally:
             await session.close()
+
+
+async def test_waiting_for_missing_layers_says_so_in_the_log(monkeypatch, caplog):
+    """While no route covers the model, the client logs what it waits for every few seconds, then raises."""
+    import logging
+
+    import routing.swarm_client
+
+    monkeypatch.setattr(routing.swarm_client, "WAIT_NOTE_EVERY_S", 0.1)
+    async with sim_swarm() as sim:
+        gone = {sim.peers[n].identity.peer_id for n in ("c0", "c1")}
+        with caplog.at_level(logging.INFO, logger="molink.client"), pytest.raises(MissingLayersError):
+            await sim.core.wait_route(avoid=gone, timeout_s=0.6)
+    notes = [r.getMessage() for r in caplog.records if "waiting for the swarm" in r.getMessage()]
+    assert notes and "8" in notes[0], notes
