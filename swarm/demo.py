@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from typing import Any
@@ -80,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="afterwards, serve an OpenAI-compatible endpoint over the swarm there until Ctrl-C "
                         "(model name smollm2; e.g. --api 127.0.0.1:8000)")
     args = p.parse_args(argv)
+    # SIGTERM ends the demo as Ctrl-C does: through its cleanup, so the swarm it started stops with it
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.api is not None and not _host_port(args.api):
         p.error(f"--api must be HOST:PORT, e.g. 127.0.0.1:8000, not {args.api!r}")
 

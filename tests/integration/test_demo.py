@@ -44,4 +44,4 @@ def test_demo_with_api_serves_the_openai_endpoint_until_ctrl_c(tmp_path):
         demo.popen.send_signal(signal.SIGINT)
         assert demo.popen.wait(timeout=120) == 0
     finally:
-        demo.stop()
+        demo.stop(grace_s=60)  # SIGTERM: the demo stops its own swarm first
