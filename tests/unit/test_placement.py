@@ -48,3 +48,93 @@ def test_bad_layers_are_refused(text):
 
 def test_good_layers():
     assert parse_layers("2:8", 8) == (2, 8)
+
+
+# ---- throughput-aware choice, moves and the swarm's throughput (peer/placement.py) ----------------------
+
+from peer.placement import (  # noqa: E402
+    Holding,
+    carries,
+    layer_capacity,
+    move_for,
+    plan_move,
+    swarm_throughput,
+    throughput_bound,
+)
+
+
+def test_two_gaps_the_window_holding_more_of_them_wins():
+    """Layers 2..3 and 6..7 are empty; a 6-layer peer takes 2:8, which closes both."""
+    records = [rec(0, 2), rec(4, 6), rec(8, 10)]
+    assert choose_span(10, 6, records) == (2, 8)
+    assert choose_span(10, 2, records) == (2, 4)  # the first of two equal gaps
+
+
+def test_replicated_hot_spot_is_avoided():
+    """Three peers on 0:4 and one on 4:8: a joining 4-layer peer goes to 4:8."""
+    assert choose_span(8, 4, [rec(0, 4), rec(0, 4), rec(0, 4), rec(4, 8)]) == (4, 8)
+
+
+def test_one_fast_peer_outweighs_many_slow_ones():
+    """One peer at 1,000 tok/s on 0:4 against four at 10 tok/s on 4:8: the newcomer helps 4:8."""
+    records = [rec(0, 4, throughput=1000.0)] + [rec(4, 8, throughput=10.0) for _ in range(4)]
+    assert choose_span(8, 4, records) == (4, 8)
+    records = [rec(0, 4, throughput=10.0)] + [rec(4, 8, throughput=1000.0)]
+    assert choose_span(8, 4, records) == (0, 4)
+
+
+def test_capacity_sums_throughput_per_layer():
+    cap = layer_capacity([Holding(0, 2, 5.0), Holding(1, 4, 2.0)], 4)
+    assert list(cap) == [5.0, 7.0, 2.0, 2.0]
+
+
+def test_a_move_to_the_weak_side_is_planned():
+    mine = Holding(0, 2, 10.0)
+    cap = layer_capacity([mine, Holding(0, 2, 10.0), Holding(0, 4, 1.0)], 4)
+    assert plan_move(cap, mine) == 2
+
+
+def test_balanced_swarm_stays_put():
+    mine = Holding(0, 2, 10.0)
+    cap = layer_capacity([mine, Holding(2, 4, 10.0)], 4)
+    assert plan_move(cap, mine) is None
+
+
+def test_small_gains_are_not_worth_a_move():
+    """Moving would raise the weakest layer from 9.5 to 10: under the 20% margin."""
+    mine = Holding(0, 2, 1.0)
+    cap = layer_capacity([mine, Holding(0, 2, 10.0), Holding(2, 4, 9.5)], 4)
+    assert plan_move(cap, mine) is None
+    assert plan_move(cap, mine, margin=0.05) == 2
+
+
+def test_the_only_holder_of_layers_never_leaves_them():
+    mine = Holding(0, 2, 1.0)
+    cap = layer_capacity([mine, Holding(2, 4, 100.0), Holding(2, 4, 100.0)], 4)
+    assert plan_move(cap, mine) is None
+
+
+def test_move_for_reads_records():
+    me = rec(0, 2, throughput=10.0)
+    records = [me, rec(0, 2, throughput=10.0), rec(0, 4, throughput=1.0)]
+    assert move_for(records, me.peer_id, 4) == (2, 4)
+    assert move_for(records, "someone else", 4) is None
+
+
+def test_swarm_throughput_is_exact_where_runs_of_layers_are_not_enough():
+    """A peer on every layer (rate 2) and a fast one on the middle layer only: layers 0 and 2 together get at
+    most 2, so the swarm passes 1 token/s, not the 2 a check of single runs would allow."""
+    held = [Holding(0, 3, 2 / 3), Holding(1, 2, 100.0)]
+    assert swarm_throughput(held, 3) == pytest.approx(1.0, rel=1e-6)
+    assert carries(held, 3, 0.99) and not carries(held, 3, 1.01)
+
+
+def test_swarm_throughput_and_bound():
+    held = [Holding(0, 2, 10.0), Holding(2, 4, 10.0)]
+    assert swarm_throughput(held, 4) == pytest.approx(10.0, rel=1e-6)
+    assert throughput_bound(held, 4) == pytest.approx(10.0, rel=1e-6)
+    unbalanced = [Holding(0, 2, 10.0), Holding(0, 2, 10.0), Holding(2, 4, 1.0)]
+    assert swarm_throughput(unbalanced, 4) == pytest.approx(1.0, rel=1e-6)
+    assert throughput_bound(unbalanced, 4) == pytest.approx(10.5, rel=1e-6)  # (20 + 20 + 2) / 4
+    assert swarm_throughput([Holding(0, 2, 10.0)], 4) == 0.0  # a gap
+    assert throughput_bound([Holding(0, 2, 10.0)], 4) == 0.0  # too little memory to hold the model
