@@ -37,6 +37,8 @@ class PeerConfig:
     progress: bool = True
     tune_linears: bool = True                    # CPU spans: measure and pick the faster linear form for 2-4 rows
     throughput: float | None = None              # announced tokens/s; None: measured at start-up
+    rebalance_every_s: float = 120.0             # mean time between checks whether to move the span (0: never;
+                                                 # a pinned --layers never moves; peer/placement.py)
     metrics_port: int = 0                        # serve Prometheus metrics on this port (0: off; peer/metrics.py)
     extra: dict[str, str] = field(default_factory=dict)
 

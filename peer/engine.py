@@ -56,8 +56,10 @@ class Engine:
 
     def __init__(self, span: Any, *, budget: Budget = Budget(), inline_tokens: int = 8,
                  run_compute: Callable[..., Any] | None = None, executor: Executor | None = None,
-                 open_rows: Callable[[], int] = lambda: 0, clock: Callable[[], float] = time.monotonic) -> None:
+                 open_rows: Callable[[], int] = lambda: 0, clock: Callable[[], float] = time.monotonic,
+                 on_pass: Callable[..., None] | None = None) -> None:
         self.span = span
+        self.on_pass = on_pass  # on_pass(prefill=, rows=, tokens=, layers=, seconds=) after each pass (peer/rates.py)
         self.budget = budget
         self.open_rows = open_rows  # rows of the sessions open at this peer (rule 7 of the scheduler)
         self.clock = clock
@@ -117,11 +119,15 @@ class Engine:
                 continue
             self._waiting_since = None
             started = self.clock()
-            await self._run_plan(plan)
+            rows = await self._run_plan(plan)
             elapsed = self.clock() - started
             self.pass_s = elapsed if self.passes == 1 else 0.875 * self.pass_s + 0.125 * elapsed
+            if self.on_pass is not None and rows:
+                self.on_pass(prefill=plan.prefill, rows=rows, tokens=plan.tokens,
+                             layers=getattr(self.span, "end", 1) - getattr(self.span, "start", 0), seconds=elapsed)
 
-    async def _run_plan(self, plan: Plan) -> None:
+    async def _run_plan(self, plan: Plan) -> int:
+        """Run one pass; the rows it computed (0 when it failed)."""
         requests = [self._queue[s.req_id] for s in plan.slices]
         rows = [(r.hidden[:, s.offset:s.offset + s.tokens], r.cache) for r, s in zip(requests, plan.slices, strict=True)]
         self._last_was_prefill = plan.prefill
@@ -137,12 +143,13 @@ class Engine:
             log.exception("forward pass over %d step(s) failed", len(rows))
             for r in requests:
                 self._finish(r, error=exc)
-            return
+            return 0
         for r, s, out in zip(requests, plan.slices, outputs, strict=True):
             r.parts.append(out)
             r.done = s.offset + s.tokens
             if r.done >= r.hidden.shape[1]:
                 self._finish(r, result=r.parts[0] if len(r.parts) == 1 else torch.cat(r.parts, dim=1))
+        return sum(int(hidden.shape[0]) for hidden, _ in rows)
 
     def _compute(self, rows: list[tuple[torch.Tensor, Any]]) -> list[torch.Tensor]:
         if len(rows) == 1:

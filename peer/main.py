@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import signal
 import sys
 from typing import Any
@@ -26,7 +27,8 @@ from peer.memory import (
     layer_sizes,
     span_plan,
 )
-from peer.placement import choose_span, layers_that_fit, parse_layers
+from peer.placement import SERVING_STATES, choose_span, layers_that_fit, parse_layers
+from peer.rates import ThroughputCache
 from peer.server import PeerServer
 from swarm.errors import ConfigError, SpanError, TransportError
 from swarm.net.addresses import bind_listener, check_port_free
@@ -47,11 +49,14 @@ def torch_dtype(name: str) -> torch.dtype:
         raise ConfigError(f"--dtype must be one of {', '.join(DTYPES)}, not {name!r}") from None
 
 
+FREE_SHARE = 0.9  # without --max-memory, a peer plans to use at most this share of the device's free memory
+
+
 async def choose_layers(
     config: PeerConfig, ckpt: Any, discovery: Any, sizes: list[int], dtype: torch.dtype
 ) -> tuple[int, int]:
-    """The span to serve: --layers, else --num-layers (or what fits --max-memory, else all) where the swarm is
-    weakest. ``sizes``: each layer's weight bytes (peer.memory.layer_sizes)."""
+    """The span to serve: --layers, else --num-layers (or as many as fit --max-memory, else the device's free
+    memory) where the swarm is weakest (peer/placement.py). ``sizes``: each layer's weight bytes."""
     total = ckpt.num_layers
     if config.layers is not None:
         return parse_layers(config.layers, total)
@@ -59,14 +64,44 @@ async def choose_layers(
         if not 1 <= config.num_layers <= total:
             raise SpanError(f"--num-layers {config.num_layers} is outside 1..{total}")
         n = config.num_layers
-    elif config.max_memory_gb is not None:
-        # sized by the largest layer: layers differ where some are MoE and some dense (DeepSeek, Qwen-MoE)
-        per_layer = max(sizes) + config.kv_reserve_tokens * kv_bytes_per_token(ckpt.config, dtype)
-        n = layers_that_fit(config.max_memory_gb * GB, per_layer * 1.0, 0.0, total)
     else:
-        n = total
+        n = span_size(config, ckpt, sizes, dtype)
     records = await discovery.read(ckpt.model_key) if discovery is not None else []
-    return choose_span(total, n, records)
+    start, end = choose_span(total, n, records)
+    log.info("placement: layers %d:%d, where the swarm's %d serving peers give the least tokens/s per layer",
+             start, end, sum(r.state in SERVING_STATES for r in records))
+    return start, end
+
+
+def span_size(config: PeerConfig, ckpt: Any, sizes: list[int], dtype: torch.dtype) -> int:
+    """How many layers fit: the budget (--max-memory, else FREE_SHARE of the device's free memory) over one
+    layer's weights (the largest: MoE and dense layers differ) plus its KV reserve; said in the log."""
+    if config.max_memory_gb is not None:
+        budget, source = config.max_memory_gb * GB, "--max-memory"
+    else:
+        budget = FREE_SHARE * free_memory(config.device)
+        source = f"{FREE_SHARE:.0%} of the memory free on {config.device}"
+    kv = config.kv_reserve_tokens * kv_bytes_per_token(ckpt.config, dtype)
+    n = layers_that_fit(budget, float(max(sizes) + kv), 0.0, ckpt.num_layers, what=source)
+    log.info("span size: %d of %d layers fit in %s (%s) at %s per layer (%s of weights + %s of KV cache for %d "
+             "tokens)", n, ckpt.num_layers, size_text(budget), source, size_text(max(sizes) + kv),
+             size_text(max(sizes)), size_text(kv), config.kv_reserve_tokens)
+    return n
+
+
+def load_span(config: PeerConfig, ckpt: Any, start: int, end: int, dtype: torch.dtype) -> Any:
+    """Read layers [start, end) (blocking: run it off the event loop) and tune its linears on a CPU."""
+    from models.kernels import tune_linears
+    from models.span import SpanModel
+
+    span = SpanModel.load(ckpt, start, end, dtype=dtype, device=config.device, progress=config.progress)
+    if config.tune_linears and span.device.type == "cpu":
+        log.info("%s", tune_linears(span.base).describe())
+    return span
+
+
+def size_text(nbytes: float) -> str:
+    return f"{nbytes / GB:.2f} GB" if nbytes >= GB / 10 else f"{nbytes / 2**20:.2f} MB"
 
 
 def max_memory_bytes(config: PeerConfig) -> float | None:
@@ -101,15 +136,14 @@ def default_dht_listen(listen: str) -> str:
     return format_addr(host, port + 1 if 0 < port < 65535 else 0)
 
 
-async def run_peer(config: PeerConfig, *, ready: Any = None, version: str = "0") -> None:
-    """Serve until SIGINT/SIGTERM. ``ready(server)`` is called once the peer is announced.
+async def run_peer(config: PeerConfig, *, ready: Any = None, moved: Any = None, version: str = "0") -> None:
+    """Serve until SIGINT/SIGTERM. ``ready(server)`` is called once the peer is announced, ``moved(server)``
+    after each move of its span (rebalancing).
 
     Everything a user can get wrong is checked before any weight is downloaded or read: the ports (the data
     port is bound here and held), the model name (config and index only), the span, and the memory.
     """
-    from models.kernels import tune_linears
     from models.source import resolve_model
-    from models.span import SpanModel
     from swarm.net.dht import HivemindDiscovery
 
     if config.threads:
@@ -137,18 +171,13 @@ async def run_peer(config: PeerConfig, *, ready: Any = None, version: str = "0")
             log.info("model %s (%s, %d layers): serving layers %d:%d", ckpt.model_key, ckpt.display_name,
                      ckpt.num_layers, start, end)
             loop = asyncio.get_running_loop()
-            span = await loop.run_in_executor(
-                None,
-                lambda: SpanModel.load(ckpt, start, end, dtype=dtype, device=config.device, progress=config.progress),
-            )
-            if config.tune_linears and span.device.type == "cpu":
-                tuning = await loop.run_in_executor(None, tune_linears, span.base)
-                log.info("%s", tuning.describe())
+            span = await loop.run_in_executor(None, lambda: load_span(config, ckpt, start, end, dtype))
             kv_budget = session_budget(config, ckpt, plan, dtype)
             server = PeerServer(config=config, span=span, identity=identity, model_key=ckpt.model_key,
                                 discovery=discovery, version=version, listener=listener,
                                 num_layers=ckpt.num_layers, model_name=ckpt.display_name, kv_budget=kv_budget,
-                                connect=Dialer(discovery.p2p, punch=config.hole_punching))
+                                connect=Dialer(discovery.p2p, punch=config.hole_punching),
+                                throughput_cache=ThroughputCache())
             await server.start()
             if config.metrics_port:
                 serve_metrics(config.metrics_port, server.metrics.registry, config.listen)
@@ -158,12 +187,19 @@ async def run_peer(config: PeerConfig, *, ready: Any = None, version: str = "0")
             log.info("%s", reach.summary)
             await announce_first(discovery, server, config)
             heartbeat = asyncio.ensure_future(server.heartbeat_forever())
+            rebalance = None
+            if config.layers is None and config.rebalance_every_s > 0:
+                async def load(a: int, b: int) -> Any:
+                    return await loop.run_in_executor(None, lambda: load_span(config, ckpt, a, b, dtype))
+                rebalance = asyncio.ensure_future(server.rebalance_forever(load, random.Random(), moved))
             if ready is not None:
                 ready(server)
             await wait_for_signal()
             log.info("shutting down: draining %d sessions (at most %.0f s)", len(server.sessions),
                      config.drain_timeout_s)
             heartbeat.cancel()
+            if rebalance is not None:
+                rebalance.cancel()
             await server.drain(config.drain_timeout_s)
         finally:
             if server is not None:
@@ -216,6 +252,11 @@ async def wait_for_signal() -> None:
         except (NotImplementedError, RuntimeError):  # Windows: fall back to KeyboardInterrupt for Ctrl+C
             signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
     await stop.wait()
+
+
+def print_moved(server: PeerServer) -> None:
+    print(f"peer moved: {server.addr} layers {server.span.start}:{server.span.end} "
+          f"throughput {server.throughput:.1f} tok/s", flush=True)
 
 
 def print_ready(server: PeerServer) -> None:

@@ -47,7 +47,7 @@ SERVING_STATES = (PeerState.ONLINE, PeerState.JOINING)
 MOVE_MARGIN = 0.2  # a move must raise the weakest layer's capacity by more than 20%
 CHECK_EVERY_S = 120.0  # mean time between a peer's rebalancing checks
 CHECK_JITTER = 0.5  # each wait is drawn uniformly in [1 - jitter, 1 + jitter] x CHECK_EVERY_S
-MIN_DWELL_S = 300.0  # a peer that moved waits this long before it considers moving again
+MIN_DWELL_S = 2.5 * CHECK_EVERY_S  # a peer that moved waits this long before it considers moving again
 
 
 @dataclass(frozen=True)
@@ -208,14 +208,16 @@ def next_check_s(rng: random.Random, every_s: float = CHECK_EVERY_S, jitter: flo
     return every_s * rng.uniform(1 - jitter, 1 + jitter)
 
 
-def layers_that_fit(max_memory_bytes: float, layer_bytes: float, reserve_bytes: float, num_layers: int) -> int:
-    """How many layers fit in max_memory after a reserve for the KV cache and runtime (at least one)."""
+def layers_that_fit(max_memory_bytes: float, layer_bytes: float, reserve_bytes: float, num_layers: int,
+                    what: str = "--max-memory") -> int:
+    """How many layers fit in max_memory after a reserve for the KV cache and runtime (at least one);
+    ``what`` names the budget in the error."""
     if layer_bytes <= 0:
         return num_layers
     n = int((max_memory_bytes - reserve_bytes) // layer_bytes)
     if n < 1:
         raise SpanError(
-            f"--max-memory {max_memory_bytes / 2**30:.2f} GB does not hold one layer "
+            f"{what}: {max_memory_bytes / 2**30:.2f} GB does not hold one layer "
             f"({layer_bytes / 2**30:.2f} GB) plus the reserve ({reserve_bytes / 2**30:.2f} GB)"
         )
     return min(n, num_layers)

@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import random
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -32,6 +34,8 @@ from peer.config import PeerConfig
 from peer.engine import Engine, measure_throughput
 from peer.metrics import PeerMetrics
 from peer.nexthop import Directory, NextHop, dial
+from peer.placement import move_for, next_check_s
+from peer.rates import LiveRates, ThroughputCache
 from peer.relay import Relay
 from peer.scheduler import Budget
 from peer.sessions import (
@@ -109,6 +113,7 @@ class PeerServer:
         num_layers: int = 0,            # the whole model's layer count, published for listings
         model_name: str = "",           # what the operator called the model, published as a hint
         kv_budget: KVBudget | None = None,  # memory for sessions; None -> config.kv_reserve_tokens, counted in tokens
+        throughput_cache: ThroughputCache | None = None,  # where the start-up figure is kept (peer/rates.py)
     ) -> None:
         self.config = config
         self.span = span
@@ -121,7 +126,8 @@ class PeerServer:
         self.version = version
         self.sessions: dict[str, Session] = {}
         self.throughput = 0.0
-        self.addrs: tuple[str, ...] = ()  # every published way to this peer (swarm/net/ways.py), the preferred first
+        self.live = LiveRates(span_layers=max(getattr(span, "end", 1) - getattr(span, "start", 0), 1))
+        self.throughput_cache = throughput_cache  # None: measure at every start, remember nothing        self.addrs: tuple[str, ...] = ()  # every published way to this peer (swarm/net/ways.py), the preferred first
         self.reach = DIRECT  # how others reach it: DIRECT, or RELAYED (behind a NAT, through relays)
         self.bound_port = 0  # the data port, once started
         self.num_layers = num_layers
@@ -129,6 +135,7 @@ class PeerServer:
         self._listener = listener
         self._dht_alone = False  # whether the last heartbeat found no other DHT node
         self.state = PeerState.JOINING
+        self._announced_span: tuple[int, int] | None = None  # the span a moving peer is taking (its record's)
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._server: asyncio.base_events.Server | None = None
@@ -141,7 +148,8 @@ class PeerServer:
         self._quiet = LogLimiter(clock=clock)  # what strangers can trigger is logged at a bounded rate
         self.engine = Engine(span, budget=Budget(max_rows=config.max_batch, max_wait_s=config.batch_wait_ms / 1000),
                              inline_tokens=config.inline_step_tokens, run_compute=self._run_compute,
-                             open_rows=lambda: sum(s.batch for s in self.sessions.values()), clock=clock)
+                             open_rows=lambda: sum(s.batch for s in self.sessions.values()), clock=clock,
+                             on_pass=self._observe_pass)
         self._connect = connect or (lambda addr: open_channel(addr, limits=self.limits))
         self.gate = Gate(limits)  # connection caps, shared by the TCP port and streams relays join to this peer
         # the peers of this model, from the DHT: where a session's next hop (named by peer id) is
@@ -154,8 +162,8 @@ class PeerServer:
     # ---- lifecycle -------------------------------------------------------------------------------------
 
     async def start(self) -> str:
-        """Measure throughput, open the data port; returns the address to publish."""
-        self.throughput = self.config.throughput or await self._run_compute(measure_throughput, self.span)
+        """Measure throughput (or take the cached figure), open the data port; returns the address to publish."""
+        self.throughput = self.config.throughput or await self.start_throughput()
         host, port = parse_addr(self.config.listen)
         self._server = await start_server(self.serve, host, port, limits=self.limits, sock=self._listener,
                                           gate=self.gate)
@@ -169,12 +177,41 @@ class PeerServer:
         self.state = PeerState.ONLINE
         return self.addr
 
+    async def start_throughput(self) -> float:
+        """The span's batch-1 decode tokens/s before any step was served: the figure this device, model and
+        dtype had last time (peer/rates.py), else measured now and remembered."""
+        layers = self.live.span_layers
+        cache, key = self.throughput_cache, self._cache_key()
+        cached = cache.get(key) if cache is not None else None
+        if cached is not None:
+            log.info("throughput from %s: %.1f tok/s through %d layers (measured on this device before)",
+                     cache.path, 1.0 / (cached * layers), layers)
+            return 1.0 / (cached * layers)
+        figure = await self._run_compute(measure_throughput, self.span)
+        if cache is not None:
+            cache.put(key, 1.0 / (figure * layers))
+        return figure
+
+    def _cache_key(self) -> str:
+        return ThroughputCache.key(self.model_key, self.config.device, self.config.dtype)
+
+    def _observe_pass(self, **figures: Any) -> None:
+        """Smooth one forward pass into the live figures; the announced throughput follows unless fixed by
+        --throughput."""
+        self.live.observe(**figures)
+        live = self.live.throughput()
+        if live is not None and self.config.throughput is None:
+            self.throughput = live
+
     @property
     def addr(self) -> str:
         """The preferred published address ("" before start)."""
         return self.addrs[0] if self.addrs else ""
 
     async def stop(self) -> None:
+        per = self.live.decode_s.get(1)
+        if per is not None and self.throughput_cache is not None and self.config.throughput is None:
+            self.throughput_cache.put(self._cache_key(), per)  # the next start begins from the live figure
         if self.discovery is not None:
             try:
                 await self.discovery.withdraw(self.record(PeerState.OFFLINE), ttl=self.config.ttl_s)
@@ -189,10 +226,10 @@ class PeerServer:
         self.sessions.clear()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    async def drain(self, timeout_s: float) -> None:
-        """Graceful exit, first half: announce DRAINING, ask every session's client to move, and wait
-        (at most timeout_s) until they have; new sessions are refused meanwhile."""
-        self.state = PeerState.DRAINING
+    async def drain(self, timeout_s: float, state: PeerState = PeerState.DRAINING) -> None:
+        """Graceful exit (or move), first half: announce ``state``, ask every session's client to move, and
+        wait (at most timeout_s) until they have; new sessions are refused meanwhile."""
+        self.state = state
         if self.discovery is not None:
             try:
                 await self.discovery.announce(self.record(), ttl=self.config.ttl_s)
@@ -204,7 +241,63 @@ class PeerServer:
             await asyncio.wait_for(self._idle.wait(), timeout_s)
             log.info("drained: every session moved or closed")
         except asyncio.TimeoutError:
-            log.warning("drain timeout (%.0f s): leaving with %d sessions open", timeout_s, len(self.sessions))
+            log.warning("drain timeout (%.0f s): %d sessions did not move; they fail over from their next step",
+                        timeout_s, len(self.sessions))
+
+    async def move(self, start: int, end: int, load: Callable[[int, int], Awaitable[Any]]) -> None:
+        """Serve layers [start, end) instead of the current span (rebalancing, peer/placement.py).
+
+        The peer announces itself JOINING at the new span at once (placement counts it there, clients send it
+        nothing new), asks its sessions' clients to move as in a failover and waits for them (at most the
+        drain timeout), frees the old span, loads the new one with ``load(start, end)`` and announces itself
+        ONLINE. Its per-layer speed carries over, so the announced throughput is the new span's at once."""
+        old = (self.span.start, self.span.end)
+        log.info("rebalancing: moving from layers %d:%d to %d:%d", *old, start, end)
+        self._announced_span = (start, end)
+        await self.drain(self.config.drain_timeout_s, state=PeerState.JOINING)
+        for sid in list(self.sessions):  # whatever did not move in time fails over from its next step
+            self._drop(sid)
+        self.span = self.engine.span = _Vacant(self.span)  # the old weights go before the new ones come
+        try:
+            span = await load(start, end)
+        except Exception:
+            log.exception("loading layers %d:%d failed; this peer stops serving", start, end)
+            raise
+        self.span = self.engine.span = span
+        self.live.span_layers = end - start
+        live = self.live.throughput()
+        if live is not None and self.config.throughput is None:
+            self.throughput = live
+        elif self.config.throughput is None:
+            self.throughput = self.throughput * (old[1] - old[0]) / (end - start)
+        self._announced_span = None
+        self.state = PeerState.ONLINE
+        if self.discovery is not None:
+            await self.discovery.announce(self.record(), ttl=self.config.ttl_s)
+        log.info("now serving layers %d:%d at %.1f tok/s", start, end, self.throughput)
+
+    async def rebalance_forever(self, load: Callable[[int, int], Awaitable[Any]], rng: random.Random,
+                                on_moved: Callable[[PeerServer], None] | None = None) -> None:
+        """Every ``rebalance_every_s`` (jittered), move where the swarm needs this peer more, when placement
+        says the gain is clear (peer/placement.py: move_for); never again within 2.5 periods of a move.
+        ``on_moved(self)`` is called after each move."""
+        every = self.config.rebalance_every_s
+        last_move = -math.inf
+        while True:
+            await asyncio.sleep(next_check_s(rng, every))
+            if self.state is not PeerState.ONLINE or self.clock() - last_move < 2.5 * every:
+                continue
+            try:
+                records = await self.discovery.read(self.model_key)
+            except Exception as e:  # a DHT hiccup: check again next time
+                log.debug("rebalancing check skipped: %s", e)
+                continue
+            target = move_for(records, self.identity.peer_id, self.num_layers)
+            if target is not None:
+                await self.move(*target, load)
+                last_move = self.clock()
+                if on_moved is not None:
+                    on_moved(self)
 
     def free_cache_tokens(self) -> int:
         """KV tokens not promised to an open session (each reserves max_length x batch, and its replay
@@ -217,8 +310,8 @@ class PeerServer:
             peer_id=self.identity.peer_id,
             model=self.model_key,
             addrs=self.addrs,
-            start=self.span.start,
-            end=self.span.end,
+            start=(self._announced_span or (self.span.start, self.span.end))[0],
+            end=(self._announced_span or (self.span.start, self.span.end))[1],
             state=state or self.state,
             throughput=float(self.throughput),
             net_throughput=100.0,
@@ -230,6 +323,7 @@ class PeerServer:
             rtts={p: c.rtt_s for p, c in pushes.items() if c.rtt_s is not None},  # the planner costs edges by them
             links={p: c.kind for p, c in pushes.items()},
             mbits={p: to_mbit(c.bps) for p, c in pushes.items() if c.bps is not None},
+            rates=self.live.rates(),
             num_layers=self.num_layers,
             model_name=self.model_name[:MAX_STR],
             expires_at=self.wall_clock() + self.config.ttl_s,  # the DHT node re-signs it to its own store time
@@ -553,3 +647,15 @@ class PeerServer:
             await channel.send(msg.to_header(), body)
         except TransportError as e:  # the other side is gone; nothing left to tell it
             log.debug("could not send %s to %s: %s", msg.TYPE, channel.remote, e)
+
+
+class _Vacant:
+    """Where a moving peer's span was, while the new one loads: its figures, and no layers to run."""
+
+    def __init__(self, span: Any) -> None:
+        self.start, self.end = span.start, span.end
+        self.hidden_size, self.dtype, self.device = span.hidden_size, span.dtype, getattr(span, "device", "cpu")
+        self.batchable = False
+
+    def __getattr__(self, name: str) -> Any:
+        raise SessionError("this peer is moving its span: no layers are loaded")

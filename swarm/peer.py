@@ -32,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     span = p.add_mutually_exclusive_group()
     span.add_argument("--layers", metavar="START:END", help="serve layers START..END-1 (END exclusive)")
     span.add_argument("--num-layers", type=int, metavar="N",
-                      help="serve N layers where the swarm is weakest (default: as many as fit --max-memory, else all)")
+                      help="serve N layers where the swarm is weakest (default: as many as fit --max-memory, else 90%% "
+                           "of the device's free memory; each layer counts its weights and its KV reserve)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
     p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"],
                    help="weights and activations dtype on this peer")
@@ -77,6 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="announce this speed (tokens/s through the span at batch 1) instead of measuring it at "
                         "start-up; clients time every peer before they prefer it and ban one whose claim is a "
                         "thousand times what they measure")
+    p.add_argument("--rebalance-every", type=float, default=120.0, metavar="SECONDS",
+                   help="about this often (jittered), check whether moving this peer's span would raise the "
+                        "swarm's throughput by a clear margin (20%%), and if so drain, load the new span and "
+                        "announce it; never again within 2.5 periods of a move (default 120; 0: never move; a "
+                        "span pinned with --layers never moves)")
     p.add_argument("--metrics-port", type=int, default=0, metavar="PORT",
                    help="serve Prometheus metrics at http://HOST:PORT/metrics, HOST being --listen's (default: off)")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -95,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--batch-wait-ms must be >= 0, got {args.batch_wait_ms:g}")
     if args.throughput is not None and not 0 < args.throughput < float("inf"):
         parser.error(f"--throughput must be a positive number of tokens/s, got {args.throughput:g}")
+    if not 0 <= args.rebalance_every < float("inf"):
+        parser.error(f"--rebalance-every must be a number of seconds >= 0, got {args.rebalance_every:g}")
     if not 0 < args.max_client_share <= 1:
         parser.error(f"--max-client-share must be in (0, 1], got {args.max_client_share:g}")
     longest = MAX_RECORD_TTL_S / 3  # a record lives 3 intervals, and its signed life is capped
@@ -113,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --model is required (an alias, repo id, directory or .gguf file)", file=sys.stderr)
         return 2
     from peer.config import PeerConfig
-    from peer.main import print_ready, run_peer
+    from peer.main import print_moved, print_ready, run_peer
 
     config = PeerConfig(
         model=args.model, initial_peers=tuple(args.initial_peers), layers=args.layers, num_layers=args.num_layers,
@@ -126,9 +134,10 @@ def main(argv: list[str] | None = None) -> int:
         hole_punching=not args.no_hole_punching,
         tune_linears=not args.no_tune_linears, batch_wait_ms=args.batch_wait_ms,
         max_client_share=args.max_client_share, throughput=args.throughput, metrics_port=args.metrics_port,
+        rebalance_every_s=args.rebalance_every,
     )
     try:
-        asyncio.run(run_peer(config, ready=print_ready, version=__version__))
+        asyncio.run(run_peer(config, ready=print_ready, moved=print_moved, version=__version__))
     except MolinkError as e:
         print(f"error: {e}", file=sys.stderr)
         return exit_code(e)

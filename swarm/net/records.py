@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 PeerId = NewType("PeerId", str)
 
-RECORD_VERSION = 6  # 2: num_layers and model_name; 3: queue; 4: expires_at, signed; 5: links; 6: mbits
+RECORD_VERSION = 7  # 2: num_layers and model_name; 3: queue; 4: expires_at, signed; 5: links; 6: mbits; 7: rates
 _SIGNING_DOMAIN = b"molink-peer-record"  # a signature over a record can never be mistaken for another message
 _PROOF_DOMAIN = b"molink-peer-proof"  # nor one that answers a challenge (``Identity.prove``) for a record
 
@@ -46,7 +46,10 @@ MAX_STR = 256  # characters in model, dtype, version, each address and each rtt 
 MAX_ADDRS = 16
 MAX_RTTS = 64
 MAX_LINKS = 8
-LINK_KINDS = ("direct", "punched", "relayed")  # how a push connection was made (swarm/net/ways.py)
+LINK_KINDS = ("direct", "punched", "relayed")
+# what a peer measured on the steps it served (peer/rates.py): prefill tokens/s, and decode tokens/s at batch
+# sizes of about 1, 2, 4, ... 32 rows
+RATE_KEYS = ("prefill", "decode@1", "decode@2", "decode@4", "decode@8", "decode@16", "decode@32")  # how a push connection was made (swarm/net/ways.py)
 # a whole record, encoded: a real one is a few hundred bytes; the cap keeps what a flood of fresh keys can put
 # under one model's DHT key (every lookup returns all of it) ten times smaller than the field bounds allow
 MAX_RECORD_BYTES = 2048
@@ -92,6 +95,8 @@ class PeerRecord:
     # was made: direct, punched (a TCP hole punch) or relayed; at most MAX_LINKS, the ones open when it was made
     mbits: Mapping[str, float] = field(default_factory=dict)  # peer_id -> Mbit/s this peer measured on its push
     # connection to it (swarm/net/probe.py); at most MAX_LINKS
+    rates: Mapping[str, float] = field(default_factory=dict)  # RATE_KEYS -> tokens/s through the whole span,
+    # measured on the steps it served (peer/rates.py)
     public_key: bytes = b""  # raw Ed25519 public key, 32 bytes
     signature: bytes = b""  # Ed25519 signature over signing_payload(), 64 bytes
 
@@ -118,6 +123,7 @@ class PeerRecord:
             float(self.expires_at),
             sorted([str(k), str(v)] for k, v in self.links.items()),
             sorted([str(k), float(v)] for k, v in self.mbits.items()),
+            sorted([str(k), float(v)] for k, v in self.rates.items()),
             bytes(self.public_key),
         ]
         return _SIGNING_DOMAIN + msgpack.packb(fields, use_bin_type=True)
@@ -145,6 +151,7 @@ class PeerRecord:
             "expires_at": float(self.expires_at),
             "links": {str(k): str(v) for k, v in self.links.items()},
             "mbits": {str(k): float(v) for k, v in self.mbits.items()},
+            "rates": {str(k): float(v) for k, v in self.rates.items()},
             "public_key": bytes(self.public_key),
             "signature": bytes(self.signature),
         }
@@ -271,6 +278,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "expires_at": (float, int),
     "links": (dict,),
     "mbits": (dict,),
+    "rates": (dict,),
     "public_key": (bytes,),
     "signature": (bytes,),
 }
@@ -346,6 +354,10 @@ def record_from_wire(value: Any) -> PeerRecord:
     if len(mbits) > MAX_LINKS:
         raise _invalid("bad mbits", f"{len(mbits)} entries, at most {MAX_LINKS}")
     mbits = {_check_str("mbit peer id", k): _check_number("mbit", v) for k, v in mbits.items()}
+    rates = value["rates"]
+    if not set(rates) <= set(RATE_KEYS):
+        raise _invalid("bad rates", f"rates are named {', '.join(RATE_KEYS)}")
+    rates = {k: _check_number("rate", v) for k, v in rates.items()}
     for name in ("free_cache_tokens", "load", "queue"):
         if value[name] < 0:
             raise _invalid("bad number", f"{name} must be >= 0")
@@ -376,6 +388,7 @@ def record_from_wire(value: Any) -> PeerRecord:
         expires_at=_check_number("expires_at", value["expires_at"]),
         links=dict(links),
         mbits=mbits,
+        rates=rates,
         public_key=public_key,
         signature=signature,
     )

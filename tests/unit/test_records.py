@@ -123,6 +123,7 @@ def test_unsigned_record_is_refused():
         "rtts",
         "links",
         "mbits",
+        "rates",
         "signature",
     ],
 )
@@ -184,6 +185,8 @@ def test_field_of_the_wrong_type_is_refused(name, value):
         ({"mbits": {f"p{i}": 10.0 for i in range(9)}}, "mbits"),
         ({"mbits": {"p": -3.0}}, "mbit"),
         ({"mbits": {"p": float("inf")}}, "mbit"),
+        ({"rates": {"decode@3": 10.0}}, "rates"),
+        ({"rates": {"prefill": -1.0}}, "rate"),
         ({"throughput": float("inf")}, "throughput"),
         ({"net_throughput": -1.0}, "net_throughput"),
         ({"load": -1}, "load"),
@@ -205,7 +208,8 @@ def test_unknown_state_version_mismatch_and_extra_fields_are_refused():
         ({"record_version": 3}, "version"),
         ({"record_version": 4}, "version"),
         ({"record_version": 5}, "version"),
-        ({"record_version": 7}, "version"),
+        ({"record_version": 6}, "version"),
+        ({"record_version": 8}, "version"),
         ({"x": 1}, "unexpected"),
     ]:
         wire = {**make_peer_record().to_wire(), **change}
