@@ -39,11 +39,14 @@ def bucket(rows: int) -> int:
 
 @dataclass
 class LiveRates:
-    """Smoothed seconds per token per layer: decode by batch bucket, and prefill."""
+    """Smoothed layer-tokens per second (tokens through one layer): decode by batch bucket, and prefill.
+
+    Rates, not times, are smoothed: one pass stalled by something else on the machine then moves the figure
+    by at most 1/8, where smoothing its time would cut the figure many times over."""
 
     span_layers: int
-    decode_s: dict[int, float] = field(default_factory=dict)  # bucket -> seconds per row-token per layer
-    prefill_s: float | None = None  # seconds per token per layer
+    decode: dict[int, float] = field(default_factory=dict)  # bucket -> layer-tokens/s
+    prefill: float | None = None
     passes: int = 0
 
     def observe(self, *, prefill: bool, rows: int, tokens: int, layers: int, seconds: float) -> None:
@@ -51,25 +54,29 @@ class LiveRates:
         if rows < 1 or tokens < 1 or layers < 1 or not seconds > 0:
             return
         self.passes += 1
+        rate = rows * tokens * layers / seconds
         if prefill or tokens > 1:
-            per = seconds / (rows * tokens * layers)
-            self.prefill_s = per if self.prefill_s is None else self.prefill_s + WEIGHT * (per - self.prefill_s)
+            self.prefill = rate if self.prefill is None else self.prefill + WEIGHT * (rate - self.prefill)
             return
         b = bucket(rows)
-        per = seconds / (rows * layers)
-        old = self.decode_s.get(b)
-        self.decode_s[b] = per if old is None else old + WEIGHT * (per - old)
+        old = self.decode.get(b)
+        self.decode[b] = rate if old is None else old + WEIGHT * (rate - old)
+
+    def seconds_per_layer(self) -> float | None:
+        """Batch-1 decode seconds per token per layer (what ThroughputCache keeps)."""
+        rate = self.decode.get(1)
+        return None if rate is None else 1.0 / rate
 
     def throughput(self) -> float | None:
         """Decode tokens/s through the whole span at batch 1, once a batch-1 pass was seen."""
-        per = self.decode_s.get(1)
-        return None if per is None else 1.0 / (per * self.span_layers)
+        rate = self.decode.get(1)
+        return None if rate is None else rate / self.span_layers
 
     def rates(self) -> dict[str, float]:
         """The record's ``rates``: tokens/s through the whole span, by kind."""
-        out = {f"decode@{b}": 1.0 / (per * self.span_layers) for b, per in sorted(self.decode_s.items())}
-        if self.prefill_s is not None:
-            out["prefill"] = 1.0 / (self.prefill_s * self.span_layers)
+        out = {f"decode@{b}": rate / self.span_layers for b, rate in sorted(self.decode.items())}
+        if self.prefill is not None:
+            out["prefill"] = self.prefill / self.span_layers
         return out
 
 

@@ -209,7 +209,7 @@ class PeerServer:
         return self.addrs[0] if self.addrs else ""
 
     async def stop(self) -> None:
-        per = self.live.decode_s.get(1)
+        per = self.live.seconds_per_layer()
         if per is not None and self.throughput_cache is not None and self.config.throughput is None:
             self.throughput_cache.put(self._cache_key(), per)  # the next start begins from the live figure
         if self.discovery is not None:
