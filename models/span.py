@@ -9,6 +9,8 @@ keeps split execution equal to unsplit generate() to float32 rounding.
 
 from __future__ import annotations
 
+import copy
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -105,6 +107,8 @@ class SpanModel:
         self.dtype = dtype
         self.model_key = model_key
         self._batchable: bool | None = None  # decided on first use (builds an empty cache to look at it)
+        self.full_config: PretrainedConfig | None = None  # the whole model's config: needed for views
+        self._views: dict[tuple[int, int], SpanModel] = {}
 
     @classmethod
     def load(
@@ -124,7 +128,64 @@ class SpanModel:
         base = _load_base(
             ckpt, adapter, config, start, dtype=dtype, device=device, progress=progress, desc=desc
         )
-        return cls(base, start, end, dtype, ckpt.model_key)
+        span = cls(base, start, end, dtype, ckpt.model_key)
+        span.full_config = ckpt.config
+        return span
+
+    def view(self, start: int, end: int) -> SpanModel:
+        """Layers [start, end) of this span as a span of their own, sharing its weights (no copy): what a
+        session that asked for part of the span runs (routes may use any part of a span).
+
+        The view's decoder layers are copies of the span's modules around the same tensors, renumbered so
+        its first layer is local layer 0 (a cache built from the view's config lines up with them); its
+        config is the family's span config for [start, end). ``check_views`` decides whether views of this
+        family are exact before any is served."""
+        if (start, end) == (self.start, self.end):
+            return self
+        if not self.start <= start < end <= self.end:
+            raise SessionError(f"layers {start}:{end} are not inside this span's {self.start}:{self.end}")
+        if self.full_config is None:
+            raise SessionError("this span was not loaded from a checkpoint: it has no views")
+        key = (start, end)
+        if key not in self._views:
+            adapter = get_adapter(self.config)
+            config = adapter.span_config(self.full_config, start, end)
+            config.dtype = self.dtype
+            config._attn_implementation = self.config._attn_implementation  # masks are built for it
+            offset = start - self.start
+            layers = getattr(self.base, adapter.layers_attr)[offset:end - self.start]
+            base = copy.copy(self.base)  # the same submodules and tensors; its own attribute dicts below
+            base._modules = dict(self.base._modules)
+            base._modules[adapter.layers_attr] = nn.ModuleList(_renumbered(layer, offset) for layer in layers)
+            base.config = config
+            view = SpanModel(base, start, end, self.dtype, self.model_key)
+            view.full_config = self.full_config
+            self._views[key] = view
+        return self._views[key]
+
+    def check_views(self) -> bool:
+        """Whether views are exact for this span: its two halves, one after the other, give what the whole
+        span gives, over a 3-token prefill and a decode step (float rounding allowed). False where the
+        family's cache is not a plain per-layer cache (hybrids count tokens across layers) or the span has
+        a single layer."""
+        if self.end - self.start < 2 or self.full_config is None or get_adapter(self.config).new_cache is not None:
+            return False
+        mid = (self.start + self.end) // 2
+        gen = torch.Generator().manual_seed(0)
+        inputs = [torch.randn(1, t, self.hidden_size, generator=gen).to(self.device, self.dtype) for t in (3, 1)]
+        try:
+            first, second = self.view(self.start, mid), self.view(mid, self.end)
+            whole, a, b = self.new_cache(), first.new_cache(), second.new_cache()
+            for x in inputs:
+                want = self.forward(x, whole)
+                got = second.forward(first.forward(x, a), b)
+                scale = float(want.abs().max()) + 1e-6
+                if not torch.isfinite(got).all() or float((got - want).abs().max()) > 1e-3 * scale:
+                    return False
+        except Exception:  # noqa: BLE001 - a family whose modules cannot be renumbered serves whole spans
+            self._views.clear()
+            return False
+        return True
 
     @property
     def device(self) -> torch.device:
@@ -194,6 +255,20 @@ class SpanModel:
 
     def weight_bytes(self) -> int:
         return module_bytes(self.base)
+
+
+def _renumbered(layer: nn.Module, offset: int) -> nn.Module:
+    """A copy of ``layer``'s modules that shares its parameters and buffers, with every ``layer_idx`` (what
+    attention and state layers index the cache by) lowered by ``offset``."""
+    if offset == 0:
+        return layer
+    shared = {id(t): t for t in itertools.chain(layer.parameters(), layer.buffers())}
+    clone = copy.deepcopy(layer, shared)
+    for module in clone.modules():
+        index = getattr(module, "layer_idx", None)
+        if isinstance(index, int) and not isinstance(index, bool):
+            module.layer_idx = index - offset
+    return clone
 
 
 def can_rewind(cache: Any) -> bool:

@@ -39,6 +39,8 @@ class PeerConfig:
     throughput: float | None = None              # announced tokens/s; None: measured at start-up
     rebalance_every_s: float = 120.0             # mean time between checks whether to move the span (0: never;
                                                  # a pinned --layers never moves; peer/placement.py)
+    subspans: bool = True                        # run any contiguous part of the span a session asks for, when
+                                                 # the family's views are exact (models/span.py: check_views)
     metrics_port: int = 0                        # serve Prometheus metrics on this port (0: off; peer/metrics.py)
     extra: dict[str, str] = field(default_factory=dict)
 

@@ -45,6 +45,7 @@ class _Request:
     future: asyncio.Future[torch.Tensor]
     done: int = 0
     parts: list[torch.Tensor] = field(default_factory=list)
+    model: Any = None  # what runs it: the span, or a view of part of it (a sub-span session); None: the span
 
     def snapshot(self) -> QueuedStep:
         return QueuedStep(req_id=self.req_id, session_id=self.session_id, rows=self.hidden.shape[0],
@@ -81,11 +82,13 @@ class Engine:
         """Steps waiting or in progress."""
         return len(self._queue)
 
-    async def submit(self, session_id: str, hidden: torch.Tensor, cache: Any) -> torch.Tensor:
-        """Queue one step of a session (hidden: [b, T, H]) and wait for its output [b, T, H] on the CPU."""
+    async def submit(self, session_id: str, hidden: torch.Tensor, cache: Any, model: Any = None) -> torch.Tensor:
+        """Queue one step of a session (hidden: [b, T, H]) and wait for its output [b, T, H] on the CPU.
+        ``model``: the session's view of the span when it runs part of it (models/span.py: view)."""
         device = getattr(self.span, "device", hidden.device)
         x = hidden.to(device=device, dtype=self.span.dtype)
-        request = _Request(next(self._ids), session_id, x, cache, asyncio.get_running_loop().create_future())
+        request = _Request(next(self._ids), session_id, x, cache, asyncio.get_running_loop().create_future(),
+                           model=model)
         self._queue[request.req_id] = request
         self._wake.set()
         if self._task is None or self._task.done():  # the loop starts with the first step and runs until close()
@@ -119,17 +122,17 @@ class Engine:
                 continue
             self._waiting_since = None
             started = self.clock()
-            rows = await self._run_plan(plan)
+            rows, layers = await self._run_plan(plan)
             elapsed = self.clock() - started
             self.pass_s = elapsed if self.passes == 1 else 0.875 * self.pass_s + 0.125 * elapsed
             if self.on_pass is not None and rows:
-                self.on_pass(prefill=plan.prefill, rows=rows, tokens=plan.tokens,
-                             layers=getattr(self.span, "end", 1) - getattr(self.span, "start", 0), seconds=elapsed)
+                self.on_pass(prefill=plan.prefill, rows=rows, tokens=plan.tokens, layers=layers, seconds=elapsed)
 
-    async def _run_plan(self, plan: Plan) -> int:
-        """Run one pass; the rows it computed (0 when it failed)."""
+    async def _run_plan(self, plan: Plan) -> tuple[int, float]:
+        """Run one pass; the rows it computed (0 when it failed) and the layers a row ran, on average."""
         requests = [self._queue[s.req_id] for s in plan.slices]
-        rows = [(r.hidden[:, s.offset:s.offset + s.tokens], r.cache) for r, s in zip(requests, plan.slices, strict=True)]
+        rows = [(r.hidden[:, s.offset:s.offset + s.tokens], r.cache, r.model or self.span)
+                for r, s in zip(requests, plan.slices, strict=True)]
         self._last_was_prefill = plan.prefill
         self.passes += 1
         if len(rows) > 1:
@@ -143,22 +146,34 @@ class Engine:
             log.exception("forward pass over %d step(s) failed", len(rows))
             for r in requests:
                 self._finish(r, error=exc)
-            return 0
+            return 0, 0.0
         for r, s, out in zip(requests, plan.slices, outputs, strict=True):
             r.parts.append(out)
             r.done = s.offset + s.tokens
             if r.done >= r.hidden.shape[1]:
                 self._finish(r, result=r.parts[0] if len(r.parts) == 1 else torch.cat(r.parts, dim=1))
-        return sum(int(hidden.shape[0]) for hidden, _ in rows)
+        count = sum(int(hidden.shape[0]) for hidden, _, _ in rows)
+        layers = sum(int(hidden.shape[0]) * _layers(model) for hidden, _, model in rows) / max(count, 1)
+        return count, layers
 
-    def _compute(self, rows: list[tuple[torch.Tensor, Any]]) -> list[torch.Tensor]:
-        if len(rows) == 1:
-            outputs = [self.span.forward(*rows[0])]
-        elif getattr(self.span, "batchable", False):
-            outputs = self.span.forward_batch(rows)
-        else:  # a family whose caches cannot be padded into one batch: one pass per step, still one handoff
-            outputs = [self.span.forward(hidden, cache) for hidden, cache in rows]
-        return [out.to("cpu") for out in outputs]
+    def _compute(self, rows: list[tuple[torch.Tensor, Any, Any]]) -> list[torch.Tensor]:
+        """Rows (hidden, cache, model): those of one model (the span, or one view of it) share a pass."""
+        groups: dict[int, list[int]] = {}
+        for i, (_, _, model) in enumerate(rows):
+            groups.setdefault(id(model), []).append(i)
+        outputs: list[torch.Tensor | None] = [None] * len(rows)
+        for members in groups.values():
+            model = rows[members[0]][2]
+            part = [(rows[i][0], rows[i][1]) for i in members]
+            if len(part) == 1:
+                results = [model.forward(*part[0])]
+            elif getattr(model, "batchable", False):
+                results = model.forward_batch(part)
+            else:  # a family whose caches cannot be padded into one batch: one pass per step, still one handoff
+                results = [model.forward(hidden, cache) for hidden, cache in part]
+            for i, out in zip(members, results, strict=True):
+                outputs[i] = out.to("cpu")
+        return outputs  # type: ignore[return-value]
 
     async def _off_loop(self, fn: Callable[..., Any], *args: Any) -> Any:
         if self._run_compute is not None:
@@ -173,6 +188,10 @@ class Engine:
             request.future.set_exception(error)
         else:
             request.future.set_result(result)
+
+
+def _layers(model: Any) -> int:
+    return max(getattr(model, "end", 1) - getattr(model, "start", 0), 1)
 
 
 def measure_throughput(span: Any, steps: int = 3) -> float:

@@ -53,6 +53,7 @@ REFRESH_GAP_S = 1.0  # at most one DHT read per this many seconds, however many 
 class NextHop:
     peer_id: str
     hint: str  # the client's address for it; errors about the hop name it (the client knows hops by address)
+    layer: int = -1  # the layer pushes to it enter (its span must hold it); -1: this peer's span's end
 
 
 def candidate_addrs(record: PeerRecord | None, hint: str, *, have_records: bool) -> list[str]:

@@ -126,6 +126,7 @@ class PeerServer:
         self.version = version
         self.sessions: dict[str, Session] = {}
         self.throughput = 0.0
+        self.subspans = False  # whether sessions may ask for part of the span (decided in start: check_subspans)
         self.live = LiveRates(span_layers=max(getattr(span, "end", 1) - getattr(span, "start", 0), 1))
         self.throughput_cache = throughput_cache  # None: measure at every start, remember nothing        self.addrs: tuple[str, ...] = ()  # every published way to this peer (swarm/net/ways.py), the preferred first
         self.reach = DIRECT  # how others reach it: DIRECT, or RELAYED (behind a NAT, through relays)
@@ -164,6 +165,7 @@ class PeerServer:
     async def start(self) -> str:
         """Measure throughput (or take the cached figure), open the data port; returns the address to publish."""
         self.throughput = self.config.throughput or await self.start_throughput()
+        await self.check_subspans()
         host, port = parse_addr(self.config.listen)
         self._server = await start_server(self.serve, host, port, limits=self.limits, sock=self._listener,
                                           gate=self.gate)
@@ -191,6 +193,16 @@ class PeerServer:
         if cache is not None:
             cache.put(key, 1.0 / (figure * layers))
         return figure
+
+    async def check_subspans(self) -> None:
+        """Offer sub-span sessions when the span's views are exact (models/span.py: check_views)."""
+        check = getattr(self.span, "check_views", None)
+        self.subspans = bool(self.config.subspans and check is not None and await self._run_compute(check))
+        if self.subspans:
+            log.info("sub-span routes: sessions may use any part of layers %d:%d", self.span.start, self.span.end)
+        elif self.config.subspans and check is not None:
+            log.info("sub-span routes: not for this span (a single layer, or a family whose cache spans layers); "
+                     "sessions use all of layers %d:%d", self.span.start, self.span.end)
 
     def _cache_key(self) -> str:
         return ThroughputCache.key(self.model_key, self.config.device, self.config.dtype)
@@ -264,6 +276,7 @@ class PeerServer:
             log.exception("loading layers %d:%d failed; this peer stops serving", start, end)
             raise
         self.span = self.engine.span = span
+        await self.check_subspans()
         self.live.span_layers = end - start
         live = self.live.throughput()
         if live is not None and self.config.throughput is None:
@@ -324,6 +337,7 @@ class PeerServer:
             links={p: c.kind for p, c in pushes.items()},
             mbits={p: to_mbit(c.bps) for p, c in pushes.items() if c.bps is not None},
             rates=self.live.rates(),
+            subspans=self.subspans,
             num_layers=self.num_layers,
             model_name=self.model_name[:MAX_STR],
             expires_at=self.wall_clock() + self.config.ttl_s,  # the DHT node re-signs it to its own store time
@@ -449,22 +463,24 @@ class PeerServer:
         check_open(msg, span=(self.span.start, self.span.end), config=self.config,
                    accepting=None if self.state is PeerState.ONLINE else self.state.value,
                    open_sessions=self.sessions, n_open=len(self.sessions), own_addrs=self.addrs,
-                   own_id=self.identity.peer_id)
+                   own_id=self.identity.peer_id, subspans=self.subspans)
         granted = admit(self.kv_budget, list(self._reservations.values()), msg.session, msg.max_length, msg.batch,
                         msg.next is not None, client=remote_host(channel.remote),
                         client_share=self.config.max_client_share)
         if isinstance(granted, Busy):  # not a failure: the client tries another peer or waits
             raise ProtocolError(f"peer is busy: {granted.reason}", code=Code.BUSY)
+        model = self.span if (msg.start, msg.end) == (self.span.start, self.span.end) else self.span.view(
+            msg.start, msg.end)
         self._reservations[msg.session] = granted
         self.sessions[msg.session] = Session(
             session_id=msg.session, start=msg.start, end=msg.end, max_length=msg.max_length, batch=msg.batch,
-            cache=self.span.new_cache(), client=channel, next_addr=msg.next, last_used=self.clock(),
-            secret=msg.secret, next_secret=msg.next_secret, next_peer=msg.next_peer, codec=msg.codec,
+            cache=model.new_cache(), client=channel, next_addr=msg.next, last_used=self.clock(),
+            secret=msg.secret, next_secret=msg.next_secret, next_peer=msg.next_peer, codec=msg.codec, model=model,
         )
         self._locks[msg.session] = asyncio.Lock()
         self._idle.clear()
-        log.info("session %s opened: batch %d, max_length %d, next %s", session_tag(msg.session), msg.batch,
-                 msg.max_length, msg.next or "client")
+        log.info("session %s opened: layers %d:%d, batch %d, max_length %d, next %s", session_tag(msg.session),
+                 msg.start, msg.end, msg.batch, msg.max_length, msg.next or "client")
         await channel.send(Ok(id=msg.id).to_header())
 
     async def _on_close(self, channel: Channel, msg: Close) -> None:
@@ -491,8 +507,8 @@ class PeerServer:
                 try:  # in chunks, pipelined like a prefill: the replacement computes one while the next travels
                     for start in range(0, replay.shape[1], REPLAY_CHUNK_TOKENS):
                         meta, body = tensor_to_wire(replay[:, start:start + REPLAY_CHUNK_TOKENS], session.codec)
-                        await self.relay.push(NextHop(msg.next_peer, msg.next), Step(
-                            session=msg.session, secret=msg.next_secret, layer=self.span.end,
+                        await self.relay.push(NextHop(msg.next_peer, msg.next, session.end), Step(
+                            session=msg.session, secret=msg.next_secret, layer=session.end,
                             step=msg.upto_step - 1, position=start, tensor=meta, replay=True,
                             replay_until=msg.replay_until), body)
                 except TransportError as e:  # the replacement is unreachable: the client picks another
@@ -505,8 +521,8 @@ class PeerServer:
             session = self._owned(sid, msg.secret)
             if msg.keep < 0:
                 raise ProtocolError(f"keep must be >= 0, got {msg.keep}", code=Code.BAD_STEP)
-            if msg.layer != self.span.start:  # a route moves up the layers: a loop back is refused
-                raise ProtocolError(f"this peer's layers start at {self.span.start}, the step enters layer "
+            if msg.layer != session.start:  # a route moves up the layers: a loop back is refused
+                raise ProtocolError(f"this session's layers start at {session.start}, the step enters layer "
                                     f"{msg.layer}", code=Code.BAD_SPAN)
             if session.queued >= MAX_QUEUED_STEPS:  # a client waits for each result: more is a flood
                 raise ProtocolError(f"{session.queued} steps of this session are waiting already",
@@ -559,11 +575,11 @@ class PeerServer:
                 return session.last_output[2]
             if action is StepAction.REWIND:
                 try:
-                    self.span.rewind(session.cache, msg.position)
+                    (session.model or self.span).rewind(session.cache, msg.position)
                 except SessionError as e:
                     raise ProtocolError(str(e), code=Code.BAD_POSITION) from e
                 session.rewind(msg.position)
-        out = await self.engine.submit(session.session_id, hidden, session.cache)
+        out = await self.engine.submit(session.session_id, hidden, session.cache, model=session.model)
         session.position += hidden.shape[1]
         session.next_step = msg.step + 1
         session.last_output = None if msg.replay else (msg.step, msg.position, out)
@@ -587,8 +603,8 @@ class PeerServer:
                                                             tensor=meta), body)
             return
         try:
-            await self.relay.push(NextHop(session.next_peer or "", session.next_addr), Step(
-                session=sid, secret=session.next_secret or "", layer=self.span.end, step=msg.step,
+            await self.relay.push(NextHop(session.next_peer or "", session.next_addr, session.end), Step(
+                session=sid, secret=session.next_secret or "", layer=session.end, step=msg.step,
                 position=msg.position, tensor=meta, replay=msg.replay, replay_until=msg.replay_until,
                 keep=msg.keep, rewind=msg.rewind), body, bulk=session.bulk_only or out.shape[1] > 1)
         except TransportError as e:
@@ -599,9 +615,10 @@ class PeerServer:
 
     async def _dial_next(self, hop: NextHop) -> Channel:
         """A connection to the next hop ``hop`` names, resolved from this peer's records and proved to be that
-        peer, serving this model from this span's end (``peer/nexthop.py``)."""
+        peer, serving this model with the layer pushes to it enter (``peer/nexthop.py``)."""
+        layer = hop.layer if hop.layer >= 0 else self.span.end
         return await dial(hop, lookup=self.directory.lookup, have_records=lambda: self.directory.have_records,
-                          connect=self._connect, model=self.model_key, start=self.span.end, quiet=self._quiet)
+                          connect=self._connect, model=self.model_key, start=layer, quiet=self._quiet)
 
     async def _next_hop_refused(self, sid: str, step: int | None, addr: str, error: Error) -> None:
         """The next hop refused a push (e.g. it lost the session): blame it, not this peer."""

@@ -56,6 +56,7 @@ class Session:
     last_output: tuple[int, int, torch.Tensor] | None = field(default=None, repr=False)  # (step, position, out)
     # outputs pushed downstream, by step: what a replacement of the next hop replays to rebuild its KV cache
     history: list[tuple[int, torch.Tensor]] = field(default_factory=list, repr=False)
+    model: Any = field(default=None, repr=False)  # what runs its layers: the span, or its view [start, end)
 
     def rewind(self, position: int) -> None:
         """Forget every position from ``position`` on (the span's cache is cut by the caller)."""
@@ -70,9 +71,11 @@ class Session:
 
 
 def check_open(msg: Open, *, span: tuple[int, int], config: PeerConfig, accepting: str | None,
-               open_sessions: Container[str], n_open: int, own_addrs: Container[str] = (), own_id: str = "") -> None:
+               open_sessions: Container[str], n_open: int, own_addrs: Container[str] = (), own_id: str = "",
+               subspans: bool = False) -> None:
     """Refuse (ProtocolError) an Open this peer cannot serve. ``accepting`` is None when the peer takes new
-    sessions, else why not (its state); a full peer answers ``busy``, which the client plans around."""
+    sessions, else why not (its state); a full peer answers ``busy``, which the client plans around.
+    ``subspans``: the session may ask for any contiguous part of the span, else for all of it."""
     if not 0 < len(msg.session) <= MAX_SESSION_ID:
         raise ProtocolError(f"session id must be 1..{MAX_SESSION_ID} characters", code=Code.BAD_MESSAGE)
     check_secret(msg.secret, "secret")
@@ -81,8 +84,10 @@ def check_open(msg: Open, *, span: tuple[int, int], config: PeerConfig, acceptin
     if msg.next_secret is not None and msg.next_peer is not None:
         check_secret(msg.next_secret, "next_secret")
         check_next_peer(msg.next_peer, own_id)
-    if (msg.start, msg.end) != span:
-        raise ProtocolError(f"this peer serves layers {span[0]}:{span[1]}, not {msg.start}:{msg.end}",
+    inside = span[0] <= msg.start < msg.end <= span[1]
+    if (msg.start, msg.end) != span and not (subspans and inside):
+        what = "any part of" if subspans else "exactly"
+        raise ProtocolError(f"this peer serves {what} layers {span[0]}:{span[1]}, not {msg.start}:{msg.end}",
                             code=Code.BAD_SPAN)
     if not 0 < msg.max_length <= config.max_session_tokens:
         raise ProtocolError(f"max_length {msg.max_length} outside 1..{config.max_session_tokens}", code=Code.TOO_LONG)

@@ -34,10 +34,16 @@ cheapest (a forward walk that, at each boundary, picks uniformly among the hops 
 that budget), so clients that read the same records at the same time spread over equal replicas instead of
 all picking the same one. Without one, the cheapest route is returned (ties by peer id), deterministically.
 
-The search is exact for these costs: a backward pass computes, for each peer, the cheapest way from its
-span's end to the model's end given that it is the previous hop (link costs depend on the previous peer), and
-a forward walk follows it. A hop currently runs a peer's whole span, so hops chain where one span ends
-exactly where the next starts.
+Sub-span routes: a peer whose record says ``subspans`` runs any contiguous part of its span for a session
+(``models/span.py: SpanModel.view``), its compute cost scaled by the share of its span it runs; other peers
+run their whole span. Overlapping spans therefore chain wherever the cheapest plan needs them to. Costs are
+linear in the layers a hop runs, so the cheapest route only changes peers at a span's start or end (moving a
+change point between two such layers moves the cost one way all along): the search only considers those
+points.
+
+The search is exact for these costs: a backward pass over the change points computes, for each peer and
+point, the cheapest way from that point to the model's end given that this peer ran the layers up to it (link
+costs depend on the previous peer), and a forward walk follows it.
 """
 
 from __future__ import annotations
@@ -203,32 +209,78 @@ def plan_route(
     ``rtt_s``: round trips the client measured, by address; ``own_load``: sessions this client has open, by
     peer id; ``need_tokens``: the KV tokens the session needs on each hop (max_length x batch).
     Raises MissingLayersError naming the layers no usable peer serves, or RoutingError when every layer
-    is served but no chain of whole spans fits together.
+    is served but no chain of spans fits together.
+
+    A peer appears at most once in a route (a session has one id on every hop): when the cheapest chain
+    would visit a peer twice (part of its span, another peer, then more of its span), that peer is planned
+    with its whole span only and the plan is made again.
     """
     end = num_layers if end is None else end
     inputs = CostInputs(rtt_s or {}, own_load or {}, need_tokens, bps or {}, step_bytes)
-    live = sorted((r for r in records if usable(r, avoid) and start <= r.start and r.end <= end),
-                  key=lambda r: (r.start, r.end, r.peer_id))
-    by_start: dict[int, list[PeerRecord]] = {}
-    for rec in live:
-        by_start.setdefault(rec.start, []).append(rec)
+    whole_only: set[str] = set()
+    while True:
+        route = _plan(records, start, end, avoid, inputs, rng, tolerance, model, whole_only)
+        ids = route.peer_ids
+        twice = next((p for i, p in enumerate(ids) if p in ids[:i]), None)
+        if twice is None:
+            return route
+        whole_only.add(twice)
 
-    def edge(prev: PeerRecord | None, rec: PeerRecord) -> float:
-        return hop_time_s(rec, prev, inputs) + penalty_s(rec, need_tokens)
 
-    # togo[peer]: the cheapest cost from the end of its span to the client, given that it is the previous hop
-    togo: dict[str, float] = {}
-    for rec in sorted(live, key=lambda r: -r.start):
-        if rec.end == end:
-            togo[rec.peer_id] = back_s(rec, inputs)
-        else:
-            togo[rec.peer_id] = min((edge(rec, nxt) + togo[nxt.peer_id] for nxt in by_start.get(rec.end, ())),
-                                    default=math.inf)
-    first = [(edge(None, r) + togo[r.peer_id], r) for r in by_start.get(start, ())]
-    best = min((c for c, _ in first), default=math.inf)
+@dataclass(frozen=True)
+class _Option:
+    """A hop the planner may use: ``record`` entered at layer ``a`` and left at layer ``b``."""
+
+    record: PeerRecord
+    a: int
+    b: int
+
+
+def _plan(records: Sequence[PeerRecord], start: int, end: int, avoid: Collection[str], inputs: CostInputs,
+          rng: random.Random | None, tolerance: float, model: str, whole_only: Collection[str]) -> Route:
+    def part(r: PeerRecord) -> bool:  # routes may use any part of this peer's span
+        return r.subspans and r.peer_id not in whole_only
+
+    live = sorted((r for r in records if usable(r, avoid) and (
+        (part(r) and r.start < end and r.end > start) or (start <= r.start and r.end <= end))),
+        key=lambda r: (r.start, r.end, r.peer_id))
+    bounds = {r.peer_id: (max(r.start, start), min(r.end, end)) if part(r) else (r.start, r.end) for r in live}
+    points = sorted({start, end, *(x for lo_hi in bounds.values() for x in lo_hi)})
+    entering: dict[int, list[PeerRecord]] = {p: [] for p in points}  # peers a hop may start at p on
+    leaving: dict[int, list[PeerRecord]] = {p: [] for p in points}  # peers a hop may end at p on
+    for r in live:
+        lo, hi = bounds[r.peer_id]
+        for p in points:
+            if (lo <= p < hi) if part(r) else p == lo:
+                entering[p].append(r)
+            if (lo < p <= hi) if part(r) else p == hi:
+                leaving[p].append(r)
+
+    def layer_s(r: PeerRecord) -> float:  # compute seconds per layer of its span
+        return compute_s(r, inputs.own_load) / max(r.end - r.start, 1)
+
+    def fixed(prev: PeerRecord | None, r: PeerRecord) -> float:  # a hop's cost whatever layers it runs
+        return link_s(r, prev, inputs.rtt_s) + transfer_s(r, prev, inputs) + penalty_s(r, inputs.need_tokens)
+
+    # togo[(peer, p)]: the cheapest cost from layer p to the client, the peer having run the layers up to p;
+    # cont[(peer, p)]: the cheapest cost of entering that peer at p and going on (its links left out)
+    togo: dict[tuple[str, int], float] = {}
+    cont: dict[tuple[str, int], float] = {}
+    for p in reversed(points):
+        for r in entering[p]:
+            lo, hi = bounds[r.peer_id]
+            cont[(r.peer_id, p)] = min((layer_s(r) * (b - p) + togo[(r.peer_id, b)] for b in points
+                                        if p < b <= hi and (r.peer_id, b) in togo), default=math.inf)
+        for r in leaving[p]:
+            if p == end:
+                togo[(r.peer_id, p)] = back_s(r, inputs)
+            else:
+                togo[(r.peer_id, p)] = min((fixed(r, nxt) + cont[(nxt.peer_id, p)] for nxt in entering[p]
+                                            if nxt.peer_id != r.peer_id), default=math.inf)
+    best = min((fixed(None, r) + cont[(r.peer_id, start)] for r in entering.get(start, ())), default=math.inf)
     if math.isfinite(best):
-        return _walk(by_start, togo, edge, inputs, start, end, best, rng, tolerance)
-    gaps = missing_layers([(r.start, r.end) for r in live], start, end)
+        return _walk(points, entering, bounds, togo, fixed, layer_s, inputs, start, end, best, rng, tolerance)
+    gaps = missing_layers(list(bounds.values()), start, end)
     if gaps:
         raise MissingLayersError(gaps, model=model)
     raise RoutingError(
@@ -237,25 +289,32 @@ def plan_route(
     )
 
 
-def _walk(by_start, togo, edge, inputs: CostInputs, start: int, end: int, best: float,
+def _walk(points, entering, bounds, togo, fixed, layer_s, inputs: CostInputs, start: int, end: int, best: float,
           rng: random.Random | None, tolerance: float) -> Route:
     """Follow the costs forward from ``start``: the cheapest hop at each boundary, or with ``rng`` a uniform
     pick among the hops that still finish within (1 + tolerance) x the cheapest route's cost."""
     budget = best * (1 + (max(tolerance, 0.0) if rng is not None else 0.0)) * (1 + _EPS) + _EPS
-    chain: list[PeerRecord] = []
+    chain: list[_Option] = []
     spent, est, prev, boundary = 0.0, 0.0, None, start
     while boundary < end:
-        options = [(spent + edge(prev, r) + togo[r.peer_id], r) for r in by_start.get(boundary, ())
-                   if math.isfinite(togo[r.peer_id])]
-        fitting = [r for total, r in options if total <= budget]
+        options = []
+        for r in entering[boundary]:
+            if prev is not None and r.peer_id == prev.peer_id:
+                continue
+            for b in points:
+                if boundary < b <= bounds[r.peer_id][1] and math.isfinite(togo.get((r.peer_id, b), math.inf)):
+                    cost = fixed(prev, r) + layer_s(r) * (b - boundary)
+                    options.append((spent + cost + togo[(r.peer_id, b)], cost, _Option(r, boundary, b)))
+        fitting = [o for o in options if o[0] <= budget]
         if rng is not None and len(fitting) > 1:
-            rec = rng.choice(fitting)
+            _, cost, hop = rng.choice(fitting)
         else:
-            rec = min(options, key=lambda o: o[0])[1]  # stable: options are in peer-id order
-        spent += edge(prev, rec)
-        est += hop_time_s(rec, prev, inputs)
-        chain.append(rec)
-        prev, boundary = rec, rec.end
-    est += back_s(chain[-1], inputs)
-    hops = tuple(Hop(r.peer_id, r.addrs[0], r.start, r.end) for r in chain)
+            _, cost, hop = min(options, key=lambda o: o[0])  # stable: options are in (span, peer id, end) order
+        spent += cost
+        compute = compute_s(hop.record, inputs.own_load) * (hop.b - hop.a) / max(hop.record.end - hop.record.start, 1)
+        est += compute + link_s(hop.record, prev, inputs.rtt_s) + transfer_s(hop.record, prev, inputs)
+        chain.append(hop)
+        prev, boundary = hop.record, hop.b
+    est += back_s(chain[-1].record, inputs)
+    hops = tuple(Hop(o.record.peer_id, o.record.addrs[0], o.a, o.b) for o in chain)
     return Route(hops=hops, est_time_s=est)

@@ -372,7 +372,10 @@ class SwarmCore:
         changes what the route was planned with (a peer slower than it claims, or one caught lying)."""
         if not self.hidden_size:
             return False
-        new = [h for h in route.hops if (h.peer_id, h.start) not in self.measured]
+        # a peer's claim is for its whole span: it is timed over all of it, whatever part the route runs
+        spans = {r.peer_id: (r.start, r.end) for r in self.known}
+        whole = [Hop(h.peer_id, h.addr, *spans.get(h.peer_id, (h.start, h.end))) for h in route.hops]
+        new = [h for h in whole if (h.peer_id, h.start) not in self.measured]
         if not new:
             return False
         claims = {(r.peer_id, r.start): r.throughput for r in self.known}

@@ -234,14 +234,21 @@ def local_greedy(path: Path, ids: torch.Tensor, steps: int) -> tuple[torch.Tenso
 
 
 def split_generate(
-    ckpt: Checkpoint, bounds: list[int], ids: torch.Tensor, steps: int, *, dtype: torch.dtype = torch.float32
+    ckpt: Checkpoint, bounds: list[int], ids: torch.Tensor, steps: int, *, dtype: torch.dtype = torch.float32,
+    views: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Greedy decoding through spans [bounds[i], bounds[i+1]) in this process, as the swarm splits it:
-    client embed -> spans -> client norm + head. Returns (all ids [B, T + steps], prompt logits [B, T, V])."""
+    client embed -> spans -> client norm + head. Returns (all ids [B, T + steps], prompt logits [B, T, V]).
+    ``views``: one span holds every layer and the parts are its views (SpanModel.view), as sub-span routes
+    run them."""
     head = ClientHead.load(ckpt, dtype=dtype)
-    spans = [
-        SpanModel.load(ckpt, a, b, dtype=dtype, progress=False) for a, b in zip(bounds, bounds[1:], strict=False)
-    ]
+    if views:
+        whole = SpanModel.load(ckpt, bounds[0], bounds[-1], dtype=dtype, progress=False)
+        spans = [whole.view(a, b) for a, b in zip(bounds, bounds[1:], strict=False)]
+    else:
+        spans = [
+            SpanModel.load(ckpt, a, b, dtype=dtype, progress=False) for a, b in zip(bounds, bounds[1:], strict=False)
+        ]
     caches = [span.new_cache() for span in spans]
     out, current, prompt_logits = ids, ids, None
     for _ in range(steps):

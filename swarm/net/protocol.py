@@ -329,16 +329,17 @@ class Draining(Message):
 
 
 def check_pong(msg: Message | None, *, peer_id: str, model: str, start: int, nonce: str) -> str | None:
-    """Why ``msg`` does not prove that the peer answering is ``peer_id`` serving ``model`` from layer
-    ``start``; None when it does."""
+    """Why ``msg`` does not prove that the peer answering is ``peer_id`` serving ``model`` with layer ``start``
+    in its span (a route may enter a span anywhere: sub-span routes); None when it does. The proof covers the
+    span's own first layer, which the pong names."""
     if not isinstance(msg, Pong):
         return f"answered {getattr(msg, 'TYPE', 'nothing')!r}, not a pong"
     if msg.peer_id != peer_id:
         return f"answered as peer {msg.peer_id[:16]}"
     if msg.public_key is None or msg.proof is None:
         return "gave no proof of its identity"
-    if (msg.model, msg.start) != (model, start):
-        return f"serves {msg.model[:32]} from layer {msg.start}, not {model[:32]} from layer {start}"
-    if not proof_holds(msg.public_key, msg.proof, nonce=nonce, peer_id=peer_id, model=model, start=start):
+    if msg.model != model or not msg.start <= start < msg.end:
+        return f"serves {msg.model[:32]} layers {msg.start}:{msg.end}, not {model[:32]} layer {start}"
+    if not proof_holds(msg.public_key, msg.proof, nonce=nonce, peer_id=peer_id, model=model, start=msg.start):
         return "its proof does not hold"
     return None

@@ -37,7 +37,8 @@ logger = logging.getLogger(__name__)
 
 PeerId = NewType("PeerId", str)
 
-RECORD_VERSION = 7  # 2: num_layers and model_name; 3: queue; 4: expires_at, signed; 5: links; 6: mbits; 7: rates
+RECORD_VERSION = 7  # 2: num_layers and model_name; 3: queue; 4: expires_at, signed; 5: links; 6: mbits;
+# 7: rates and subspans
 _SIGNING_DOMAIN = b"molink-peer-record"  # a signature over a record can never be mistaken for another message
 _PROOF_DOMAIN = b"molink-peer-proof"  # nor one that answers a challenge (``Identity.prove``) for a record
 
@@ -97,6 +98,7 @@ class PeerRecord:
     # connection to it (swarm/net/probe.py); at most MAX_LINKS
     rates: Mapping[str, float] = field(default_factory=dict)  # RATE_KEYS -> tokens/s through the whole span,
     # measured on the steps it served (peer/rates.py)
+    subspans: bool = False  # whether it runs any contiguous part of its span for a session (models/span.py: view)
     public_key: bytes = b""  # raw Ed25519 public key, 32 bytes
     signature: bytes = b""  # Ed25519 signature over signing_payload(), 64 bytes
 
@@ -124,6 +126,7 @@ class PeerRecord:
             sorted([str(k), str(v)] for k, v in self.links.items()),
             sorted([str(k), float(v)] for k, v in self.mbits.items()),
             sorted([str(k), float(v)] for k, v in self.rates.items()),
+            bool(self.subspans),
             bytes(self.public_key),
         ]
         return _SIGNING_DOMAIN + msgpack.packb(fields, use_bin_type=True)
@@ -152,6 +155,7 @@ class PeerRecord:
             "links": {str(k): str(v) for k, v in self.links.items()},
             "mbits": {str(k): float(v) for k, v in self.mbits.items()},
             "rates": {str(k): float(v) for k, v in self.rates.items()},
+            "subspans": bool(self.subspans),
             "public_key": bytes(self.public_key),
             "signature": bytes(self.signature),
         }
@@ -279,6 +283,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "links": (dict,),
     "mbits": (dict,),
     "rates": (dict,),
+    "subspans": (bool,),
     "public_key": (bytes,),
     "signature": (bytes,),
 }
@@ -312,7 +317,7 @@ def _check_types(value: Any) -> dict[str, Any]:
         raise _invalid("unexpected fields", ", ".join(extra))
     for name, types in _FIELD_TYPES.items():
         item = value[name]
-        if isinstance(item, bool) or not isinstance(item, types):
+        if (isinstance(item, bool) and bool not in types) or not isinstance(item, types):
             raise _invalid("wrong field type", f"{name} is {type(item).__name__}")
     if value["record_version"] != RECORD_VERSION:
         raise _invalid(
@@ -389,6 +394,7 @@ def record_from_wire(value: Any) -> PeerRecord:
         links=dict(links),
         mbits=mbits,
         rates=rates,
+        subspans=value["subspans"],
         public_key=public_key,
         signature=signature,
     )

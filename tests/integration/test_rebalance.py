@@ -85,3 +85,23 @@ def test_a_peer_moving_its_span_mid_generation_leaves_the_text_unchanged(checkpo
     assert moved.is_set()
     assert span_of(mover) == "2:4"
     assert torch.equal(out, expected)
+
+
+def test_overlapping_spans_chain_through_parts_of_them(checkpoints, swarm_of, bootstrap):
+    """Peers on 0:5 and 3:8 never meet at a boundary: the route runs part of one (or both) of them, each peer
+    runs only the layers its session asked for, and the text equals local transformers'."""
+    path = checkpoints("qwen3", num_layers=8)
+    swarm: LocalSwarm = swarm_of(path, ["0:5", "3:8"])
+    local = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    ids = torch.tensor([[7, 3, 19, 44, 2, 9, 30]])
+    expected = local.generate(ids, max_new_tokens=12, do_sample=False)
+    config = ClientConfig(route_wait_s=60, route_tolerance=0.0)
+    with AutoDistributedModelForCausalLM.from_pretrained(str(path), initial_peers=[bootstrap], dtype=torch.float32,
+                                                         config=config) as model:
+        out = model.generate(ids, max_new_tokens=12, do_sample=False)
+        hops = [(h.start, h.end) for h in model.last_route.hops]
+    assert torch.equal(out, expected)
+    assert len(hops) == 2 and hops[0][0] == 0 and hops[0][1] == hops[1][0] and hops[1][1] == 8
+    assert hops != [(0, 5), (3, 8)] and hops[0][1] in (3, 5)
+    logs = "".join(p.log_path.read_text() for p in swarm.peers)
+    assert f"layers {hops[0][0]}:{hops[0][1]}," in logs and f"layers {hops[1][0]}:{hops[1][1]}," in logs

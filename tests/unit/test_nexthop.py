@@ -51,7 +51,8 @@ def test_check_pong_accepts_only_the_named_peer_with_a_fresh_proof_for_this_mode
     # a stranger claiming the id, with its own key: the key does not derive the id
     assert "proof" in check_pong(pong(OTHER, nonce, claim=ME.peer_id), **ok)
     assert "proof" in check_pong(pong(ME, new_secret()), **ok)  # an old answer replayed
-    assert "from layer 5" in check_pong(pong(ME, nonce, start=5), **ok)  # a loop back to an earlier hop
+    assert "layers 5:" in check_pong(pong(ME, nonce, start=5), **ok)  # a loop back to an earlier hop
+    assert check_pong(pong(ME, nonce, start=1), **ok) is None  # layer 2 inside the span 1:4: a sub-span route
     assert "serves n" in check_pong(pong(ME, nonce, model="n"), **ok)
     bare = Pong(id=0, peer_id=ME.peer_id, model="m", start=2, end=4)
     assert "no proof" in check_pong(bare, **ok)

@@ -183,3 +183,53 @@ def test_a_client_keeps_to_peers_of_its_own_dtype_while_they_cover_the_model():
     assert prefer_dtype([*f32, *bf16], "bfloat16", 4) == bf16
     assert prefer_dtype([f32[0], *bf16], "float32", 4) == [f32[0], *bf16]
     assert prefer_dtype([*f32, *bf16], None, 4) == [*f32, *bf16]
+
+
+# ---- sub-span routes: peers whose records say ``subspans`` run any part of their span -----------------------
+
+def sub(start, end, tput=100.0, **kw):
+    return rec(start, end, tput, subspans=True, **kw)
+
+
+def test_overlapping_spans_chain_where_they_overlap():
+    """0:6 and 4:10 never meet at a boundary; with sub-spans they chain, each running a part."""
+    a, b = sub(0, 6), sub(4, 10)
+    route = plan_route([a, b], 10)
+    assert route.peer_ids == (a.peer_id, b.peer_id)
+    assert route.hops[0].start == 0 and route.hops[0].end == route.hops[1].start in (4, 6) and route.hops[1].end == 10
+    with pytest.raises(RoutingError, match="fits together"):
+        plan_route([rec(0, 6), rec(4, 10)], 10)
+
+
+def test_the_faster_peer_runs_as_much_as_it_can():
+    """Both hold layers 4..5; the fast one runs them (the change point moves to the slow one's end)."""
+    slow, fast = sub(0, 6, tput=10.0), sub(4, 10, tput=1000.0)
+    route = plan_route([slow, fast], 10)
+    assert [(h.start, h.end) for h in route.hops] == [(0, 4), (4, 10)]
+    # compute scales with the share of a span a hop runs: 4 of 6 layers at 10 tok/s, 6 of 6 at 1000
+    assert route.est_time_s == pytest.approx(4 / 6 / 10 + 1 / 1000 + 3 * 0.005, rel=1e-6)
+
+
+def test_a_replacement_for_some_layers_can_be_part_of_a_span():
+    whole = sub(0, 10)
+    route = plan_route([whole], 10, start=5, end=8)
+    assert [(h.peer_id, h.start, h.end) for h in route.hops] == [(whole.peer_id, 5, 8)]
+    with pytest.raises(MissingLayersError):
+        plan_route([rec(0, 10)], 10, start=5, end=8)  # a whole-span peer cannot serve just those
+
+
+def test_a_peer_is_never_visited_twice():
+    """A slow peer on 0:10 and a fast one on 3:7: going slow -> fast -> slow would reuse the slow peer's session
+    id; the plan falls back to the slow peer's whole span."""
+    slow, fast = sub(0, 10, tput=1.0), sub(3, 7, tput=10_000.0)
+    route = plan_route([slow, fast], 10)
+    assert len(set(route.peer_ids)) == len(route.peer_ids)
+    assert [(h.start, h.end) for h in route.hops] == [(0, 10)]
+
+
+def test_sub_span_ties_still_spread_with_a_random_generator():
+    import random
+
+    a, b = sub(0, 8), sub(0, 8)
+    seen = {plan_route([a, b], 8, rng=random.Random(seed)).peer_ids for seed in range(20)}
+    assert seen == {(a.peer_id,), (b.peer_id,)}

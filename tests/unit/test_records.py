@@ -124,6 +124,7 @@ def test_unsigned_record_is_refused():
         "links",
         "mbits",
         "rates",
+        "subspans",
         "signature",
     ],
 )
@@ -274,3 +275,10 @@ def test_identity_none_is_fresh_and_bad_files_are_config_errors(tmp_path):
         Identity.load_or_create(bad)
     with pytest.raises(ConfigError):
         Identity.load_or_create(tmp_path / "no-such-dir" / "k.key")
+
+
+def test_subspans_must_be_a_bool():
+    wire = {**make_peer_record().to_wire(), "subspans": 1}
+    with pytest.raises(RecordError, match="subspans"):
+        record_from_wire(wire)
+    assert record_from_wire(make_peer_record(subspans=True).to_wire()).subspans is True

@@ -15,12 +15,14 @@ import torch
 
 from models.adapters import get_adapter, supported_model_types
 from models.source import resolve_model
+from models.span import SpanModel
 from tests import zoo_table
 from tests.conftest_models import ZOO, local_greedy, make_zoo_checkpoint, split_generate, zoo_model_type
 
 PROMPT_LEN = 20
 NEW_TOKENS = 16
 BOUNDS = [0, 2, 3, 5]  # the swarm matrix (test_zoo_swarm) splits 0:1, 1:3, 3:5
+WHOLE_SPANS_ONLY = {"lfm2", "qwen3_next"}  # caches that count tokens across layers: no views, whole spans only
 
 
 @pytest.mark.parametrize("row", sorted(ZOO))
@@ -40,6 +42,16 @@ def test_zoo_split_equals_local_generate(row: str, tmp_path: Path, zoo_results: 
     }
 
     assert want.shape == (1, PROMPT_LEN + NEW_TOKENS)
+    assert torch.equal(out, want)
+    torch.testing.assert_close(prompt_logits, want_logits, atol=1e-4, rtol=0)
+
+    # sub-span routes: one span of every layer, run as its views [0, 2), [2, 3), [3, 5) (SpanModel.view)
+    whole = SpanModel.load(ckpt, 0, BOUNDS[-1], progress=False)
+    if zoo_model_type(row) in WHOLE_SPANS_ONLY:
+        assert not whole.check_views()
+        return
+    assert whole.check_views()
+    out, prompt_logits = split_generate(ckpt, BOUNDS, ids, NEW_TOKENS, views=True)
     assert torch.equal(out, want)
     torch.testing.assert_close(prompt_logits, want_logits, atol=1e-4, rtol=0)
 
