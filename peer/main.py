@@ -67,10 +67,19 @@ async def choose_layers(
     else:
         n = span_size(config, ckpt, sizes, dtype)
     records = await discovery.read(ckpt.model_key) if discovery is not None else []
-    start, end = choose_span(total, n, records)
+    start, end = choose_span(total, n, records, throughput=own_throughput(config, ckpt, n))
     log.info("placement: layers %d:%d, where the swarm's %d serving peers give the least tokens/s per layer",
              start, end, sum(r.state in SERVING_STATES for r in records))
     return start, end
+
+
+def own_throughput(config: PeerConfig, ckpt: Any, n: int) -> float:
+    """This peer's tokens/s through ``n`` layers before it has loaded any: --throughput, else the figure this
+    device, model and dtype had last time (peer/rates.py), else 0 (placement then goes by layer capacity)."""
+    if config.throughput:
+        return config.throughput
+    per_layer = ThroughputCache().get(ThroughputCache.key(ckpt.model_key, config.device, config.dtype))
+    return 1.0 / (per_layer * n) if per_layer else 0.0
 
 
 def span_size(config: PeerConfig, ckpt: Any, sizes: list[int], dtype: torch.dtype) -> int:

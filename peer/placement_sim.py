@@ -1,7 +1,7 @@
 """A swarm of unlike peers joining, leaving and rebalancing over simulated hours: no sockets, a fake clock.
 
-Each simulated peer decides exactly as a real one does (``peer/placement.py``): it joins where the layer
-capacity is lowest, checks at jittered intervals whether moving would raise the weakest layer by more than
+Each simulated peer decides exactly as a real one does (``peer/placement.py``): it joins where the swarm's
+throughput gains most (exactly in a small swarm, by layer capacity in a large one), checks at jittered intervals whether moving would raise the weakest layer by more than
 the margin, waits ``MIN_DWELL_S`` after a move, and while it drains and reloads it counts for placement at its
 new span but serves nothing. What is left out: link latency and bandwidth, and the few seconds records take
 to spread (peers here see each other's changes at once).
@@ -26,12 +26,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from peer.placement import (
+    EXACT_PEERS,
     MIN_DWELL_S,
     MOVE_MARGIN,
     Holding,
+    best_start,
     choose_start,
     next_check_s,
     plan_move,
+    plan_move_exact,
     swarm_throughput,
     throughput_bound,
 )
@@ -166,7 +169,10 @@ class Simulator:
             return
         if event.kind == "join":
             peer.joined_at = self.now
-            self._place(peer, choose_start(self.capacity, peer.size), LOAD_S_PER_LAYER * peer.size)
+            others = self._others(peer)
+            start = (choose_start(self.capacity, peer.size) if others is None
+                     else best_start(others, self.num_layers, peer.size, peer.throughput))
+            self._place(peer, start, LOAD_S_PER_LAYER * peer.size)
             self._at(self.now + next_check_s(self.rng, self.check_every_s), "check", peer.pid)
         elif event.kind == "ready" and peer.state == "joining" and self.now >= peer.ready_at:
             peer.state = "online"
@@ -177,13 +183,20 @@ class Simulator:
     def _check(self, peer: SimPeer) -> None:
         if peer.state != "online" or self.now - peer.last_move < MIN_DWELL_S:
             return
-        start = plan_move(self.capacity, peer.holding(), self.margin)
+        others = self._others(peer)
+        start = (plan_move(self.capacity, peer.holding(), self.margin) if others is None
+                 else plan_move_exact(others, peer.holding(), self.num_layers, self.margin))
         if start is None:
             return
         self.capacity[peer.start:peer.start + peer.size] -= peer.throughput
         peer.moves += 1
         peer.last_move = self.now
         self._place(peer, start, DRAIN_S + LOAD_S_PER_LAYER * peer.size)
+
+    def _others(self, peer: SimPeer) -> list[Holding] | None:
+        """The other placed peers, when few enough for exact decisions (as a real peer decides); else None."""
+        placed = [p for p in self.peers.values() if p.state in ("joining", "online") and p.pid != peer.pid]
+        return [p.holding() for p in placed] if len(placed) <= EXACT_PEERS else None
 
     # ---- measures --------------------------------------------------------------------------------------
 

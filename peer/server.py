@@ -188,7 +188,8 @@ class PeerServer:
         if cached is not None:
             log.info("throughput from %s: %.1f tok/s through %d layers (measured on this device before)",
                      cache.path, 1.0 / (cached * layers), layers)
-            return 1.0 / (cached * layers)
+            await self._run_compute(measure_throughput, self.span, 0)  # one warm-up pass: weights paged in now,
+            return 1.0 / (cached * layers)                             # not during the first session's step
         figure = await self._run_compute(measure_throughput, self.span)
         if cache is not None:
             cache.put(key, 1.0 / (figure * layers))
@@ -275,6 +276,7 @@ class PeerServer:
         except Exception:
             log.exception("loading layers %d:%d failed; this peer stops serving", start, end)
             raise
+        await self._run_compute(measure_throughput, span, 0)  # a warm-up pass pages the new weights in
         self.span = self.engine.span = span
         await self.check_subspans()
         self.live.span_layers = end - start

@@ -37,19 +37,18 @@ def test_thousand_peers_reach_the_bound():
 
 
 def test_a_thin_swarm_refills_a_gap_by_moving():
-    """Six like peers of 16 layers hold a 32-layer model, three on each half; the three on 0:16 leave at once,
-    and one of the others moves over within a check period, a drain and a load."""
+    """Six like peers of 16 layers hold a 32-layer model; every peer holding layer 0 leaves at once, and one of
+    the others moves over within a check period, a drain and a load."""
     sim = Simulator(32, random.Random(3), make_peer=lambda pid, layers, rng: SimPeer(pid=pid, rate=160.0, size=16))
     sim.add_peers(6, over_s=60)
     sim.run_until(600)
-    assert sorted(p.start for p in sim.online()) == [0, 0, 0, 16, 16, 16]
+    assert sim.covered() and sim.fraction() > 0.99
     for peer in [p for p in sim.online() if p.start == 0]:
         sim._leave(peer)
     assert not sim.covered()
     took = sim.time_to_cover(1800)
     assert took is not None and took <= 1.5 * 120 + DRAIN_S + 16 * LOAD_S_PER_LAYER + 5
-    sim.run_until(sim.now + 3600)
-    assert sorted(p.start for p in sim.online()) in ([0, 16, 16], [0, 0, 16])
+    assert sum(p.moves for p in sim.peers.values()) >= 1
 
 
 def test_no_moves_in_a_static_swarm_after_it_settles():

@@ -138,3 +138,22 @@ def test_swarm_throughput_and_bound():
     assert throughput_bound(unbalanced, 4) == pytest.approx(10.5, rel=1e-6)  # (20 + 20 + 2) / 4
     assert swarm_throughput([Holding(0, 2, 10.0)], 4) == 0.0  # a gap
     assert throughput_bound([Holding(0, 2, 10.0)], 4) == 0.0  # too little memory to hold the model
+
+
+def test_small_swarms_choose_by_exact_throughput():
+    """Up to EXACT_PEERS others, the chosen window gives the swarm the most throughput of any window."""
+    import random
+
+    from peer.placement import best_start
+
+    rng = random.Random(4)
+    for _ in range(30):
+        layers = 12
+        others = []
+        for _ in range(rng.randint(2, 7)):
+            a = rng.randrange(layers)
+            others.append(Holding(a, rng.randint(a + 1, layers), rng.choice([1.0, 5.0, 50.0])))
+        size, speed = rng.randint(1, 6), rng.choice([1.0, 10.0])
+        flows = [swarm_throughput([*others, Holding(s, s + size, speed)], layers) for s in range(layers - size + 1)]
+        chosen = best_start(others, layers, size, speed)
+        assert flows[chosen] >= max(flows) * (1 - 1e-6)
