@@ -20,8 +20,8 @@ raises the swarm's minimum the most), then by their total capacity (of two windo
 the one whose other layers are thinner gains more), then by start (deterministic for a given snapshot).
 In a small swarm (at most ``EXACT_PEERS`` other peers) the windows are first compared by the swarm's exact
 throughput with the peer there (``best_start``): with few peers, a fast one can carry a thin stretch that
-the per-layer figure calls weak, and the exact figure sees it (simulated 10-peer swarms reach 0.97 of the
-bound instead of 0.90). Past that size the per-layer figure is within a few percent of the bound and costs a
+the per-layer figure calls weak, and the exact figure sees it (``benchmarks/placement.py``, 10 peers: 0.96 of
+the bound on average instead of 0.88). Past that size the per-layer figure is within a few percent of the bound and costs a
 scan instead of a flow per window.
 
 Moving (``plan_move``): a peer takes itself out of the snapshot, chooses again, and moves only when that
