@@ -16,7 +16,8 @@ import swarm
 @pytest.mark.parametrize(
     ("module", "flags"),
     [("swarm.peer", ["--model", "--initial-peers", "--layers", "--num-layers", "--dtype", "--announce-addr",
-                     "--max-memory", "--device", "--listen", "--no-hole-punching", "--metrics-port", "--log-json"]),
+                     "--max-memory", "--device", "--listen", "--no-hole-punching", "--metrics-port", "--log-json",
+                     "--rebalance-every"]),
      ("swarm.bootstrap", ["--listen", "--identity", "--addr-file", "--initial-peers", "--relay",
                           "--relay-max-circuits", "--relay-max-per-peer", "--relay-rate-mbit", "--relay-max-duration",
                           "--log-json"]),

@@ -157,3 +157,31 @@ def test_small_swarms_choose_by_exact_throughput():
         flows = [swarm_throughput([*others, Holding(s, s + size, speed)], layers) for s in range(layers - size + 1)]
         chosen = best_start(others, layers, size, speed)
         assert flows[chosen] >= max(flows) * (1 - 1e-6)
+
+
+def test_span_size_from_memory_counts_weights_and_kv(monkeypatch):
+    """As many layers as fit --max-memory (or 90% of the free memory), each with its KV reserve."""
+    from types import SimpleNamespace
+
+    import torch
+    from transformers import Qwen3Config
+
+    import peer.main as peer_main
+    from peer.config import PeerConfig
+    from peer.memory import GB, kv_bytes_per_token, layer_sizes
+
+    config = Qwen3Config(hidden_size=64, intermediate_size=128, num_hidden_layers=8, num_attention_heads=4,
+                         num_key_value_heads=2, head_dim=16, vocab_size=128)
+    ckpt = SimpleNamespace(config=config, num_layers=8)
+    sizes = layer_sizes(config, torch.float32)
+    per_layer = max(sizes) + 1000 * kv_bytes_per_token(config, torch.float32)
+    budget_gb = 3.5 * per_layer / GB
+    pinned = PeerConfig(model="m", max_memory_gb=budget_gb, kv_reserve_tokens=1000)
+    assert peer_main.span_size(pinned, ckpt, sizes, torch.float32) == 3
+    monkeypatch.setattr(peer_main, "free_memory", lambda device: 5.9 * per_layer / peer_main.FREE_SHARE)
+    assert peer_main.span_size(PeerConfig(model="m", kv_reserve_tokens=1000), ckpt, sizes, torch.float32) == 5
+    monkeypatch.setattr(peer_main, "free_memory", lambda device: 100 * per_layer)
+    assert peer_main.span_size(PeerConfig(model="m", kv_reserve_tokens=1000), ckpt, sizes, torch.float32) == 8
+    monkeypatch.setattr(peer_main, "free_memory", lambda device: 0.5 * per_layer)
+    with pytest.raises(SpanError, match="free on cpu"):
+        peer_main.span_size(PeerConfig(model="m", kv_reserve_tokens=1000), ckpt, sizes, torch.float32)
