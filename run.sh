@@ -26,14 +26,17 @@ setup() {
     fi
 }
 
-# the multi-host tests build machines out of network namespaces with iproute2's `ip`, and the NAT tests put
-# homes behind routers that masquerade with nftables' `nft`
-need_ip() {
+# the multi-host tests build machines out of network namespaces with iproute2's `ip`, the NAT tests put
+# homes behind routers that masquerade with nftables' `nft`, and the monitor test loads the swarm page in
+# Debian's headless Chromium
+need_system_tools() {
     local missing=()
     command -v ip >/dev/null 2>&1 || missing+=(iproute2)
     command -v nft >/dev/null 2>&1 || missing+=(nftables)
+    command -v chromium-headless-shell >/dev/null 2>&1 || command -v chromium >/dev/null 2>&1 \
+        || missing+=(chromium-headless-shell)
     if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "installing ${missing[*]} (network namespaces and NATs for the multi-host tests)" >&2
+        echo "installing ${missing[*]} (network namespaces, NATs and a headless browser for the tests)" >&2
         apt-get -q update >/dev/null && apt-get install -y -q "${missing[@]}" >/dev/null
     fi
 }
@@ -47,7 +50,7 @@ case "$cmd" in
         ;;
     test)
         setup
-        need_ip
+        need_system_tools
         "$VENV/bin/ruff" check .
         echo "lines of code: $(cat swarm/*.py swarm/net/*.py peer/*.py routing/*.py models/*.py models/adapters/*.py | wc -l)"
         exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider --durations=15 "$@"

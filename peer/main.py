@@ -31,6 +31,7 @@ from peer.placement import SERVING_STATES, choose_span, layers_that_fit, parse_l
 from peer.rates import ThroughputCache
 from peer.server import PeerServer
 from swarm.errors import ConfigError, SpanError, TransportError
+from swarm.http import serve_metrics
 from swarm.net.addresses import bind_listener, check_port_free
 from swarm.net.circuits import Dialer, check_reach, serve_relayed
 from swarm.net.records import MAX_ADDRS, Identity
@@ -189,7 +190,7 @@ async def run_peer(config: PeerConfig, *, ready: Any = None, moved: Any = None, 
                                 throughput_cache=ThroughputCache())
             await server.start()
             if config.metrics_port:
-                serve_metrics(config.metrics_port, server.metrics.registry, config.listen)
+                serve_metrics(config.metrics_port, config.listen, server.metrics.registry)
             await serve_relayed(discovery.p2p, server.serve, server.gate, server.limits, punch=config.hole_punching)
             reach = await find_reach(discovery, config, server)
             server.addrs, server.reach = reach.ways, reach.kind
@@ -216,15 +217,6 @@ async def run_peer(config: PeerConfig, *, ready: Any = None, moved: Any = None, 
             await discovery.shutdown()
     finally:
         listener.close()
-
-
-def serve_metrics(port: int, registry: Any, listen: str) -> None:
-    """Prometheus metrics at http://HOST:port/metrics (a thread of prometheus-client), on the data port's host."""
-    from prometheus_client import start_http_server
-
-    host = listen.rpartition(":")[0] or "127.0.0.1"
-    start_http_server(port, addr=host, registry=registry)
-    log.info("metrics at http://%s:%d/metrics", host, port)
 
 
 async def find_reach(discovery: Any, config: PeerConfig, server: PeerServer) -> Reachability:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
 import threading
@@ -44,6 +43,7 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
 from swarm.errors import MolinkError
+from swarm.http import serve_app
 
 log = logging.getLogger("molink.api")
 
@@ -449,20 +449,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def serve(app: Any, host: str, port: int, what: str, log_level: str = "warning") -> None:
-    """Serve ``app`` with uvicorn on HOST:PORT until Ctrl-C; "api ready: URL WHAT" is printed once the port
-    listens (connections made after the line wait in its backlog until uvicorn takes them)."""
-    import signal
-    import socket
-
-    import uvicorn
-
-    sock = socket.create_server((host, port))
-    print(f"api ready: http://{host}:{sock.getsockname()[1]}/v1 {what}", flush=True)
-    # uvicorn shuts down gracefully on Ctrl-C, then raises the signal again for the handler before it: make
-    # that Python's KeyboardInterrupt (a process may have started with SIGINT at its default: death)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    with contextlib.suppress(KeyboardInterrupt):
-        uvicorn.Server(uvicorn.Config(app, log_level=log_level)).run(sockets=[sock])
+    """Serve ``app`` until Ctrl-C; "api ready: URL/v1 WHAT" is printed once the port listens."""
+    serve_app(app, host, port, "api ready: {url}/v1 " + what.replace("{", "{{").replace("}", "}}"), log_level)
 
 
 if __name__ == "__main__":

@@ -146,14 +146,14 @@ class BootstrapCollector(Collector):
 
 
 def serve_metrics(port: int, listen: str, discovery: Any, relay: RelayService | None) -> None:
-    """Prometheus metrics at http://HOST:port/metrics (a prometheus-client thread), HOST from ``listen``."""
-    from prometheus_client import CollectorRegistry, start_http_server
+    """Prometheus metrics at http://HOST:port/metrics, HOST from ``listen`` (swarm/http.py)."""
+    from prometheus_client import CollectorRegistry
+
+    from swarm.http import serve_metrics as serve_registry
 
     registry = CollectorRegistry()
     registry.register(BootstrapCollector(discovery, relay))
-    host = listen.rpartition(":")[0] or "127.0.0.1"
-    start_http_server(port, addr=host, registry=registry)
-    logger.info("metrics at http://%s:%d/metrics", host, port)
+    serve_registry(port, listen, registry)
 
 
 async def run(args: argparse.Namespace) -> None:

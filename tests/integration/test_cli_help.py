@@ -22,6 +22,7 @@ import swarm
                           "--relay-max-circuits", "--relay-max-per-peer", "--relay-rate-mbit", "--relay-max-duration",
                           "--log-json"]),
      ("swarm.status", ["--initial-peers", "--model", "--json"]),
+     ("swarm.monitor", ["--initial-peers", "--listen", "--refresh", "--log-json"]),
      ("swarm.demo", ["--prompt", "--max-new-tokens", "--api"]),
      ("swarm.api", ["--model", "--initial-peers", "--listen", "--served-name", "--route-wait-s", "--log-json"]),
      ("swarm.linkem", ["--listen", "--target", "--delay-ms", "--rate-mbit", "--jitter-ms", "--return-delay-ms"])],
