@@ -144,10 +144,16 @@ def test_garbage_and_malformed_messages_get_errors_and_the_peer_keeps_serving(ch
                                "tensor": meta}, body)
                 err = await asyncio.wait_for(ch.recv(), 10)
                 assert err is not None and err.header["code"] == code, err.header
+            # a part of the span is served (sub-span routes); layers beyond it, or an empty range, are not
             await ch.send({"type": "open", "id": 2, "session": "s2", "secret": KEY, "start": 1, "end": 5,
                            "max_length": 8, "batch": 1, "next": None})
-            err = await asyncio.wait_for(ch.recv(), 10)
-            assert err is not None and err.header["code"] == "bad_span" and err.header["id"] == 2
+            ok = await asyncio.wait_for(ch.recv(), 10)
+            assert ok is not None and ok.header["type"] == "ok" and ok.header["id"] == 2
+            for i, (start, end) in enumerate([(3, 9), (2, 2), (4, 1)]):
+                await ch.send({"type": "open", "id": 20 + i, "session": f"s2{i}", "secret": KEY, "start": start,
+                               "end": end, "max_length": 8, "batch": 1, "next": None})
+                err = await asyncio.wait_for(ch.recv(), 10)
+                assert err is not None and err.header["code"] == "bad_span" and err.header["id"] == 20 + i
             # a next hop that is no address, and a rebind to one: refused, the connection stays usable
             await ch.send({"type": "open", "id": 3, "session": "s3", "secret": KEY, "start": 0, "end": 5,
                            "max_length": 8, "batch": 1, "next": "no address at all", "next_secret": KEY,
