@@ -169,6 +169,31 @@ def test_the_examples_run_against_the_swarm_and_the_endpoint(api, bootstrap):
         assert want.strip() in proc.stdout, (script, proc.stdout)
 
 
+def test_the_web_chat_example_streams_the_answer(api, bootstrap, tmp_path):
+    """examples/web_chat.py serves its page and streams the greedy answer to a posted conversation."""
+    import json
+
+    _, _, local, tokenizer = api
+    want = local_answer(local, tokenizer, chat_ids(tokenizer))
+    script = Path(__file__).resolve().parents[2] / "examples" / "web_chat.py"
+    proc = start_process([sys.executable, str(script), "--model", str(resolve_model("smollm2-135m").path),
+                          "--initial-peers", bootstrap, "--listen", "127.0.0.1:0"], "web_chat", tmp_path, CHILD_ENV)
+    try:
+        url = proc.wait_line("web chat ready:", 180).split()[3]
+        with urllib.request.urlopen(url, timeout=30) as reply:
+            assert "Chat with the swarm" in reply.read().decode()
+        body = json.dumps({"messages": [{"role": "user", "content": QUESTION}], "max_new_tokens": NEW}).encode()
+        request = urllib.request.Request(url + "chat", data=body, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=300) as reply:
+            pieces = []
+            while chunk := reply.read1(65536):  # as the server flushes them: more than one piece means streaming
+                pieces.append(chunk.decode())
+        assert "".join(pieces).strip() == want.strip()
+        assert len(pieces) > 1, pieces
+    finally:
+        proc.stop()
+
+
 def test_errors_come_in_openai_s_shape_with_the_right_codes(api):
     client, swarm, _, _ = api
     with pytest.raises(openai.NotFoundError) as err:
