@@ -31,6 +31,7 @@ import asyncio
 import copy
 import dataclasses
 import logging
+import math
 import threading
 import warnings
 from collections.abc import Callable, Sequence
@@ -60,7 +61,7 @@ GENERATE_KWARGS = (
     "min_new_tokens", "min_length", "no_repeat_ngram_size", "bad_words_ids", "suppress_tokens",
     "begin_suppress_tokens", "min_p", "typical_p", "epsilon_cutoff", "eta_cutoff", "sequence_bias",
     "forced_eos_token_id", "exponential_decay_length_penalty", "renormalize_logits", "remove_invalid_values",
-    "return_dict_in_generate", "num_beams", "use_cache",
+    "return_dict_in_generate", "num_beams", "use_cache", "output_scores", "output_logits",
 )
 
 
@@ -180,6 +181,7 @@ class AutoDistributedModelForCausalLM:
                                        getattr(self.config, "max_position_embeddings", None))
         if (gc.num_beams or 1) > 1:
             raise ValueError("beam search (num_beams > 1) is not supported yet: use greedy decoding or sampling")
+        traced = bool(gc.return_dict_in_generate and (gc.output_scores or gc.output_logits))
         max_new = gc.max_length - prompt_len
         processors = logits_processors(gc, self.config, prompt_len, logits_processor)
         eos = eos_tensor(gc.eos_token_id)
@@ -204,55 +206,73 @@ class AutoDistributedModelForCausalLM:
             streamer.put(input_ids.cpu())
         try:
             # the whole loop runs on the client's event loop: one thread handoff per call, not per token
-            if draft is not None and not self._can_speculate(gc, groups):
-                draft = None
-            out, route = self.client.run(self._generate(
-                input_ids, groups, generators, gc, processors, eos, pad, max_new, streamer, draft, stopping))
+            if draft is not None and (traced or not self._can_speculate(gc, groups)):
+                draft = None  # scores are those of plain decoding, one step at a time
+            out, route, trace = self.client.run(self._generate(
+                input_ids, groups, generators, gc, processors, eos, pad, max_new, streamer, draft, stopping, traced))
         finally:
             if streamer is not None:
                 streamer.end()
         self.last_route = route
         if gc.return_dict_in_generate:
-            return GenerateDecoderOnlyOutput(sequences=out)  # type: ignore[return-value]
+            return GenerateDecoderOnlyOutput(  # type: ignore[return-value]
+                sequences=out, scores=trace[0] if gc.output_scores else None,
+                logits=trace[1] if gc.output_logits else None)
         return out
 
     async def _generate(
         self, input_ids: torch.LongTensor, groups: list[RowGroup], generators: list[torch.Generator | None],
         gc: GenerationConfig, processors: LogitsProcessorList, eos: torch.Tensor | None, pad: int, max_new: int,
         streamer: Any, draft: Draft | None = None, stopping: StoppingCriteriaList | None = None,
-    ) -> tuple[torch.LongTensor, Any]:
+        traced: bool = False,
+    ) -> tuple[torch.LongTensor, Any, tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]]:
         """Every group's session at once (at most ``max_row_sessions`` at a time), assembled as transformers'
-        batch: the input ids as given, then each row's new tokens, rows that ended early padded with ``pad``."""
+        batch: the input ids as given, then each row's new tokens, rows that ended early padded with ``pad``.
+        With ``traced``, also each step's processed scores and raw logits [B, V] (transformers' ``scores`` and
+        ``logits``); a row whose session ended before the longest (a padded batch) has -inf at those steps."""
         slots = asyncio.Semaphore(max(1, self.client.config.max_row_sessions))
 
-        async def one(group: RowGroup, generator: torch.Generator | None) -> tuple[torch.Tensor, Any]:
+        async def one(group: RowGroup, generator: torch.Generator | None) -> tuple[torch.Tensor, Any, list[Any]]:
             async with slots:
                 return await self._generate_group(group, input_ids[list(group.rows)], generator, gc, processors,
-                                                  eos, pad, max_new, streamer, draft, stopping)
+                                                  eos, pad, max_new, streamer, draft, stopping, traced)
 
         results = await gather_or_cancel([one(g, gen) for g, gen in zip(groups, generators, strict=True)])
-        width = max(new.shape[1] for new, _ in results)
+        width = max(new.shape[1] for new, _, _ in results)
         new_all = torch.full((input_ids.shape[0], width), pad, dtype=input_ids.dtype)
-        for group, (new, _) in zip(groups, results, strict=True):
+        for group, (new, _, _) in zip(groups, results, strict=True):
             new_all[list(group.rows), :new.shape[1]] = new
-        return torch.cat([input_ids, new_all], dim=1), results[0][1]
+        trace: tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]] = ((), ())
+        if traced:
+            vocab = results[0][2][0][0].shape[-1]
+            steps = [[torch.full((input_ids.shape[0], vocab), -math.inf) for _ in range(width)] for _ in range(2)]
+            for group, (_, _, rows) in zip(groups, results, strict=True):
+                for t, pair in enumerate(rows):
+                    for kind in range(2):
+                        steps[kind][t][list(group.rows)] = pair[kind]
+            trace = (tuple(steps[0]), tuple(steps[1]))
+        return torch.cat([input_ids, new_all], dim=1), results[0][1], trace
 
     async def _generate_group(
         self, group: RowGroup, seq: torch.LongTensor, generator: torch.Generator | None, gc: GenerationConfig,
         processors: LogitsProcessorList, eos: torch.Tensor | None, pad: int, max_new: int, streamer: Any,
-        draft: Draft | None = None, stopping: StoppingCriteriaList | None = None,
-    ) -> tuple[torch.Tensor, Any]:
+        draft: Draft | None = None, stopping: StoppingCriteriaList | None = None, traced: bool = False,
+    ) -> tuple[torch.Tensor, Any, list[tuple[torch.Tensor, torch.Tensor]]]:
         """One session's token loop. ``group.prompt`` [b, n] goes through the swarm; ``seq`` [b, T] (the rows
         as given, pads included) plus the new tokens is what the logits processors see, as in transformers.
         With a ``draft`` (one row, greedy) the tokens come in speculative rounds. Returns the new tokens [b, k]
-        (k <= max_new: fewer when every row ended) and the final route."""
+        (k <= max_new: fewer when every row ended), the final route, and with ``traced`` each step's (processed
+        scores, raw logits) [b, V]."""
         prompt = group.prompt
         unfinished = torch.ones(prompt.shape[0], dtype=torch.bool)
         new: list[torch.Tensor] = []
+        trace: list[tuple[torch.Tensor, torch.Tensor]] = []
 
         def choose(logits: torch.Tensor) -> torch.Tensor:
             """The next token of each row from its logits [b, V], as transformers chooses it."""
-            scores = processors(seq, logits)
+            scores = processors(seq, logits.clone() if traced else logits)
+            if traced:
+                trace.append((scores.clone(), logits))
             if gc.do_sample:
                 probs = torch.softmax(scores, dim=-1)
                 return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(1)
@@ -285,7 +305,7 @@ class AutoDistributedModelForCausalLM:
                     hidden = await session.step(self.head.embed(new[-1][:, None], session.position))
         finally:
             await session.close()
-        return torch.stack(new, dim=1), session.route
+        return torch.stack(new, dim=1), session.route, trace
 
     async def _speculate(self, session: Any, draft: Draft, text: Callable[[], torch.Tensor],
                          choose: Callable[[torch.Tensor], torch.Tensor], emit: Callable[[torch.Tensor], bool],

@@ -432,12 +432,15 @@ def _parity_sets(first: int, eos: int) -> list[dict[str, Any]]:
         dict(do_sample=False, eos_token_id=eos, forced_eos_token_id=eos),
         dict(do_sample=False, eos_token_id=eos, exponential_decay_length_penalty=(3, 1.5)),
         dict(do_sample=False, eos_token_id=eos, return_dict_in_generate=True),
+        dict(do_sample=False, return_dict_in_generate=True, output_scores=True, output_logits=True),
+        dict(**sample, top_k=20, return_dict_in_generate=True, output_scores=True),
     ]
 
 
 def test_generate_parity_table_with_local_transformers(swarm_and_local) -> None:
-    """19 argument sets of generate(), greedy and seeded sampling, give local transformers' tokens through the
-    swarm: the logits processors are transformers' own (routing/model.py: logits_processors)."""
+    """21 argument sets of generate(), greedy and seeded sampling, give local transformers' tokens (and, where
+    asked, its scores and logits) through the swarm: the logits processors are transformers' own
+    (routing/model.py: logits_processors)."""
     model, local = swarm_and_local
     ids = prompt(seed=6)
     greedy = local_generate(local, ids, max_new_tokens=16, do_sample=False)
@@ -449,6 +452,14 @@ def test_generate_parity_table_with_local_transformers(swarm_and_local) -> None:
         torch.manual_seed(100 + i)
         got = model.generate(ids, **kw)
         if kw.get("return_dict_in_generate"):
+            for name in ("scores", "logits"):
+                if kw.get(f"output_{name}"):
+                    mine, theirs = getattr(got, name), getattr(want, name)
+                    assert len(mine) == len(theirs) == 16, f"set {i}: {name}"
+                    for a, b in zip(mine, theirs, strict=True):
+                        torch.testing.assert_close(a, b, atol=1e-4, rtol=0, msg=f"set {i}: {name}")
+                else:
+                    assert getattr(got, name) is None
             want, got = want.sequences, got.sequences
         assert got.tolist() == want.tolist(), f"set {i}: {kw}"
     with pytest.raises(ValueError, match="beam search"):
