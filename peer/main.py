@@ -204,7 +204,12 @@ async def run_peer(config: PeerConfig, *, ready: Any = None, moved: Any = None, 
                 rebalance = asyncio.ensure_future(server.rebalance_forever(load, random.Random(), moved))
             if ready is not None:
                 ready(server)
-            await wait_for_signal()
+            stop = asyncio.ensure_future(wait_for_signal())
+            done, _ = await asyncio.wait({stop, *([rebalance] if rebalance else [])},
+                                         return_when=asyncio.FIRST_COMPLETED)
+            stop.cancel()
+            if rebalance in done and not rebalance.cancelled() and rebalance.exception() is not None:
+                raise ConfigError(f"the peer lost its span while moving it: {rebalance.exception()}")
             log.info("shutting down: draining %d sessions (at most %.0f s)", len(server.sessions),
                      config.drain_timeout_s)
             heartbeat.cancel()

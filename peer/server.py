@@ -18,6 +18,7 @@ network is unpickled.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import random
@@ -273,9 +274,11 @@ class PeerServer:
         self.span = self.engine.span = _Vacant(self.span)  # the old weights go before the new ones come
         try:
             span = await load(start, end)
-        except Exception:
-            log.exception("loading layers %d:%d failed; this peer stops serving", start, end)
-            raise
+        except Exception:  # e.g. the shards of the new layers could not be read: serve the old span again
+            log.exception("loading layers %d:%d failed; loading layers %d:%d again", start, end, *old)
+            start, end = old
+            self._announced_span = old
+            span = await load(start, end)  # if even this fails, the peer cannot serve: the error ends it
         await self._run_compute(measure_throughput, span, 0)  # a warm-up pass pages the new weights in
         self.span = self.engine.span = span
         await self.check_subspans()
@@ -309,7 +312,15 @@ class PeerServer:
                 continue
             target = move_for(records, self.identity.peer_id, self.num_layers)
             if target is not None:
-                await self.move(*target, load)
+                try:
+                    await self.move(*target, load)
+                except Exception:  # not even the old span could be loaded again: nothing left to serve
+                    log.critical("this peer has no span loaded and stops; restart it")
+                    self.state = PeerState.OFFLINE
+                    if self.discovery is not None:
+                        with contextlib.suppress(Exception):
+                            await self.discovery.withdraw(self.record(PeerState.OFFLINE), ttl=self.config.ttl_s)
+                    raise  # the process shell (peer/main.py) stops the peer
                 last_move = self.clock()
                 if on_moved is not None:
                     on_moved(self)
