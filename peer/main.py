@@ -69,8 +69,8 @@ async def choose_layers(
         n = span_size(config, ckpt, sizes, dtype)
     records = await discovery.read(ckpt.model_key) if discovery is not None else []
     start, end = choose_span(total, n, records, throughput=own_throughput(config, ckpt, n))
-    log.info("placement: layers %d:%d, where the swarm's %d serving peers give the least tokens/s per layer",
-             start, end, sum(r.state in SERVING_STATES for r in records))
+    log.info("placement: layers %d:%d, where this peer raises the swarm's throughput most (%d serving peers; "
+             "peer/placement.py)", start, end, sum(r.state in SERVING_STATES for r in records))
     return start, end
 
 
