@@ -88,17 +88,6 @@ def layer_capacity(held: Sequence[Holding], num_layers: int) -> np.ndarray:
     return np.cumsum(cap)[:num_layers]
 
 
-def coverage(records: Sequence[PeerRecord], num_layers: int) -> list[int]:
-    """How many serving peers hold each layer."""
-    counts = [0] * num_layers
-    for r in records:
-        if r.state not in SERVING_STATES:
-            continue
-        for i in range(max(r.start, 0), min(r.end, num_layers)):
-            counts[i] += 1
-    return counts
-
-
 def choose_start(capacity: Sequence[float] | np.ndarray, span_len: int) -> int:
     """The start of the window of ``span_len`` layers to serve, given each layer's capacity (see the module
     docstring: weakest layer, then total capacity, then lowest start)."""

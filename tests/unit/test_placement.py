@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from peer.placement import choose_span, coverage, layers_that_fit, parse_layers
+from peer.placement import choose_span, holdings, layers_that_fit, parse_layers
 from swarm.errors import SpanError
 from swarm.net.records import PeerState
 from tests.factories import make_peer_record
@@ -26,7 +26,8 @@ def test_gap_is_filled_first():
 
 def test_offline_peers_do_not_count():
     assert choose_span(8, 4, [rec(0, 4, state=PeerState.OFFLINE)]) == (0, 4)
-    assert coverage([rec(0, 2, state=PeerState.OFFLINE), rec(1, 3)], 4) == [0, 1, 1, 0]
+    assert holdings([rec(0, 2, state=PeerState.OFFLINE), rec(1, 3, state=PeerState.DRAINING), rec(1, 3)]) == [
+        Holding(1, 3, 100.0)]
 
 
 def test_span_longer_than_model_is_clamped():
