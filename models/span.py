@@ -213,6 +213,14 @@ class SpanModel:
             raise SessionError(f"cannot rewind a cache of {length} tokens to position {position}")
         cache.crop(position - length)  # a negative count removes that many tokens from the end
 
+    def reorder(self, cache: Any, rows: torch.Tensor) -> None:
+        """Beam search: the cache's row i becomes its row ``rows[i]`` (SessionError where the family's cache
+        holds more than per-layer keys and values: the hybrids' token-counting caches)."""
+        if type(cache) is not DynamicCache:
+            raise SessionError(f"{self.config.model_type} caches cannot be reordered: beam search is not available "
+                               "for this model")
+        cache.reorder_cache(rows.to(self.device))
+
     def forward(self, hidden: torch.Tensor, cache: Any) -> torch.Tensor:
         """Run the span on ``hidden`` ([B, T, H], positions cache_length .. +T), extending ``cache``."""
         batch, steps, _ = hidden.shape  # hidden: [B, T, H]
@@ -284,6 +292,12 @@ def model_can_rewind(config: PretrainedConfig) -> bool:
     if adapter.new_cache is not None:
         return False
     return can_rewind(DynamicCache(config=adapter.span_config(config, 0, int(config.num_hidden_layers))))
+
+
+def model_can_reorder(config: PretrainedConfig) -> bool:
+    """Whether every span of this model keeps plain per-layer caches that ``SpanModel.reorder`` can reorder
+    (the client asks before a beam search): not the hybrids' token-counting caches."""
+    return get_adapter(config).new_cache is None
 
 
 class ClientHead:

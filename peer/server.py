@@ -45,6 +45,7 @@ from peer.sessions import (
     check_addr,
     check_next_peer,
     check_open,
+    check_reorder,
     check_replay,
     check_secret,
     check_step,
@@ -66,6 +67,7 @@ from swarm.net.protocol import (
     Ping,
     Pong,
     Rebind,
+    Reorder,
     Replayed,
     Result,
     Step,
@@ -448,6 +450,8 @@ class PeerServer:
                 await self._on_close(channel, msg)
             elif isinstance(msg, Rebind):
                 await self._on_rebind(channel, msg)
+            elif isinstance(msg, Reorder):
+                await self._on_reorder(channel, msg)
             elif isinstance(msg, Ping):
                 await channel.send(self.pong(msg.id, msg.nonce).to_header())
             elif isinstance(msg, Error):
@@ -526,6 +530,18 @@ class PeerServer:
                             replay_until=msg.replay_until), body)
                 except TransportError as e:  # the replacement is unreachable: the client picks another
                     raise ProtocolError(f"next hop {msg.next} failed: {e}", code=Code.NEXT_HOP_FAILED) from e
+        await channel.send(Ok(id=msg.id).to_header())
+
+    async def _on_reorder(self, channel: Channel, msg: Reorder) -> None:
+        """Beam search: the session's rows take a new order, in its cache and its kept outputs, between steps."""
+        session = self._owned(msg.session, msg.secret)
+        async with self._locks[msg.session]:
+            rows = check_reorder(session, msg.rows, msg.position)
+            try:
+                (session.model or self.span).reorder(session.cache, rows)
+            except SessionError as e:
+                raise ProtocolError(str(e), code=Code.BAD_STEP) from e
+            session.reorder(rows)
         await channel.send(Ok(id=msg.id).to_header())
 
     async def _on_step(self, channel: Channel, msg: Step, body: bytes) -> None:

@@ -64,6 +64,12 @@ class Session:
         steps = [s for s, _ in self.history]
         self.history = list(zip(steps, first_positions([t for _, t in self.history], position), strict=False))
 
+    def reorder(self, rows: torch.Tensor) -> None:
+        """Rows of the outputs kept for replays take the order ``rows`` gives (the cache is reordered by the
+        caller); the last output no longer answers a repeated step."""
+        self.history = [(s, t.index_select(0, rows)) for s, t in self.history]
+        self.last_output = None
+
     def replay_input(self, upto_step: int) -> torch.Tensor | None:
         """The outputs of steps before ``upto_step``, joined along tokens: [B, P, H]; None if there are none."""
         parts = [t for s, t in self.history if s < upto_step]
@@ -102,6 +108,17 @@ def check_open(msg: Open, *, span: tuple[int, int], config: PeerConfig, acceptin
         raise ProtocolError(f"session {session_tag(msg.session)} is already open", code=Code.SESSION_EXISTS)
     if n_open >= config.max_sessions:
         raise ProtocolError(f"peer is full ({config.max_sessions} sessions)", code=Code.BUSY)
+
+
+def check_reorder(session: Session, rows: list[Any], position: int) -> torch.Tensor:
+    """The row order of a Reorder as a tensor, or ProtocolError: one index per row of the session, each a row
+    of it, at the session's own position."""
+    if len(rows) != session.batch or not all(type(r) is int and 0 <= r < session.batch for r in rows):
+        raise ProtocolError(f"rows must be {session.batch} row indices in 0..{session.batch - 1}",
+                            code=Code.BAD_MESSAGE)
+    if position != session.position:
+        raise ProtocolError(f"the session is at position {session.position}, not {position}", code=Code.BAD_POSITION)
+    return torch.tensor(rows, dtype=torch.long)
 
 
 def check_secret(secret: str, name: str) -> None:

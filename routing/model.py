@@ -62,6 +62,8 @@ GENERATE_KWARGS = (
     "begin_suppress_tokens", "min_p", "typical_p", "epsilon_cutoff", "eta_cutoff", "sequence_bias",
     "forced_eos_token_id", "exponential_decay_length_penalty", "renormalize_logits", "remove_invalid_values",
     "return_dict_in_generate", "num_beams", "use_cache", "output_scores", "output_logits",
+    # beam search (transformers' own _beam_search over the swarm)
+    "length_penalty", "early_stopping", "num_return_sequences",
 )
 
 
@@ -179,8 +181,15 @@ class AutoDistributedModelForCausalLM:
         prompt_len = input_ids.shape[1]
         gc = prepare_generation_config(self.generation_config, generation_config, kwargs, prompt_len,
                                        getattr(self.config, "max_position_embeddings", None))
+        if (gc.num_return_sequences or 1) > 1 and (gc.num_beams or 1) == 1:
+            raise ValueError("num_return_sequences > 1 needs beam search here (num_beams >= num_return_sequences); "
+                             "for several samples, repeat the prompt in the batch")
         if (gc.num_beams or 1) > 1:
-            raise ValueError("beam search (num_beams > 1) is not supported yet: use greedy decoding or sampling")
+            if draft is not None:
+                raise ValueError("beam search and speculative decoding (assistant_model, prompt_lookup_num_tokens) "
+                                 "do not go together")
+            return self._beam_search(input_ids, attention_mask, gc, logits_processors(
+                gc, self.config, prompt_len, logits_processor), stopping, streamer, tokenizer)
         traced = bool(gc.return_dict_in_generate and (gc.output_scores or gc.output_logits))
         max_new = gc.max_length - prompt_len
         processors = logits_processors(gc, self.config, prompt_len, logits_processor)
@@ -218,6 +227,38 @@ class AutoDistributedModelForCausalLM:
             return GenerateDecoderOnlyOutput(  # type: ignore[return-value]
                 sequences=out, scores=trace[0] if gc.output_scores else None,
                 logits=trace[1] if gc.output_logits else None)
+        return out
+
+    def _beam_search(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None, gc: GenerationConfig,
+                     processors: LogitsProcessorList, stopping: StoppingCriteriaList | None, streamer: Any,
+                     tokenizer: Any) -> Any:
+        """Beam search by transformers' own ``_beam_search``, over one session of batch x num_beams rows: the
+        host below gives it logits from the swarm, and its cache reorders become ``Reorder`` requests to every
+        hop (routing/session.py: reorder), so the beams are transformers' to the token."""
+        from models.span import model_can_reorder
+
+        if streamer is not None:
+            raise ValueError("beam search cannot stream: its beams change until the end (as in transformers)")
+        if not model_can_reorder(self.config):
+            raise ValueError(f"{self.config.model_type} caches cannot be reordered on the peers: no beam search for "
+                             "this model")
+        if attention_mask is not None and not bool(attention_mask.all()):
+            raise ValueError("beam search takes prompts of one length (no padding) through the swarm")
+        host = _BeamHost(self, gc)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # its warnings are about settings generate() already warned of
+            host._prepare_special_tokens(gc, kwargs_has_attention_mask=attention_mask is not None, device="cpu")
+            criteria = GenerationMixin._get_stopping_criteria(host, generation_config=gc,
+                                                              stopping_criteria=stopping or StoppingCriteriaList(),
+                                                              tokenizer=tokenizer)
+        beams = input_ids.repeat_interleave(gc.num_beams, dim=0)
+        host.session = self.client.run(self.client.open_session(gc.max_length, beams.shape[0]))
+        try:
+            out = host._beam_search(beams, logits_processor=processors, stopping_criteria=criteria,
+                                    generation_config=gc, synced_gpus=False, cache=_REMOTE_CACHE, use_cache=True)
+        finally:
+            self.client.run(host.session.close())
+        self.last_route = host.session.route
         return out
 
     async def _generate(
@@ -429,6 +470,44 @@ def logits_processors(gc: GenerationConfig, config: Any, prompt_len: int,
         return GenerationMixin._get_logits_processor(
             _ProcessorHost(config), generation_config=gc, input_ids_seq_length=prompt_len,
             logits_processor=given or LogitsProcessorList(), device="cpu", model_kwargs={})
+
+
+_REMOTE_CACHE = object()  # what beam search holds as "the cache": the session's, on the peers
+
+
+class _BeamHost(GenerationMixin):
+    """What transformers' ``_beam_search`` needs of a model: logits for the new tokens of every row (from one
+    session through the swarm) and a cache it can reorder (the session's rows, on every hop)."""
+
+    main_input_name = "input_ids"
+
+    def __init__(self, model: AutoDistributedModelForCausalLM, gc: GenerationConfig) -> None:
+        self.model, self.config, self.generation_config = model, model.config, gc
+        self.device = torch.device("cpu")
+        self.session: Any = None
+
+    def _logits(self, ids: torch.LongTensor) -> CausalLMOutput:
+        """Logits [rows, 1, V] after ``ids`` [rows, t], the tokens the session has not seen yet."""
+        m = self.model
+        hidden = m.client.run(self.session.step(m.head.embed(ids, self.session.position), keep=1))
+        return CausalLMOutput(logits=m.head.logits(hidden[:, -1:]))
+
+    def _prefill(self, input_ids: torch.LongTensor, generation_config: GenerationConfig, model_kwargs: dict,
+                 is_first_iteration: bool = True) -> CausalLMOutput:
+        return self._logits(input_ids)
+
+    def prepare_inputs_for_generation(self, input_ids: torch.LongTensor, **_: Any) -> dict[str, Any]:
+        return {"input_ids": input_ids[:, self.session.position:]}
+
+    def __call__(self, input_ids: torch.LongTensor, **_: Any) -> CausalLMOutput:
+        return self._logits(input_ids)
+
+    def _update_model_kwargs_for_generation(self, outputs: Any, model_kwargs: dict, **_: Any) -> dict:
+        return model_kwargs
+
+    def _reorder_cache(self, cache: Any, beam_idx: torch.Tensor) -> Any:
+        self.model.client.run(self.session.reorder(beam_idx.tolist()))
+        return cache
 
 
 class _ProcessorHost:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -52,6 +52,7 @@ from swarm.net.protocol import (
     Open,
     Ping,
     Rebind,
+    Reorder,
     Result,
     Step,
     new_secret,
@@ -211,6 +212,32 @@ class InferenceSession:
         self._rewound = False
         self.step_index += used  # a chunked prefill took one step index per chunk
         return out
+
+    async def reorder(self, rows: Sequence[int]) -> None:
+        """Beam search: row i of the session becomes what row ``rows[i]`` was, on every hop (their caches and
+        the outputs they keep for replays) and in the inputs kept here, before the next step. All hops take it
+        at once; if one cannot (gone, refused), the route is opened again and every cache rebuilt from the
+        reordered inputs, so no hop is left in the old order."""
+        rows = [int(r) for r in rows]
+        if len(rows) != self.batch or not all(0 <= r < self.batch for r in rows):
+            raise SessionError(f"reorder needs {self.batch} row indices in 0..{self.batch - 1}, got {rows}")
+        if self.closed:
+            raise SessionError("the inference session is closed")
+        if self._rewound:
+            raise SessionError("a rewound session takes a step before it can be reordered")
+        if rows == list(range(self.batch)):
+            return
+        index = torch.tensor(rows, dtype=torch.long)
+        self._inputs = [t.index_select(0, index) for t in self._inputs]
+        try:
+            await asyncio.gather(*(link.request(Reorder(session=self.session_id, secret=secret, rows=rows,
+                                                        position=self.position), self.config.request_timeout_s)
+                                   for link, secret in zip(self.links, self.secrets, strict=True)))
+        except MolinkError as e:
+            log.warning("session %s: a hop did not reorder its rows (%s); opening the route again",
+                        session_tag(self.session_id), e)
+            await self._restart()
+            self.failovers += 1
 
     def rewind(self, position: int) -> None:
         """Forget every position from ``position`` on (speculative decoding drops the rejected draft tokens):
@@ -537,6 +564,9 @@ class SyncSession:
 
     def step(self, hidden: torch.Tensor, keep: int = 0) -> torch.Tensor:
         return self._run(self.session.step(hidden, keep))
+
+    def reorder(self, rows: Sequence[int]) -> None:
+        self._run(self.session.reorder(rows))
 
     def close(self) -> None:
         self._run(self.session.close())

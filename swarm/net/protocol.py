@@ -17,6 +17,8 @@ Session flow (the peer's side is ``peer/server.py``, the client's ``routing/sess
     client -> a hop       Rebind {id, session, secret, next, next_secret, next_peer, upto_step, replay_until} -> Ok
                           (failover: the hop pushes the outputs of steps before upto_step to its new next hop
                           as one replay Step)
+    client -> every hop   Reorder {id, session, secret, rows, position} -> Ok | Error (beam search: between two
+                          steps, every hop's rows take the order given)
 
 Session capabilities: the client draws a secret for every hop of a session. A hop takes a Step, Close or
 Rebind of the session only with its own secret; the client knows every hop's secret and each hop knows only
@@ -182,7 +184,21 @@ class Rebind(Message):
     id: int = 0
 
 
-REQUESTS: tuple[type[Message], ...] = (Open, Close, Ping, Rebind)
+@dataclass(frozen=True)
+class Reorder(Message):
+    """Beam search keeps the best rows: row i of the session becomes what row ``rows[i]`` was, in the hop's
+    cache and in the outputs it keeps for replays, before any further step. ``position``: the session's
+    position, which the hop's must equal (a reorder lands between two steps, never inside one)."""
+
+    TYPE: ClassVar[str] = "reorder"
+    session: str
+    secret: str
+    rows: list[int]
+    position: int
+    id: int = 0
+
+
+REQUESTS: tuple[type[Message], ...] = (Open, Close, Ping, Rebind, Reorder)
 
 
 # ---- replies ------------------------------------------------------------------------------------------------
@@ -281,7 +297,7 @@ class Punch(Message):
     port: int
 
 
-__all__ = ["SECRET_CHARS", "new_secret", "secret_matches", "session_tag", "BUSY_CODES", "FATAL_CODES", "HOP_FAILURE_CODES", "MESSAGES", "REQUESTS", "Close", "Code", "Connect", "Dialback", "Draining",
+__all__ = ["SECRET_CHARS", "new_secret", "secret_matches", "session_tag", "BUSY_CODES", "FATAL_CODES", "HOP_FAILURE_CODES", "MESSAGES", "REQUESTS", "Reorder", "Close", "Code", "Connect", "Dialback", "Draining",
            "Error", "Joined", "Message", "Ok", "Open", "Ping", "Pong", "Punch", "Reach", "Rebind", "Relayed", "Replayed", "Result", "Step", "parse", "check_pong"]
 
 

@@ -48,8 +48,8 @@ def test_greedy_generation_matches_local(arch, layers, spans, checkpoints, swarm
 
 
 def test_batch_and_sampling_match_local(checkpoints, swarm_of, bootstrap):
-    """A batch of 2 prompts (greedy, and with an EOS that ends one row early), and seeded sampling, give the
-    same tokens as local transformers."""
+    """A batch of 2 prompts (greedy, and with an EOS that ends one row early), seeded sampling, and beam search
+    give the same tokens as local transformers."""
     path = checkpoints("llama", num_layers=5)
     swarm_of(path, ["0:3", "3:5"])
     local = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
@@ -71,3 +71,7 @@ def test_batch_and_sampling_match_local(checkpoints, swarm_of, bootstrap):
         torch.manual_seed(7)
         sampled_local = local.generate(ids[:1], attention_mask=torch.ones_like(ids[:1]), **kw)
         assert sampled.tolist() == sampled_local.tolist()
+        # beam search: transformers' own, the peers reordering the session's rows between steps
+        kw_beam = dict(max_new_tokens=12, num_beams=3, num_return_sequences=2)
+        beams = model.generate(ids, **kw_beam)
+        assert beams.tolist() == local.generate(ids, attention_mask=torch.ones_like(ids), **kw_beam).tolist()

@@ -462,5 +462,71 @@ def test_generate_parity_table_with_local_transformers(swarm_and_local) -> None:
                     assert getattr(got, name) is None
             want, got = want.sequences, got.sequences
         assert got.tolist() == want.tolist(), f"set {i}: {kw}"
-    with pytest.raises(ValueError, match="beam search"):
-        model.generate(ids, max_new_tokens=4, num_beams=2)
+
+
+
+def test_beam_search_is_transformers_own_over_the_swarm(swarm_and_local) -> None:
+    """num_beams > 1 runs transformers' _beam_search over one session of batch x beams rows whose caches the
+    peers reorder (Reorder): sequences (and scores) equal local transformers', for one prompt and a batch."""
+    model, local = swarm_and_local
+    ids = prompt(seed=6)
+    batch = torch.cat([ids, prompt(seed=9)])
+    greedy = local_generate(local, ids, max_new_tokens=16, do_sample=False)
+    eos = int(greedy[0, PROMPT_LEN + 4])
+    sets = [
+        (ids, dict(num_beams=3)),
+        (batch, dict(num_beams=4, num_return_sequences=2, length_penalty=0.5)),
+        (ids, dict(num_beams=3, eos_token_id=eos, early_stopping=True)),
+        (ids, dict(num_beams=2, do_sample=True, top_k=20)),
+        (ids, dict(num_beams=3, no_repeat_ngram_size=2, return_dict_in_generate=True, output_scores=True)),
+    ]
+    for i, (x, kw) in enumerate(sets):
+        kw = {"max_new_tokens": 12, **kw}
+        torch.manual_seed(300 + i)
+        want = local_generate(local, x, **kw)
+        torch.manual_seed(300 + i)
+        got = model.generate(x, **kw)
+        if kw.get("return_dict_in_generate"):
+            torch.testing.assert_close(got.sequences_scores, want.sequences_scores, atol=1e-4, rtol=0)
+            want, got = want.sequences, got.sequences
+        assert got.tolist() == want.tolist(), f"set {i}: {kw}"
+    with pytest.raises(ValueError, match="stream"):
+        model.generate(ids, max_new_tokens=4, num_beams=2, streamer=object())
+
+
+@pytest.mark.parametrize("when", ["before a reorder", "after a reorder"])
+def test_beam_search_survives_a_peer_dying(tmp_path, monkeypatch, when) -> None:
+    """The peer serving layers 1:4 dies at the 4th reorder: before it (the reorder fails, the route is opened
+    again and rebuilt from the reordered inputs) or just after it (the next step fails over to the spare,
+    rebuilt from the first hop's reordered history). The beams are local transformers' all the same."""
+    from routing.session import InferenceSession
+
+    path = make_tiny_checkpoint(tmp_path, "llama", num_layers=4)
+    ckpt = resolve_model(str(path))
+    net, dht = MemNetwork(), FakeDiscovery()
+    core = LoopCore(net, dht, ckpt.num_layers)
+    peers = {name: core.run(add_peer(net, dht, name, a, b, throughput=tput,
+                                     span=SpanModel.load(ckpt, a, b, dtype=torch.float32, progress=False)))
+             for name, (a, b), tput in (("p0", (0, 1), 100), ("p1", (1, 4), 1000), ("spare", (1, 4), 10))}
+    model = AutoDistributedModelForCausalLM(ckpt, ClientHead.load(ckpt), core, load_generation_config(ckpt))
+    real, count = InferenceSession.reorder, [0]
+
+    async def dying(self, rows):
+        count[0] += 1
+        if count[0] == 4 and when == "before a reorder":
+            await net.kill(peers["p1"].addr)
+        await real(self, rows)
+        if count[0] == 4 and when == "after a reorder":
+            await net.kill(peers["p1"].addr)
+
+    monkeypatch.setattr(InferenceSession, "reorder", dying)
+    ids = prompt(seed=6)
+    try:
+        want = local_generate(AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval(), ids,
+                              num_beams=3, max_new_tokens=12)
+        got = model.generate(ids, num_beams=3, max_new_tokens=12)
+        assert count[0] > 4
+        assert got.tolist() == want.tolist()
+        assert peers["spare"].identity.peer_id in model.last_route.peer_ids
+    finally:
+        model.close()

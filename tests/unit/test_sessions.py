@@ -79,3 +79,24 @@ def test_a_replay_may_come_in_chunks_before_any_other_step():
         with pytest.raises(ProtocolError) as err:
             check_replay(session, step, position, 3)
         assert err.value.code == code, (step, position)
+
+
+def test_a_reorder_names_every_row_once_per_row_at_the_session_s_position():
+    from peer.sessions import check_reorder
+
+    s = make_session(batch=3, position=7)
+    assert check_reorder(s, [2, 0, 0], 7).tolist() == [2, 0, 0]
+    for rows, position, code in [([0, 1], 7, "bad_message"), ([0, 1, 3], 7, "bad_message"),
+                                 ([0, 1, -1], 7, "bad_message"), ([0, 1, True], 7, "bad_message"),
+                                 ([0, 1, "2"], 7, "bad_message"), ([0, 1, 2], 6, "bad_position")]:
+        with pytest.raises(ProtocolError) as err:
+            check_reorder(s, rows, position)
+        assert err.value.code == code, (rows, position)
+
+
+def test_a_reorder_moves_the_kept_outputs_rows_too():
+    s = make_session(batch=2)
+    s.history = [(0, torch.tensor([[[1.0]], [[2.0]]])), (1, torch.tensor([[[3.0]], [[4.0]]]))]
+    s.last_output = (1, 1, torch.zeros(2, 1, 1))
+    s.reorder(torch.tensor([1, 1]))
+    assert [t.flatten().tolist() for _, t in s.history] == [[2.0, 2.0], [4.0, 4.0]] and s.last_output is None
