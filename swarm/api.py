@@ -323,7 +323,9 @@ def build_app(model: Any, tokenizer: Any, served: str) -> Any:
             return fail(404, str(e.args[0]), "invalid_request_error", "model", "model_not_found")
 
     def swarm_error(e: Exception) -> Any:
-        if isinstance(e, (MissingLayersError, SwarmBusyError)):
+        if isinstance(e, SwarmBusyError):  # every peer of some layers is full: try again later
+            return fail(503, str(e), "server_error", code="overloaded")
+        if isinstance(e, MissingLayersError):  # nobody serves some layers now
             return fail(503, str(e), "server_error", code="swarm_unavailable")
         log.exception("generation failed")
         return fail(500, f"{type(e).__name__}: {e}", "server_error")

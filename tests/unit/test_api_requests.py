@@ -67,3 +67,24 @@ def test_a_stream_holds_back_what_could_become_a_stop_string_or_a_character():
     assert safe_prefix("hello wor", ("world!",)) == "hello "
     assert safe_prefix("hello w", ("xyz",)) == "hello w"
     assert safe_prefix("caf\ufffd", ()) == "caf"
+
+
+@pytest.mark.parametrize(("error", "code"), [("busy", "overloaded"), ("missing", "swarm_unavailable")])
+def test_a_full_or_incomplete_swarm_is_a_503_that_says_which(error, code):
+    """Every peer of some layers busy (retry later) and layers nobody serves both answer 503, told apart by code."""
+    from fastapi.testclient import TestClient
+
+    from swarm.api import build_app
+    from swarm.errors import MissingLayersError, SwarmBusyError
+
+    class Failing:
+        def generate(self, *args, **kwargs):
+            if error == "busy":
+                raise SwarmBusyError({"ab" * 20: "198.51.100.7:31330"}, 5.0, (3, 6))
+            raise MissingLayersError([(3, 5)], model="m")
+
+    tok = Tok()
+    tok.eos_token_id = None
+    client = TestClient(build_app(Failing(), tok, "m"))
+    reply = client.post("/v1/chat/completions", json={"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+    assert reply.status_code == 503 and reply.json()["error"]["code"] == code, reply.json()
