@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import logging
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from swarm.errors import ModelNotFoundError
+
+log = logging.getLogger("molink.models")
 
 DEFAULT_CACHE = Path("~/.cache/molink/models")
 _DONE = "config.json"  # present in a finished conversion (the rename makes it all-or-nothing)
@@ -56,13 +60,22 @@ def convert_gguf(gguf_path: Path, *, cache_dir: Path | None = None) -> Path:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with open(target.parent / f"{target.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # a second process waits here, then finds the result below
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("another process is converting %s; waiting for it", gguf_path.name)
+            fcntl.flock(lock, fcntl.LOCK_EX)  # then the result is found below
         if (target / _DONE).is_file():
             return target
+        size_gb = gguf_path.stat().st_size / 2**30
+        log.info("converting %s (%.2f GB) to a float32 checkpoint in %s, once: later starts reuse it",
+                 gguf_path.name, size_gb, target)
+        began = time.monotonic()
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
         try:
             _convert_into(gguf_path, tmp)
             tmp.rename(target)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+        log.info("converted %s in %.0f s", gguf_path.name, time.monotonic() - began)
     return target
