@@ -42,7 +42,11 @@ from typing import Any
 import torch
 from transformers import GenerationConfig
 from transformers.generation.logits_process import LogitsProcessorList
-from transformers.generation.stopping_criteria import StoppingCriteriaList, StopStringCriteria
+from transformers.generation.stopping_criteria import (
+    MaxTimeCriteria,
+    StoppingCriteriaList,
+    StopStringCriteria,
+)
 from transformers.generation.utils import GenerateDecoderOnlyOutput, GenerationMixin
 from transformers.modeling_outputs import CausalLMOutput
 
@@ -63,7 +67,7 @@ GENERATE_KWARGS = (
     "forced_eos_token_id", "exponential_decay_length_penalty", "renormalize_logits", "remove_invalid_values",
     "return_dict_in_generate", "num_beams", "use_cache", "output_scores", "output_logits",
     # beam search (transformers' own _beam_search over the swarm)
-    "length_penalty", "early_stopping", "num_return_sequences",
+    "length_penalty", "early_stopping", "num_return_sequences", "max_time",
 )
 
 
@@ -181,6 +185,8 @@ class AutoDistributedModelForCausalLM:
         prompt_len = input_ids.shape[1]
         gc = prepare_generation_config(self.generation_config, generation_config, kwargs, prompt_len,
                                        getattr(self.config, "max_position_embeddings", None))
+        if gc.max_time is not None and (gc.num_beams or 1) == 1:  # beam search builds its own, as transformers
+            stopping = StoppingCriteriaList([*(stopping or []), MaxTimeCriteria(max_time=gc.max_time)])
         if (gc.num_return_sequences or 1) > 1 and (gc.num_beams or 1) == 1:
             raise ValueError("num_return_sequences > 1 needs beam search here (num_beams >= num_return_sequences); "
                              "for several samples, repeat the prompt in the batch")

@@ -494,6 +494,13 @@ def test_beam_search_is_transformers_own_over_the_swarm(swarm_and_local) -> None
         model.generate(ids, max_new_tokens=4, num_beams=2, streamer=object())
 
 
+def test_max_time_ends_generation_early(swarm_and_local) -> None:
+    """max_time (transformers' MaxTimeCriteria): with no time at all, generation stops after its first token."""
+    model, _ = swarm_and_local
+    ids = prompt(seed=6)
+    assert model.generate(ids, max_new_tokens=16, do_sample=False, max_time=0.0).shape[1] == PROMPT_LEN + 1
+
+
 @pytest.mark.parametrize("when", ["before a reorder", "after a reorder"])
 def test_beam_search_survives_a_peer_dying(tmp_path, monkeypatch, when) -> None:
     """The peer serving layers 1:4 dies at the 4th reorder: before it (the reorder fails, the route is opened
