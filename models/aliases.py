@@ -255,6 +255,17 @@ ALIAS_TABLE: tuple[Alias, ...] = (
         ("gpt-neox-20b", "EleutherAI/gpt-neox-20b"),
     ),
     *_family(
+        "gptj",
+        ("gpt-j-6b", "EleutherAI/gpt-j-6b"),
+    ),
+    *_family(
+        "codegen",
+        ("codegen-350m-mono", "Salesforce/codegen-350M-mono"),
+        ("codegen-2b-mono", "Salesforce/codegen-2B-mono"),
+        ("codegen-6b-mono", "Salesforce/codegen-6B-mono"),
+        ("codegen-16b-mono", "Salesforce/codegen-16B-mono"),
+    ),
+    *_family(
         "gpt2",
         ("gpt2", "openai-community/gpt2"),
         ("gpt2-medium", "openai-community/gpt2-medium"),

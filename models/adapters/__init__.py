@@ -20,6 +20,7 @@ from models.adapters import (  # noqa: F401  (each registers its model types)
     gpt_bigcode,
     gpt_neox,
     gpt_oss,
+    gptj,
     granite,
     granitemoe,
     helium,
