@@ -180,6 +180,9 @@ ZOO: dict[str, tuple[str, dict]] = {
         dict(ffn_dim=128, word_embed_proj_dim=32, do_layer_norm_before=False),
     ),
     "bloom": ("BloomConfig", dict(n_head=4, n_layer=5)),
+    "ministral3": ("Ministral3Config", dict(head_dim=16)),
+    "flex_olmo": ("FlexOlmoConfig", dict(num_experts=4, num_experts_per_tok=2)),
+    "bitnet": ("BitNetConfig", dict()),
     "gptj": ("GPTJConfig", dict(n_embd=64, n_head=4, n_layer=5, n_positions=256, rotary_dim=8)),
     "codegen": ("CodeGenConfig", dict(n_embd=64, n_head=4, n_layer=5, n_positions=256, n_ctx=256, rotary_dim=8)),
     # Hybrids: conv or linear-attention layers mixed with attention; span [0, 1) holds no attention layer.

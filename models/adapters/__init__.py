@@ -6,6 +6,7 @@ Each family module registers itself on import; importing it here is what makes a
 from models.adapters import (  # noqa: F401  (each registers its model types)
     apertus,
     arcee,
+    bitnet,
     bloom,
     cohere,
     cohere2,
@@ -13,6 +14,7 @@ from models.adapters import (  # noqa: F401  (each registers its model types)
     ernie4_5,
     exaone4,
     falcon,
+    flex_olmo,
     gemma,
     glm,
     glm4,
@@ -28,6 +30,7 @@ from models.adapters import (  # noqa: F401  (each registers its model types)
     lfm2,
     llama,
     ministral,
+    ministral3,
     mixtral,
     nemotron,
     olmo,
