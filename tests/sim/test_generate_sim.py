@@ -92,6 +92,14 @@ def local_generate(local: Any, ids: torch.Tensor, **kw: Any) -> torch.Tensor:
         return local.generate(ids, attention_mask=torch.ones_like(ids), **kw)
 
 
+def seeded_pair(model: Any, local: Any, ids: torch.Tensor, seed: int, **kw: Any) -> tuple[Any, Any]:
+    """(local transformers' generate(), the swarm's), each from torch's global generator seeded with ``seed``."""
+    torch.manual_seed(seed)
+    want = local_generate(local, ids, **kw)
+    torch.manual_seed(seed)
+    return want, model.generate(ids, **kw)
+
+
 def with_generation_config(model: Any, local: Any, **fields: Any) -> tuple[Any, Any]:
     """Copies of both models whose checkpoint generation config also sets ``fields``."""
     gc = GenerationConfig.from_dict({**model.generation_config.to_dict(), **fields})
@@ -447,10 +455,7 @@ def test_generate_parity_table_with_local_transformers(swarm_and_local) -> None:
     first, eos = int(greedy[0, PROMPT_LEN]), int(greedy[0, PROMPT_LEN + 3])
     for i, kw in enumerate(_parity_sets(first, eos)):
         kw = {"max_new_tokens": 16, **kw}
-        torch.manual_seed(100 + i)
-        want = local_generate(local, ids, **kw)
-        torch.manual_seed(100 + i)
-        got = model.generate(ids, **kw)
+        want, got = seeded_pair(model, local, ids, 100 + i, **kw)
         if kw.get("return_dict_in_generate"):
             for name in ("scores", "logits"):
                 if kw.get(f"output_{name}"):
@@ -482,10 +487,7 @@ def test_beam_search_is_transformers_own_over_the_swarm(swarm_and_local) -> None
     ]
     for i, (x, kw) in enumerate(sets):
         kw = {"max_new_tokens": 12, **kw}
-        torch.manual_seed(300 + i)
-        want = local_generate(local, x, **kw)
-        torch.manual_seed(300 + i)
-        got = model.generate(x, **kw)
+        want, got = seeded_pair(model, local, x, 300 + i, **kw)
         if kw.get("return_dict_in_generate"):
             torch.testing.assert_close(got.sequences_scores, want.sequences_scores, atol=1e-4, rtol=0)
             want, got = want.sequences, got.sequences
