@@ -259,6 +259,14 @@ ALIAS_TABLE: tuple[Alias, ...] = (
         ("gpt-j-6b", "EleutherAI/gpt-j-6b"),
     ),
     *_family(
+        "bitnet",  # the bf16 master weights: the main repo packs its ternary weights, which a span cannot read
+        ("bitnet-b1.58-2b-4t", "microsoft/bitnet-b1.58-2B-4T-bf16"),
+    ),
+    *_family(
+        "flex_olmo",
+        ("flexolmo-7x7b-1t", "allenai/FlexOlmo-7x7B-1T"),
+    ),
+    *_family(
         "codegen",
         ("codegen-350m-mono", "Salesforce/codegen-350M-mono"),
         ("codegen-2b-mono", "Salesforce/codegen-2B-mono"),

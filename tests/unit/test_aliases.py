@@ -44,6 +44,8 @@ def test_aliases_resolve_to_repo_ids() -> None:
 # Supported model types without an alias, each with the reason.
 FAMILIES_WITHOUT_ALIAS = {
     "granitemoeshared": "no well-known public checkpoint on the Hub to name",
+    "ministral3": "its public checkpoints (mistralai/Ministral-3-*-2512) are multimodal Mistral3ForConditionalGeneration "
+                  "models with a ministral3 text model inside: no text-only checkpoint to name",
 }
 REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 ROOT = Path(__file__).resolve().parents[2]
