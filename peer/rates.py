@@ -93,6 +93,9 @@ class ThroughputCache:
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
         self.path = Path(path) if path is not None else Path(base) / "molink" / "throughput.json"
+        # MOLINK_THROUGHPUT_CACHE=off: measure at every start and remember nothing (test swarms, whose peers
+        # must each measure themselves rather than inherit another process's figure)
+        self.off = path is None and os.environ.get("MOLINK_THROUGHPUT_CACHE", "").lower() == "off"
 
     @staticmethod
     def key(model_key: str, device: str, dtype: str) -> str:
@@ -108,10 +111,12 @@ class ThroughputCache:
         return {str(k): float(v) for k, v in data.items() if isinstance(v, (int, float)) and v > 0}
 
     def get(self, key: str) -> float | None:
-        return self._read().get(key)
+        return None if self.off else self._read().get(key)
 
     def put(self, key: str, seconds_per_layer: float) -> None:
         """Remember a figure (best effort: a read-only home only costs a measurement next time)."""
+        if self.off:
+            return
         data = self._read()
         data[key] = seconds_per_layer
         try:

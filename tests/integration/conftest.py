@@ -15,7 +15,7 @@ from tests.conftest_models import make_tiny_checkpoint
 
 # peers and clients in tests never try the network: a hub lookup fails at once instead of timing out
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-CHILD_ENV = {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+CHILD_ENV = {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "MOLINK_THROUGHPUT_CACHE": "off"}
 PEER_ARGS = ["--threads", "1", "--announce-interval", "2"]
 
 
