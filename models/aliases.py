@@ -489,6 +489,61 @@ ALIAS_TABLE: tuple[Alias, ...] = (
         ("qwen3-next-80b-a3b-instruct", "Qwen/Qwen3-Next-80B-A3B-Instruct"),
         ("qwen3-next-80b-a3b-thinking", "Qwen/Qwen3-Next-80B-A3B-Thinking"),
     ),
+    # Second wave: the newest families, older ones people still run, state-space models and hybrids.
+    *_family("dbrx", ("dbrx-base", "databricks/dbrx-base"), ("dbrx-instruct", "databricks/dbrx-instruct")),
+    *_family(
+        "deepseek_v2",
+        ("deepseek-v2-lite", "deepseek-ai/DeepSeek-V2-Lite"),
+        ("deepseek-v2-lite-chat", "deepseek-ai/DeepSeek-V2-Lite-Chat"),
+        ("deepseek-v2.5", "deepseek-ai/DeepSeek-V2.5"),
+    ),
+    *_family("deepseek_v32", ("deepseek-v3.2-exp", "deepseek-ai/DeepSeek-V3.2-Exp")),
+    *_family("dots1", ("dots.llm1-inst", "rednote-hilab/dots.llm1.inst")),
+    *_family(
+        "ernie4_5_moe",
+        ("ernie-4.5-21b-a3b", "baidu/ERNIE-4.5-21B-A3B-PT"),
+        ("ernie-4.5-300b-a47b", "baidu/ERNIE-4.5-300B-A47B-PT"),
+    ),
+    *_family(
+        "exaone",
+        ("exaone-3.5-7.8b-instruct", "LGAI-EXAONE/EXAONE-3.5-7.8B-Instruct"),
+        ("exaone-3.5-32b-instruct", "LGAI-EXAONE/EXAONE-3.5-32B-Instruct"),
+    ),
+    *_family(
+        "falcon_mamba",
+        ("falcon-mamba-7b", "tiiuae/falcon-mamba-7b"),
+        ("falcon-mamba-7b-instruct", "tiiuae/falcon-mamba-7b-instruct"),
+    ),
+    *_family("glm4_moe", ("glm-4.5-air", "zai-org/GLM-4.5-Air"), ("glm-4.5", "zai-org/GLM-4.5")),
+    *_family(
+        "gpt_neo",
+        ("gpt-neo-125m", "EleutherAI/gpt-neo-125m"),
+        ("gpt-neo-1.3b", "EleutherAI/gpt-neo-1.3B"),
+        ("gpt-neo-2.7b", "EleutherAI/gpt-neo-2.7B"),
+    ),
+    *_family(
+        "granitemoehybrid",
+        ("granite-4.0-h-tiny", "ibm-granite/granite-4.0-h-tiny"),
+        ("granite-4.0-h-small", "ibm-granite/granite-4.0-h-small"),
+    ),
+    *_family("hunyuan_v1_moe", ("hunyuan-a13b-instruct", "tencent/Hunyuan-A13B-Instruct")),
+    *_family("internlm3", ("internlm3-8b-instruct", "internlm/internlm3-8b-instruct")),
+    *_family("jetmoe", ("jetmoe-8b", "jetmoe/jetmoe-8b")),
+    *_family("kimi_linear", ("kimi-linear-48b-a3b-instruct", "moonshotai/Kimi-Linear-48B-A3B-Instruct")),
+    *_family("lfm2_moe", ("lfm2-8b-a1b", "LiquidAI/LFM2-8B-A1B")),
+    *_family("mamba", ("mamba-130m", "state-spaces/mamba-130m-hf"), ("mamba-2.8b", "state-spaces/mamba-2.8b-hf")),
+    *_family("minicpm3", ("minicpm3-4b", "openbmb/MiniCPM3-4B")),
+    *_family("minimax_m2", ("minimax-m2", "MiniMaxAI/MiniMax-M2")),
+    *_family(
+        "mpt",
+        ("mpt-7b", "mosaicml/mpt-7b"),
+        ("mpt-7b-instruct", "mosaicml/mpt-7b-instruct"),
+        ("mpt-30b", "mosaicml/mpt-30b"),
+    ),
+    *_family(
+        "persimmon", ("persimmon-8b-base", "adept/persimmon-8b-base"), ("persimmon-8b-chat", "adept/persimmon-8b-chat")
+    ),
+    *_family("phimoe", ("phi-3.5-moe-instruct", "microsoft/Phi-3.5-MoE-instruct")),
 )
 
 ALIASES: dict[str, str] = {alias.name: alias.repo_id for alias in ALIAS_TABLE}

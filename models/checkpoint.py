@@ -115,8 +115,30 @@ def fill_module(module: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
     _check_all_loaded(module)
 
 
+def _init_meta_buffers(module: nn.Module) -> None:
+    """Compute the non-persistent buffers a meta build left empty and no checkpoint holds (causal-mask tables,
+    decay tables), as from_pretrained does: the model's own ``_init_weights`` on each module that holds one.
+    Every loaded tensor is marked initialized first, so transformers' init functions leave it as read."""
+    holders = [m for m in module.modules() if any(b.is_meta for b in m.buffers(recurse=False))]
+    init = getattr(module, "_init_weights", None)
+    loaded = [t for t in [*module.parameters(), *module.buffers()] if not t.is_meta]
+    if not holders or init is None or not loaded:
+        return
+    device = loaded[0].device
+    for tensor in loaded:
+        tensor._is_hf_initialized = True
+    for holder in holders:
+        for name, buffer in list(holder.named_buffers(recurse=False)):
+            if buffer.is_meta:
+                persistent = name not in holder._non_persistent_buffers_set
+                holder.register_buffer(name, torch.empty_like(buffer, device=device), persistent=persistent)
+        with torch.no_grad():
+            init(holder)
+
+
 def _check_all_loaded(module: nn.Module) -> None:
     """ConfigError naming parameters or buffers still on the meta device (never filled)."""
+    _init_meta_buffers(module)
     left = [n for n, t in [*module.named_parameters(), *module.named_buffers()] if t.is_meta]
     if left:
         raise ConfigError(f"tensors not loaded from the checkpoint: {left[:5]}")

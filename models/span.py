@@ -39,6 +39,7 @@ from swarm.errors import ConfigError, SessionError
 
 
 def _build_on_meta(adapter: Adapter, config: PretrainedConfig, dtype: torch.dtype) -> nn.Module:
+    config.dtype = dtype  # as from_pretrained sets it: some modules read it (Apertus 1.5's xIELU parameters)
     with on_meta(), default_dtype(dtype):
         return adapter.build_base(config)
 
@@ -267,15 +268,16 @@ class SpanModel:
 
 def _renumbered(layer: nn.Module, offset: int) -> nn.Module:
     """A copy of ``layer``'s modules that shares its parameters and buffers, with every ``layer_idx`` (what
-    attention and state layers index the cache by) lowered by ``offset``."""
+    attention and state layers index the cache by; GPT-Neo's ``layer_id``) lowered by ``offset``."""
     if offset == 0:
         return layer
     shared = {id(t): t for t in itertools.chain(layer.parameters(), layer.buffers())}
     clone = copy.deepcopy(layer, shared)
     for module in clone.modules():
-        index = getattr(module, "layer_idx", None)
-        if isinstance(index, int) and not isinstance(index, bool):
-            module.layer_idx = index - offset
+        for attr in ("layer_idx", "layer_id"):  # GPT-Neo indexes its cache by layer_id
+            index = getattr(module, attr, None)
+            if isinstance(index, int) and not isinstance(index, bool):
+                setattr(module, attr, index - offset)
     return clone
 
 

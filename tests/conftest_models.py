@@ -86,6 +86,20 @@ _ZOO_PERTURB = ("norm.weight", "ln_f.weight", "ln_attn.weight", "ln_mlp.weight",
 _ZOO_COMMON = dict(_COMMON, num_hidden_layers=5, vocab_size=160)
 _MIXED = ["sliding_attention", "full_attention", "sliding_attention", "sliding_attention", "full_attention"]
 
+_SMALL = dict(  # applied where the family's config has the setting: 4 experts, top-2, narrow experts and heads
+    num_experts=4, num_local_experts=4, n_routed_experts=4, num_experts_per_tok=2, moe_topk=2, moe_intermediate_size=32,
+    shared_expert_intermediate_size=32, n_shared_experts=1, n_group=1, topk_group=1, head_dim=16, sliding_window=8,
+)
+_MLA = dict(kv_lora_rank=16, q_lora_rank=24, qk_rope_head_dim=8, qk_nope_head_dim=8, v_head_dim=16, num_key_value_heads=4)
+_HYBRID = ["linear_attention", "full_attention", "linear_attention", "full_attention", "full_attention"]
+
+
+def _small(config_cls: str, **overrides: object) -> tuple[str, dict]:
+    """A ZOO entry: ``_SMALL``'s settings the config class has (its defaults are large), then ``overrides``."""
+    defaults = getattr(transformers, config_cls)()
+    return config_cls, {**{k: v for k, v in _SMALL.items() if hasattr(defaults, k)}, **overrides}
+
+
 ZOO: dict[str, tuple[str, dict]] = {
     "llama": ("LlamaConfig", dict(tie_word_embeddings=False)),
     "mistral": ("MistralConfig", dict(sliding_window=8, tie_word_embeddings=False)),
@@ -186,6 +200,10 @@ ZOO: dict[str, tuple[str, dict]] = {
     "gptj": ("GPTJConfig", dict(n_embd=64, n_head=4, n_layer=5, n_positions=256, rotary_dim=8)),
     "codegen": ("CodeGenConfig", dict(n_embd=64, n_head=4, n_layer=5, n_positions=256, n_ctx=256, rotary_dim=8)),
     # Hybrids: conv or linear-attention layers mixed with attention; span [0, 1) holds no attention layer.
+    "lfm2_moe": _small(
+        "Lfm2MoeConfig", layer_types=["conv", "full_attention", "conv", "full_attention", "full_attention"],
+        num_dense_layers=2, initializer_range=0.2,
+    ),
     "lfm2": (
         "Lfm2Config",
         dict(layer_types=["conv", "full_attention", "conv", "full_attention", "full_attention"], conv_bias=True,
@@ -203,6 +221,83 @@ ZOO: dict[str, tuple[str, dict]] = {
         "Gemma3TextConfig",
         dict(head_dim=16, sliding_window=8, layer_types=_MIXED, final_logit_softcapping=2.0),
     ),
+    # Second wave: the newest dense and MoE families (per-layer lists mixed across split points by default).
+    "afmoe": _small("AfmoeConfig", num_dense_layers=2, mup_enabled=True, layer_types=_MIXED),
+    "apertus1p5_text": _small("Apertus1p5TextConfig"),
+    "aria_text": _small("AriaTextConfig"),
+    "axk1": _small("AXK1Config", **_MLA, head_dim=8),
+    "axk2": _small("AXK2Config", **_MLA),
+    "cohere2_moe": _small("Cohere2MoeConfig", logit_scale=0.5, layer_types=_MIXED),
+    "cwm": _small("CwmConfig", layer_types=_MIXED),
+    "dbrx": (
+        "DbrxConfig",
+        dict(d_model=64, n_heads=4, n_layers=5, max_seq_len=256, attn_config=dict(kv_n_heads=2, clip_qkv=8.0,
+             rope_theta=10000.0), ffn_config=dict(ffn_hidden_size=32, moe_num_experts=4, moe_top_k=2)),
+    ),
+    "deepseek_v2": _small("DeepseekV2Config", first_k_dense_replace=2, **_MLA),
+    "deepseek_v32": _small("DeepseekV32Config", first_k_dense_replace=2, **_MLA),
+    "diffllama": _small("DiffLlamaConfig"),
+    "doge": _small("DogeConfig"),
+    "dots1": _small("Dots1Config", first_k_dense_replace=2),
+    "ernie4_5_moe": _small("Ernie4_5_MoeConfig", moe_layer_start_index=1, moe_layer_end_index=3),
+    "exaone": _small("ExaoneConfig"),
+    "exaone_moe": _small("ExaoneMoeConfig"),
+    "flint": _small("FlintConfig", mlp_only_layers=[0, 2], layer_types=_MIXED),
+    "glm4_moe": _small("Glm4MoeConfig", first_k_dense_replace=2),
+    "glm4_moe_lite": _small("Glm4MoeLiteConfig", **_MLA),
+    "glm_moe_dsa": _small("GlmMoeDsaConfig", first_k_dense_replace=2, **_MLA),
+    "gpt_neo": (
+        "GPTNeoConfig",
+        dict(num_layers=5, attention_types=[[["global", "local"], 2], [["global"], 1]], window_size=8),
+    ),
+    "granite_swa": _small(
+        "GraniteSWAConfig", embedding_multiplier=12.0, residual_multiplier=0.22, attention_multiplier=0.05,
+        logits_scaling=4.0,
+    ),
+    "granitemoe_swa": _small(
+        "GraniteMoeSWAConfig", embedding_multiplier=12.0, residual_multiplier=0.22, logits_scaling=4.0,
+    ),
+    "hunyuan_v1_moe": _small("HunYuanMoEV1Config"),
+    "hy_v3": _small("HYV3Config"),
+    "hyperclovax": _small(
+        "HyperCLOVAXConfig", embedding_multiplier=12.0, residual_multiplier=0.22, attention_multiplier=0.05,
+        logits_scaling=0.25,
+    ),
+    "internlm3": _small("InternLM3Config"),
+    "iquestcoder": _small("IQuestCoderConfig"),
+    "jais2": _small("Jais2Config"),
+    "jetmoe": _small("JetMoeConfig"),
+    "kolibri1": _small("Kolibri1Config", layer_types=_MIXED),
+    "laguna": _small("LagunaConfig"),
+    "llama4_text": _small("Llama4TextConfig", moe_layers=[1, 3], no_rope_layers=[1, 1, 0, 1, 0], intermediate_size_mlp=96),
+    "mellum": _small("MellumConfig"),
+    "mimo_v2_flash": _small("MiMoV2FlashConfig", layer_types=_MIXED),
+    "minicpm3": _small("MiniCPM3Config", scale_emb=12.0, scale_depth=1.4, dim_model_base=16, **_MLA),
+    "minimax_m2": _small("MiniMaxM2Config"),
+    "minimax_m3_vl_text": _small("MiniMaxM3VLTextConfig"),
+    "mpt": _small("MptConfig"),
+    "nanochat": _small("NanoChatConfig", final_logit_softcapping=2.0),
+    "persimmon": _small("PersimmonConfig"),
+    "phimoe": _small("PhimoeConfig"),
+    "sarvam_mla": _small("SarvamMLAConfig", first_k_dense_replace=2, **_MLA),
+    "sarvam_moe": _small("SarvamMoEConfig", first_k_dense_replace=2),
+    "solar_open": _small("SolarOpenConfig"),
+    "youtu": _small("YoutuConfig", **_MLA, head_dim=8),
+    # State-space models and hybrids: spans [0, 1) and the like hold no attention layer.
+    "mamba": _small("MambaConfig"),
+    "falcon_mamba": _small("FalconMambaConfig"),
+    "qwen3_5_text": _small("Qwen3_5TextConfig", layer_types=_HYBRID),
+    "qwen3_5_moe_text": _small("Qwen3_5MoeTextConfig", layer_types=_HYBRID),
+    "olmo_hybrid": _small("OlmoHybridConfig", layer_types=_HYBRID),
+    "lara_mini": _small("LaraMiniConfig"),
+    "kimi_linear": _small("KimiLinearConfig", layer_types=_HYBRID, **_MLA),
+    "bailing_hybrid": _small("BailingHybridConfig", layer_types=_HYBRID, **_MLA),
+    "bamba": _small("BambaConfig", attn_layer_indices=[1, 3, 4]),
+    "granitemoehybrid": _small(
+        "GraniteMoeHybridConfig", layer_types=_HYBRID, embedding_multiplier=12.0, residual_multiplier=0.22,
+        logits_scaling=4.0,
+    ),
+
 }
 
 

@@ -4,14 +4,18 @@ Each family module registers itself on import; importing it here is what makes a
 """
 
 from models.adapters import (  # noqa: F401  (each registers its model types)
+    afmoe,
     apertus,
     arcee,
     bitnet,
     bloom,
     cohere,
     cohere2,
+    dbrx,
     deepseek_v3,
+    diffllama,
     ernie4_5,
+    exaone,
     exaone4,
     falcon,
     flex_olmo,
@@ -29,9 +33,14 @@ from models.adapters import (  # noqa: F401  (each registers its model types)
     hunyuan_v1_dense,
     lfm2,
     llama,
+    llama4,
+    llama_layout,
+    minicpm3,
     ministral,
     ministral3,
     mixtral,
+    mpt,
+    nanochat,
     nemotron,
     olmo,
     olmo2,
@@ -47,6 +56,7 @@ from models.adapters import (  # noqa: F401  (each registers its model types)
     smollm3,
     stablelm,
     starcoder2,
+    state_space,
 )
 from models.adapters.base import (
     Adapter,

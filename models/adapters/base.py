@@ -55,6 +55,13 @@ class Adapter:
     localize: Callable[[PretrainedConfig, PretrainedConfig, int, int], None] | None = None
     # A span's empty session cache from its sliced config; None: DynamicCache(config=config).
     new_cache: Callable[[PretrainedConfig], Any] | None = None
+    # Tensors outside the layers that the family's checkpoints spell otherwise than the module names them, as
+    # (checkpoint name, base-model-local name); transformers renames them with patterns anchored at the whole
+    # model's keys, which a base model loaded on its own never sees (Bailing's ``model.word_embeddings``).
+    renamed_keys: tuple[tuple[str, str], ...] = ()
+    # Where the checkpoint keeps the layers, when it names them otherwise than the module (EXAONE's
+    # ``transformer.h.{i}`` for ``layers.{i}``: renamed on load inside each layer by transformers' converters).
+    checkpoint_layers: str | None = None
     notes: str = ""  # one line for docs/models.md: what this family needed beyond the Llama layout
 
     def embed_input(self, base: nn.Module, input_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
@@ -79,7 +86,7 @@ class Adapter:
     @property
     def layer_prefix(self) -> str:
         """Checkpoint prefix of decoder layer i is ``f"{layer_prefix}{i}."``."""
-        return f"{self.base_prefix}{self.layers_attr}."
+        return self.checkpoint_layers or f"{self.base_prefix}{self.layers_attr}."
 
     @property
     def embed_key(self) -> str:
@@ -101,6 +108,7 @@ class Adapter:
         [start, start + count) loads: those layers' tensors, whatever their on-disk spelling (converted on
         load), and the other base-model tensors it has under the same name (``wanted``)."""
         pattern = re.compile(rf"^{re.escape(self.layer_prefix)}(\d+)\.(.+)$")
+        renamed = dict(self.renamed_keys)
         out: dict[str, str] = {}
         for name in names:
             match = pattern.match(name)
@@ -108,6 +116,8 @@ class Adapter:
                 index = int(match.group(1))
                 if start <= index < start + count:
                     out[name] = f"{self.layers_attr}.{index - start}.{match.group(2)}"
+            elif renamed.get(name) in wanted:
+                out[name] = renamed[name]
             elif name.startswith(self.base_prefix) and name[len(self.base_prefix):] in wanted:
                 out[name] = name[len(self.base_prefix):]
         return out

@@ -17,3 +17,11 @@ COHERE2 = register(
         notes="layer_types (sliding/full) sliced per span; logits multiplied by logit_scale on the client",
     )
 )
+COHERE2_MOE = register(
+    Adapter(
+        model_types=("cohere2_moe",),
+        build_base=base_class("Cohere2MoeModel"),
+        logits=scale_logits,
+        notes="Cohere2 with MoE layers; layer_types sliced per span; logits multiplied by logit_scale on the client",
+    )
+)

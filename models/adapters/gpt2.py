@@ -4,9 +4,13 @@ GPT2Model adds ``wpe(position_ids)`` to the token embeddings before layer 0. The
 (``embed``, with the absolute positions of the tokens it sends) and spans swap their ``wpe`` for zeros.
 With ``scale_attn_by_inverse_layer_idx`` each attention divides its scores by (layer index + 1), fixed
 at construction from the *local* index; ``prepare_span`` recomputes it from the global one.
+GPT-Neo has the same keys and positions, with local (windowed)
+and global attention chosen per layer.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import torch
 from torch import nn
@@ -48,5 +52,16 @@ GPT2 = register(
         prepare_span=global_layer_scaling,
         notes="learned positions (wpe) added on the client, zeros on spans; scale_attn_by_inverse_layer_idx "
         "recomputed from the global index",
+    )
+)
+
+GPT_NEO = register(
+    replace(
+        GPT2,
+        model_types=("gpt_neo",),
+        build_base=base_class("GPTNeoModel"),
+        prepare_span=no_positions,
+        notes="GPT-2 keys and learned positions (client adds them, spans add zeros); local/global attention by "
+        "attention_layers, sliced per span, masks rebuilt from the config",
     )
 )

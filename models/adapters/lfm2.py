@@ -35,3 +35,22 @@ LFM2 = register(
         "gives conv-only spans their length",
     )
 )
+
+
+def localize_moe(config: PretrainedConfig, sliced: PretrainedConfig, start: int, end: int) -> None:
+    """LFM2-MoE: layers < num_dense_layers (global index) are dense; as the span's local indices."""
+    sliced.num_dense_layers = min(max(int(config.num_dense_layers) - start, 0), end - start)
+
+
+LFM2_MOE = register(
+    Adapter(
+        model_types=("lfm2_moe",),
+        build_base=base_class("Lfm2MoeModel"),
+        norm_attr="embedding_norm",
+        localize=localize_moe,
+        prepare_span=install_token_count,
+        new_cache=new_token_counting_cache,
+        notes="LFM2's conv/attention hybrid by layer_types with MoE layers after num_dense_layers (global "
+        "index, localized per span); a token-counting cache gives conv-only spans their length",
+    )
+)

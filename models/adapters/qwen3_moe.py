@@ -19,3 +19,12 @@ QWEN3_MOE = register(
         "experts fused on load",
     )
 )
+FLINT = register(
+    replace(
+        QWEN2_MOE,
+        model_types=("flint",),
+        build_base=base_class("FlintModel"),
+        notes="dense layers by global index (mlp_only_layers, decoder_sparse_step) localized per span; ungated "
+        "shared expert; layer_types sliced per span",
+    )
+)

@@ -46,6 +46,18 @@ FAMILIES_WITHOUT_ALIAS = {
     "granitemoeshared": "no well-known public checkpoint on the Hub to name",
     "ministral3": "its public checkpoints (mistralai/Ministral-3-*-2512) are multimodal Mistral3ForConditionalGeneration "
                   "models with a ministral3 text model inside: no text-only checkpoint to name",
+    "llama4_text": "Llama 4's public checkpoints are multimodal (llama4): no text-only checkpoint to name",
+    "qwen3_5_text": "Qwen3.5's public checkpoints are multimodal (qwen3_5): no text-only checkpoint to name",
+    "qwen3_5_moe_text": "Qwen3.5's public checkpoints are multimodal (qwen3_5_moe): no text-only checkpoint to name",
+    "minimax_m3_vl_text": "the text model of a multimodal checkpoint: no text-only checkpoint to name",
+    "apertus1p5_text": "the text model of a multimodal checkpoint: no text-only checkpoint to name",
+    "aria_text": "Aria's public checkpoint is multimodal: no text-only checkpoint to name",
+    **{family: "no checkpoint name confirmed here (the project's machines reach no hub): give its repo id"
+       for family in ("afmoe", "axk1", "axk2", "bailing_hybrid", "bamba", "cohere2_moe", "cwm", "diffllama",
+                      "doge", "exaone_moe", "flint", "glm4_moe_lite", "glm_moe_dsa", "granite_swa",
+                      "granitemoe_swa", "hy_v3", "hyperclovax", "iquestcoder", "jais2", "kolibri1", "laguna",
+                      "lara_mini", "mellum", "mimo_v2_flash", "nanochat", "olmo_hybrid", "sarvam_mla",
+                      "sarvam_moe", "solar_open", "youtu")},
 }
 REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 ROOT = Path(__file__).resolve().parents[2]
