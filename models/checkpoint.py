@@ -117,23 +117,34 @@ def fill_module(module: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
 
 def _init_meta_buffers(module: nn.Module) -> None:
     """Compute the non-persistent buffers a meta build left empty and no checkpoint holds (causal-mask tables,
-    decay tables), as from_pretrained does: the model's own ``_init_weights`` on each module that holds one.
-    Every loaded tensor is marked initialized first, so transformers' init functions leave it as read."""
-    holders = [m for m in module.modules() if any(b.is_meta for b in m.buffers(recurse=False))]
+    muP vectors), as from_pretrained does: the model's own ``_init_weights`` on each module holding one and on
+    the modules above it (some models fill their layers' buffers from the top). Every loaded tensor is marked
+    initialized first, so transformers' init functions leave it as read. A float buffer that no init filled
+    stays NaN and is reported by ``_check_all_loaded``."""
     init = getattr(module, "_init_weights", None)
     loaded = [t for t in [*module.parameters(), *module.buffers()] if not t.is_meta]
+    names = {id(m): name for name, m in module.named_modules()}
+    holders = [m for m in module.modules() if any(b.is_meta for b in m.buffers(recurse=False))]
     if not holders or init is None or not loaded:
         return
     device = loaded[0].device
     for tensor in loaded:
         tensor._is_hf_initialized = True
+    filled: list[tuple[str, torch.Tensor]] = []
     for holder in holders:
         for name, buffer in list(holder.named_buffers(recurse=False)):
             if buffer.is_meta:
-                persistent = name not in holder._non_persistent_buffers_set
-                holder.register_buffer(name, torch.empty_like(buffer, device=device), persistent=persistent)
-        with torch.no_grad():
-            init(holder)
+                fresh = torch.full_like(buffer, float("nan") if buffer.is_floating_point() else 0, device=device)
+                holder.register_buffer(name, fresh, persistent=name not in holder._non_persistent_buffers_set)
+                filled.append((f"{names[id(holder)]}.{name}".lstrip("."), fresh))
+    holder_names = {names[id(h)] for h in holders}
+    with torch.no_grad():
+        for name, sub in module.named_modules():  # holders and every module above one, top down
+            if any(h == name or h.startswith(f"{name}.") or not name for h in holder_names):
+                init(sub)
+    unfilled = [name for name, tensor in filled if tensor.is_floating_point() and bool(tensor.isnan().any())]
+    if unfilled:
+        raise ConfigError(f"buffers no checkpoint holds and the model's init does not compute: {unfilled[:5]}")
 
 
 def _check_all_loaded(module: nn.Module) -> None:

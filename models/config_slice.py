@@ -15,7 +15,11 @@ from swarm.errors import SpanError
 
 # Lists that can be as long as the layer stack by coincidence but are not per-layer.
 _NOT_PER_LAYER = frozenset(
-    {"architectures", "bos_token_id", "eos_token_id", "pad_token_id", "mlp_only_layers"}  # (indices: localized)
+    {
+        "architectures", "bos_token_id", "eos_token_id", "pad_token_id",
+        "mlp_only_layers",  # (indices: localized)
+        "ssm_multipliers", "mlp_multipliers",  # Falcon-H1: per projection section, not per layer
+    }
 )
 
 

@@ -286,6 +286,19 @@ ZOO: dict[str, tuple[str, dict]] = {
     # State-space models and hybrids: spans [0, 1) and the like hold no attention layer.
     "mamba": _small("MambaConfig"),
     "falcon_mamba": _small("FalconMambaConfig"),
+    "jamba": _small(
+        "JambaConfig", attn_layer_period=3, attn_layer_offset=1, expert_layer_period=2, expert_layer_offset=1,
+        mamba_d_state=8, mamba_expand=2,
+    ),
+    "nemotron_h": _small(
+        "NemotronHConfig", layers_block_type=["linear_attention", "moe", "full_attention", "mlp", "linear_attention"],
+        mamba_num_heads=8, mamba_head_dim=16, n_groups=1, ssm_state_size=16,
+    ),
+    "mamba2": _small("Mamba2Config", num_heads=8, head_dim=16, expand=2, n_groups=1, state_size=16),
+    "falcon_h1": _small(
+        "FalconH1Config", mamba_d_ssm=64, mamba_n_heads=4, mamba_d_head=16, mamba_d_state=16, embedding_multiplier=3.0,
+        lm_head_multiplier=0.5,
+    ),
     "qwen3_5_text": _small("Qwen3_5TextConfig", layer_types=_HYBRID),
     "qwen3_5_moe_text": _small("Qwen3_5MoeTextConfig", layer_types=_HYBRID),
     "olmo_hybrid": _small("OlmoHybridConfig", layer_types=_HYBRID),

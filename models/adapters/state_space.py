@@ -6,17 +6,22 @@ Such layers keep no keys and no length, and a span may hold no attention layer a
 their length from models/adapters/token_count.py. Failover rebuilds a state by replaying the session's
 inputs in one step (the chunked scan instead of the per-token recurrence: equal up to float rounding).
 
-- Mamba and Falcon-Mamba: keys ``backbone.{embeddings,layers.{i},norm_f}``; no attention anywhere.
+- Mamba, Mamba-2 and Falcon-Mamba: keys ``backbone.{embeddings,layers.{i},norm_f}``; no attention anywhere.
 - Qwen3.5, OLMo-Hybrid, Lara, Kimi-Linear, Bailing-Hybrid: gated DeltaNet (or KDA / Lightning) layers and
   attention chosen per layer by ``layer_types``, which slice_config cuts per span.
 - Bamba: Mamba-2 layers, attention where ``attn_layer_indices`` (global indices, localized per span) says.
 - Granite-4 (granitemoehybrid): Bamba-like layers with Granite's multipliers.
+- Jamba: Mamba and attention layers, dense and MoE MLPs, by period and offset of the global index.
+- Nemotron-H: Mamba-2, attention, MLP and MoE blocks, one per layer, by ``layers_block_type``.
+- Falcon-H1: attention and Mamba-2 in parallel in every layer; embedding and LM-head multipliers on the client.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
+import torch
+from torch import nn
 from transformers import PretrainedConfig
 
 from models.adapters.base import Adapter, base_class, register
@@ -116,5 +121,72 @@ GRANITEMOEHYBRID = register(
         logits=scaled_logits,
         notes=f"Granite 4: Mamba-2/attention hybrid by layer_types, MoE layers; Granite multipliers (embedding on "
         f"the client only, logits scaling); {_TOKEN_COUNT}",
+    )
+)
+
+
+def falcon_h1_embed(base: nn.Module, input_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """FalconH1Model multiplies looked-up embeddings (never given ones) by ``embedding_multiplier``."""
+    return base.embed_tokens(input_ids) * base.embedding_multiplier  # [B, T] -> [B, T, H]
+
+
+def falcon_h1_logits(config: PretrainedConfig, logits: torch.Tensor) -> torch.Tensor:
+    return logits * config.lm_head_multiplier
+
+
+FALCON_H1 = register(
+    replace(
+        _COUNTED,
+        model_types=("falcon_h1",),
+        build_base=base_class("FalconH1Model"),
+        norm_attr="final_layernorm",
+        embed=falcon_h1_embed,
+        logits=falcon_h1_logits,
+        notes="attention and Mamba-2 side by side in every layer, muP multipliers inside layers; embedding and "
+        f"LM-head multipliers on the client; {_TOKEN_COUNT}",
+    )
+)
+
+register(
+    replace(
+        _COUNTED,
+        model_types=("mamba2",),
+        build_base=base_class("Mamba2Model"),
+        base_prefix="backbone.",
+        embed_attr="embeddings",
+        norm_attr="norm_f",
+        notes=f"keys backbone.embeddings / layers.{{i}} / norm_f; Mamba-2 (SSD) layers only; {_TOKEN_COUNT}",
+    )
+)
+
+
+def localize_jamba(config: PretrainedConfig, sliced: PretrainedConfig, start: int, end: int) -> None:
+    """Jamba picks attention and MoE layers by ``i % period == offset`` over global indices: shift the offsets."""
+    sliced.attn_layer_offset = (int(config.attn_layer_offset) - start) % int(config.attn_layer_period)
+    sliced.expert_layer_offset = (int(config.expert_layer_offset) - start) % int(config.expert_layer_period)
+
+
+JAMBA = register(
+    replace(
+        _COUNTED,
+        model_types=("jamba",),
+        build_base=base_class("JambaModel"),
+        norm_attr="final_layernorm",
+        localize=localize_jamba,
+        notes="Mamba/attention hybrid with MoE layers, both chosen by period and offset of the global index "
+        f"(offsets shifted per span); final norm is final_layernorm; {_TOKEN_COUNT}",
+    )
+)
+
+NEMOTRON_H = register(
+    replace(
+        _COUNTED,
+        model_types=("nemotron_h",),
+        build_base=base_class("NemotronHModel"),
+        base_prefix="backbone.",
+        embed_attr="embeddings",
+        norm_attr="norm_f",
+        notes="keys backbone.embeddings / layers.{i} / norm_f; Mamba-2, attention, MLP and MoE blocks by "
+        f"layers_block_type, sliced per span; {_TOKEN_COUNT}",
     )
 )
