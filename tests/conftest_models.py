@@ -246,6 +246,8 @@ ZOO: dict[str, tuple[str, dict]] = {
     "glm4_moe": _small("Glm4MoeConfig", first_k_dense_replace=2),
     "glm4_moe_lite": _small("Glm4MoeLiteConfig", **_MLA),
     "glm_moe_dsa": _small("GlmMoeDsaConfig", first_k_dense_replace=2, **_MLA),
+    "xglm": ("XGLMConfig", dict(d_model=64, attention_heads=4, num_layers=5, ffn_dim=128, max_position_embeddings=256)),
+    "biogpt": ("BioGptConfig", dict(scale_embedding=True)),
     "gpt_neo": (
         "GPTNeoConfig",
         dict(num_layers=5, attention_types=[[["global", "local"], 2], [["global"], 1]], window_size=8),

@@ -57,6 +57,7 @@ from models.adapters import (  # noqa: F401  (each registers its model types)
     stablelm,
     starcoder2,
     state_space,
+    xglm,
 )
 from models.adapters.base import (
     Adapter,
