@@ -217,6 +217,11 @@ ZOO: dict[str, tuple[str, dict]] = {
              linear_num_value_heads=4, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32,
              shared_expert_intermediate_size=32, decoder_sparse_step=2, mlp_only_layers=[4]),
     ),
+    "gemma4_text": (
+        "Gemma4TextConfig",
+        dict(head_dim=16, global_head_dim=32, sliding_window=8, layer_types=_MIXED, final_logit_softcapping=2.0,
+             hidden_size_per_layer_input=0, num_kv_shared_layers=0),
+    ),
     "gemma3_text": (
         "Gemma3TextConfig",
         dict(head_dim=16, sliding_window=8, layer_types=_MIXED, final_logit_softcapping=2.0),
@@ -303,6 +308,12 @@ ZOO: dict[str, tuple[str, dict]] = {
     ),
     "qwen3_5_text": _small("Qwen3_5TextConfig", layer_types=_HYBRID),
     "qwen3_5_moe_text": _small("Qwen3_5MoeTextConfig", layer_types=_HYBRID),
+    # Layer 0 full: transformers' own incremental decoding miscounts positions when layer 0 is linear (spans
+    # whose first layer is linear count their tokens; the 0:2, 2:3, 3:5 and 1:3 spans here start with one).
+    "minimax": _small(
+        "MiniMaxConfig",
+        layer_types=["full_attention", "linear_attention", "linear_attention", "full_attention", "linear_attention"],
+    ),
     "olmo_hybrid": _small("OlmoHybridConfig", layer_types=_HYBRID),
     "lara_mini": _small("LaraMiniConfig"),
     "kimi_linear": _small("KimiLinearConfig", layer_types=_HYBRID, **_MLA),

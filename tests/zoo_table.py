@@ -23,9 +23,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from transformers.models.auto.modeling_auto import MODEL_MAPPING_NAMES
+import transformers
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_MAPPING_NAMES
 
-from models.adapters import Adapter, registered_adapters
+from models.adapters import Adapter, refused_model_types, registered_adapters
 from tests.conftest_models import ZOO, zoo_model_type
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,16 +35,6 @@ RESULTS = ROOT / "docs" / "zoo-results.json"
 MATRICES = ["tests/unit/test_zoo_local.py", "tests/integration/test_zoo_swarm.py"]
 HALF = ("bfloat16", "float16")
 TOLERANCE = 1e-4
-
-# Families transformers has that molink does not serve, and why (listed on the generated page too).
-NOT_SUPPORTED = {
-    "mamba, mamba2, falcon_mamba, jamba, granitemoehybrid, falcon_h1, bamba, zamba, zamba2, nemotron_h": (
-        "state-space (Mamba) layers: not attempted yet (per-span state as for lfm2 and qwen3_next, untested)"
-    ),
-    "encoder-decoder (t5, bart, ...), multimodal (llava, gemma3 4b+, qwen2_vl, ...)": (
-        "not decoder-only text models: out of scope for layer-span serving"
-    ),
-}
 
 _HEADER = """# Supported models
 
@@ -130,15 +121,23 @@ def render(results: dict) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [_row(row, adapters[zoo_model_type(row)], results.get(row, {})) for row in sorted(ZOO)]
-    lines += ["", "## Not supported", ""]
-    lines += [f"- {families}: {why}" for families, why in NOT_SUPPORTED.items()]
+    refused = refused_model_types()
+    lines += ["", "## Cannot be served", "",
+              "A peer asked to serve one of these model types exits with this reason (`models/adapters/refused.py`):",
+              ""]
+    lines += [f"- `{model_type}`: {why}" for model_type, why in refused.items()]
+    refusing = sorted(t for t, adapter in adapters.items() if adapter.refuse is not None)
+    lines += ["", "Some variants of supported families are refused the same way, with the reason: "
+              + ", ".join(f"`{t}` ({_hook(adapters[t].refuse, '-')})" for t in refusing) + "."]
+    rest = sorted(set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES) - set(adapters) - set(refused))
+    lines += ["", f"Other causal-LM model types of transformers {transformers.__version__} are not adapted yet (a peer "
+              "says so and lists the supported ones): " + ", ".join(f"`{t}`" for t in rest) + "."]
     return "\n".join(lines) + "\n"
 
 
 def run() -> int:
     """Run both matrices recording their results; on success store them and render the page."""
     import torch
-    import transformers
 
     with tempfile.TemporaryDirectory() as tmp:
         target = Path(tmp) / "results.json"

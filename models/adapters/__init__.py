@@ -52,6 +52,7 @@ from models.adapters import (  # noqa: F401  (each registers its model types)
     qwen2_moe,
     qwen3_moe,
     qwen3_next,
+    refused,
     seed_oss,
     smollm3,
     stablelm,
@@ -62,9 +63,12 @@ from models.adapters import (  # noqa: F401  (each registers its model types)
 from models.adapters.base import (
     Adapter,
     get_adapter,
+    refused_model_types,
     register,
     registered_adapters,
     supported_model_types,
 )
 
-__all__ = ["Adapter", "get_adapter", "register", "registered_adapters", "supported_model_types"]
+__all__ = [
+    "Adapter", "get_adapter", "refused_model_types", "register", "registered_adapters", "supported_model_types",
+]

@@ -62,6 +62,9 @@ class Adapter:
     # Where the checkpoint keeps the layers, when it names them otherwise than the module (EXAONE's
     # ``transformer.h.{i}`` for ``layers.{i}``: renamed on load inside each layer by transformers' converters).
     checkpoint_layers: str | None = None
+    # Why this config cannot be served although its family can (a variant whose layers need more than hidden
+    # states, e.g. Gemma 4's per-layer token inputs); None: it can. get_adapter refuses it with that reason.
+    refuse: Callable[[PretrainedConfig], str | None] | None = None
     notes: str = ""  # one line for docs/models.md: what this family needed beyond the Llama layout
 
     def embed_input(self, base: nn.Module, input_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
@@ -165,12 +168,31 @@ def registered_adapters() -> dict[str, Adapter]:
     return {name: _REGISTRY[name] for name in sorted(_REGISTRY)}
 
 
+_REFUSED: dict[str, str] = {}
+
+
+def refuse(reasons: dict[str, str]) -> None:
+    """Record model types that cannot be served, each with the reason (docs/models.md lists them)."""
+    _REFUSED.update(reasons)
+
+
+def refused_model_types() -> dict[str, str]:
+    """model type -> why it cannot be served, sorted by model type."""
+    return {name: _REFUSED[name] for name in sorted(_REFUSED)}
+
+
 def get_adapter(config: PretrainedConfig) -> Adapter:
-    """The adapter for ``config.model_type``; UnsupportedModelError for a family without one."""
+    """The adapter for ``config.model_type``; UnsupportedModelError for a family without one (with the reason
+    where the family cannot be served) or a config its adapter refuses."""
     model_type = getattr(config, "model_type", None)
     adapter = _REGISTRY.get(model_type or "")
     if adapter is None:
+        if model_type in _REFUSED:
+            raise UnsupportedModelError(f"model type {model_type!r} cannot be served: {_REFUSED[model_type]}")
         raise UnsupportedModelError(
             f"model type {model_type!r} has no adapter; supported: {', '.join(supported_model_types())}"
         )
+    reason = adapter.refuse(config) if adapter.refuse is not None and hasattr(config, "to_dict") else None
+    if reason:
+        raise UnsupportedModelError(f"this {model_type} model cannot be served: {reason}")
     return adapter

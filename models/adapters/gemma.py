@@ -66,3 +66,27 @@ VAULTGEMMA = register(
         notes="Gemma 2 recipe: scaled embedding on the client; layer_types sliced per span; final logit softcapping",
     )
 )
+
+
+def gemma4_refuse(config: PretrainedConfig) -> str | None:
+    """Gemma 4 variants whose layers need more than the hidden state cannot be split into spans."""
+    if getattr(config, "hidden_size_per_layer_input", 0):
+        return ("its layers take per-layer inputs computed from the token ids (hidden_size_per_layer_input > 0), "
+                "which a span never sees: only hidden states cross the wire")
+    if getattr(config, "num_kv_shared_layers", 0):
+        return ("its last num_kv_shared_layers layers read the keys and values of earlier layers, which may sit in "
+                "another peer's cache")
+    return None
+
+
+GEMMA4_TEXT = register(
+    Adapter(
+        model_types=("gemma4_text",),
+        init_buffers=embed_scale,
+        build_base=base_class("Gemma4TextModel"),
+        logits=softcap_logits,
+        refuse=gemma4_refuse,
+        notes="scaled embedding on the client; layer_types (and per-type head sizes) sliced per span; final logit "
+        "softcapping; variants with per-layer token inputs or shared KV layers refused",
+    )
+)

@@ -26,7 +26,7 @@ from transformers import PretrainedConfig
 
 from models.adapters.base import Adapter, base_class, register
 from models.adapters.granite import multiplied_embed, no_input_scaling, scaled_logits
-from models.adapters.token_count import install_token_count, new_token_counting_cache
+from models.adapters.token_count import MiniMaxCountingCache, install_token_count, new_token_counting_cache
 
 _COUNTED = Adapter(
     model_types=(),
@@ -188,5 +188,16 @@ NEMOTRON_H = register(
         norm_attr="norm_f",
         notes="keys backbone.embeddings / layers.{i} / norm_f; Mamba-2, attention, MLP and MoE blocks by "
         f"layers_block_type, sliced per span; {_TOKEN_COUNT}",
+    )
+)
+
+MINIMAX = register(
+    replace(
+        _COUNTED,
+        model_types=("minimax",),
+        build_base=base_class("MiniMaxModel"),
+        new_cache=MiniMaxCountingCache,
+        notes="lightning (linear) attention/full attention hybrid by layer_types, MoE in every layer; MiniMax's "
+        "own cache with a token count",
     )
 )

@@ -14,6 +14,7 @@ from typing import Any
 from torch import nn
 from transformers import DynamicCache, PretrainedConfig
 from transformers.cache_utils import CacheLayerMixin
+from transformers.models.minimax.modeling_minimax import MiniMaxCache
 
 
 class TokenCountingCache(DynamicCache):
@@ -37,6 +38,25 @@ class TokenCountingCache(DynamicCache):
         return self.seen_tokens + query_length, 0  # the (unused) full-attention mask of a span without one
 
 
+class MiniMaxCountingCache(MiniMaxCache):
+    """MiniMax's own cache (its lightning-attention layers keep their state in ``linear_cache``, and MiniMaxModel
+    accepts no other class), with its length counted: its lazily made layers cannot tell it when the span's
+    first layer is a linear one."""
+
+    def __init__(self, config: PretrainedConfig) -> None:
+        super().__init__()
+        self.seen_tokens = 0
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return self.seen_tokens
+
+    def get_mask_sizes(self, query_length: int, layer_idx: int) -> tuple[int, int]:
+        return self.seen_tokens + query_length, 0  # full attention over every token seen
+
+
+COUNTING_CACHES = (TokenCountingCache, MiniMaxCountingCache)
+
+
 def new_token_counting_cache(config: PretrainedConfig) -> TokenCountingCache:
     return TokenCountingCache(config)
 
@@ -45,7 +65,7 @@ def count_tokens(module: nn.Module, args: tuple, kwargs: dict[str, Any], output:
     """Forward hook on a span's base model: the tokens just run are now in its cache."""
     cache = kwargs.get("cache", kwargs.get("past_key_values"))
     hidden = kwargs.get("inputs_embeds")
-    if isinstance(cache, TokenCountingCache) and hidden is not None:
+    if isinstance(cache, COUNTING_CACHES) and hidden is not None:
         cache.seen_tokens += int(hidden.shape[1])  # hidden: [B, T, H]
 
 

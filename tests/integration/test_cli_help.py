@@ -99,3 +99,19 @@ def test_bootstrap_refuses_bad_relay_limits(flags, message):
     """Checked before the DHT daemon starts: one error line and exit code 1, no traceback."""
     proc = run_cli(sys.executable, "-m", "swarm.bootstrap", "--relay", *flags)
     assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_a_peer_refuses_a_model_type_it_cannot_serve_with_the_reason(tmp_path: Path) -> None:
+    """A real checkpoint of a refused family: the peer exits 2 naming the type and why, before joining a swarm."""
+    import transformers
+    from transformers import AutoModelForCausalLM
+
+    config = transformers.RecurrentGemmaConfig(
+        hidden_size=64, num_attention_heads=4, num_key_value_heads=2, intermediate_size=128, num_hidden_layers=3,
+        vocab_size=160, lru_width=64, head_dim=16,
+    )
+    AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path / "recurrent-gemma")
+    proc = subprocess.run([sys.executable, "-m", "swarm.peer", "--model", str(tmp_path / "recurrent-gemma")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert "model type 'recurrent_gemma' cannot be served: its recurrent blocks keep their state" in proc.stderr
