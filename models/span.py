@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+from dataclasses import dataclass
 from collections.abc import Sequence
 from typing import Any
 
@@ -71,29 +72,73 @@ def _load_base(
 ) -> nn.Module:
     """A base model from ``config`` whose local layer j is checkpoint layer start + j, weights filled."""
     check_float_weights(ckpt)
+    base = _meta_base(adapter, config, start, dtype=dtype, keep_ends=keep_ends)
+    _fresh_rotary(adapter, base, device)
+    if adapter.init_buffers is not None:
+        adapter.init_buffers(base, device)
+    reads = _reads(ckpt, adapter, base, start)
+    if has_conversions(base):  # e.g. MoE experts stored one by one, fused in memory
+        try:
+            fill_converted(base, ckpt, reads, dtype=dtype, device=device)
+        except ConfigError as e:
+            raise ConfigError(f"{desc} (local layer j is layer {start} + j): {e}") from e
+    else:
+        tensors = read_tensors(ckpt, list(reads), dtype=dtype, device=device, progress=progress, desc=desc)
+        fill_module(base, {local: tensors[name] for name, local in reads.items()})
+    base.config.dtype = dtype
+    return base.eval()
+
+
+def _meta_base(
+    adapter: Adapter, config: PretrainedConfig, start: int, *, dtype: torch.dtype, keep_ends: bool
+) -> nn.Module:
+    """The base model on the meta device; without ``keep_ends`` as a span has it (no embedding, no final norm)."""
     base = _build_on_meta(adapter, config, dtype)
     if not keep_ends:
         setattr(base, adapter.embed_attr, None)  # the client embeds
         setattr(base, adapter.norm_attr, nn.Identity())  # the client runs the final norm
         if adapter.prepare_span is not None:
             adapter.prepare_span(base, start)  # input steps already done once by the client's embed
-    _fresh_rotary(adapter, base, device)
-    if adapter.init_buffers is not None:
-        adapter.init_buffers(base, device)
-    if has_conversions(base):  # e.g. MoE experts stored one by one, fused in memory
-        wanted = set(base.state_dict())
-        names = adapter.local_names(checkpoint_names(ckpt), start, int(config.num_hidden_layers), wanted)
-        try:
-            fill_converted(base, ckpt, names, dtype=dtype, device=device)
-        except ConfigError as e:
-            raise ConfigError(f"{desc} (local layer j is layer {start} + j): {e}") from e
-    else:
-        local_names = list(base.state_dict().keys())
-        names = [adapter.checkpoint_key(n, start) for n in local_names]
-        tensors = read_tensors(ckpt, names, dtype=dtype, device=device, progress=progress, desc=desc)
-        fill_module(base, {local: tensors[name] for local, name in zip(local_names, names, strict=True)})
-    base.config.dtype = dtype
-    return base.eval()
+    return base
+
+
+def _reads(ckpt: Checkpoint, adapter: Adapter, base: nn.Module, start: int) -> dict[str, str]:
+    """Checkpoint name -> base-model-local name of every tensor ``base`` (layers start.. of the checkpoint) reads.
+    Families that transformers converts on load read their on-disk spelling (per-expert tensors, old names)."""
+    if has_conversions(base):
+        count = int(base.config.num_hidden_layers)
+        return adapter.local_names(checkpoint_names(ckpt), start, count, set(base.state_dict()))
+    return {adapter.checkpoint_key(local, start): local for local in base.state_dict()}
+
+
+@dataclass(frozen=True)
+class SpanPlan:
+    """What loading a span would read: ``reads`` maps checkpoint tensor names to the span's module names as
+    on disk (before transformers' conversions); ``tensors`` is every tensor name the built span holds."""
+
+    reads: dict[str, str]
+    tensors: frozenset[str]
+
+
+def planned_reads(ckpt: Checkpoint, start: int, end: int) -> SpanPlan:
+    """What ``SpanModel.load(ckpt, start, end)`` would read, without reading anything, from a meta build (a
+    600B model's span plans in a second and no memory)."""
+    adapter = get_adapter(ckpt.config)
+    base = _meta_base(adapter, adapter.span_config(ckpt.config, start, end), start, dtype=torch.float32,
+                      keep_ends=False)
+    return SpanPlan(_reads(ckpt, adapter, base, start), frozenset(base.state_dict()))
+
+
+def planned_client_reads(ckpt: Checkpoint) -> set[str]:
+    """The checkpoint tensors ``ClientHead.load`` reads: embeddings, final norm and the LM head (unless tied)."""
+    adapter = get_adapter(ckpt.config)
+    base = _meta_base(adapter, empty_config(ckpt.config), 0, dtype=torch.float32, keep_ends=True)
+    reads = set(_reads(ckpt, adapter, base, 0))
+    if adapter.head_bias_key is not None:
+        reads.add(adapter.head_bias_key)
+    if _has_own_head(ckpt, adapter):
+        reads.add(adapter.head_key)
+    return reads
 
 
 class SpanModel:
