@@ -16,11 +16,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
 import transformers
+from safetensors.torch import save_file
 from transformers import AutoModelForCausalLM
 from transformers.conversion_mapping import get_model_conversion_mapping
-from transformers.core_model_loading import WeightConverter, WeightRenaming, rename_source_key, revert_weight_conversion
+from transformers.core_model_loading import (
+    WeightConverter,
+    WeightRenaming,
+    rename_source_key,
+    revert_weight_conversion,
+)
 
 from models.source import resolve_model
 from models.span import planned_client_reads, planned_reads
