@@ -275,6 +275,8 @@ class SpanModel:
         positions = torch.arange(past, past + steps, device=device)  # [T]
         position_ids = positions.unsqueeze(0).expand(batch, -1)  # [B, T]
         attention_mask = torch.ones(batch, past + steps, dtype=torch.long, device=device)  # [B, past + T]
+        if get_adapter(self.config).mask_free:
+            attention_mask = None
         with torch.inference_mode():
             out = self.base(
                 inputs_embeds=hidden,

@@ -62,6 +62,9 @@ class Adapter:
     # Where the checkpoint keeps the layers, when it names them otherwise than the module (EXAONE's
     # ``transformer.h.{i}`` for ``layers.{i}``: renamed on load inside each layer by transformers' converters).
     checkpoint_layers: str | None = None
+    # The base model multiplies hidden states by the 2-D attention mask as given (Mamba's padding mask), so a
+    # mask over past and new tokens would broadcast the new ones over the past: spans pass none (no padding).
+    mask_free: bool = False
     # Why this config cannot be served although its family can (a variant whose layers need more than hidden
     # states, e.g. Gemma 4's per-layer token inputs); None: it can. get_adapter refuses it with that reason.
     refuse: Callable[[PretrainedConfig], str | None] | None = None

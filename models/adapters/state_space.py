@@ -48,6 +48,7 @@ for _model_type, _base, _what in (
             base_prefix="backbone.",
             embed_attr="embeddings",
             norm_attr="norm_f",
+            mask_free=True,
             notes=f"keys backbone.embeddings / layers.{{i}} / norm_f; {_what}; conv and SSM states in the span's "
             f"cache; {_TOKEN_COUNT}",
         )
