@@ -9,7 +9,7 @@ the peers in the DHT and stream hidden states to them over the wire like to any 
 
     python -m tests.integration.zoo_host --initial-peer ADDR --layers 1:3 DIR[@DTYPE] [DIR[@DTYPE] ...]
 
-Prints ``zoo host ready: N servers`` once all are announced; SIGTERM withdraws and stops them all.
+Prints ``zoo host ready: N servers, layers A:B, at ADDR ...`` once all are announced; SIGTERM withdraws and stops them all.
 """
 
 from __future__ import annotations
@@ -53,7 +53,8 @@ async def serve(initial_peer: str, layers: str, entries: list[str], announce_int
             await server.start()
             await announce_first(discovery, server, config)
         beats = [asyncio.ensure_future(server.heartbeat_forever()) for server in servers]
-        print(f"zoo host ready: {len(servers)} servers, layers {layers}", flush=True)
+        addrs = " ".join(server.addr for server in servers)
+        print(f"zoo host ready: {len(servers)} servers, layers {layers}, at {addrs}", flush=True)
         await wait_for_signal()
     finally:
         for beat in beats:
