@@ -490,6 +490,7 @@ ALIAS_TABLE: tuple[Alias, ...] = (
         ("qwen3-next-80b-a3b-thinking", "Qwen/Qwen3-Next-80B-A3B-Thinking"),
     ),
     # Second wave: the newest families, older ones people still run, state-space models and hybrids.
+    *_family("biogpt", ("biogpt", "microsoft/biogpt"), ("biogpt-large", "microsoft/BioGPT-Large")),
     *_family("dbrx", ("dbrx-base", "databricks/dbrx-base"), ("dbrx-instruct", "databricks/dbrx-instruct")),
     *_family(
         "deepseek_v2",
@@ -514,6 +515,12 @@ ALIAS_TABLE: tuple[Alias, ...] = (
         ("falcon-mamba-7b", "tiiuae/falcon-mamba-7b"),
         ("falcon-mamba-7b-instruct", "tiiuae/falcon-mamba-7b-instruct"),
     ),
+    *_family(
+        "falcon_h1",
+        ("falcon-h1-1.5b-instruct", "tiiuae/Falcon-H1-1.5B-Instruct"),
+        ("falcon-h1-7b-instruct", "tiiuae/Falcon-H1-7B-Instruct"),
+        ("falcon-h1-34b-instruct", "tiiuae/Falcon-H1-34B-Instruct"),
+    ),
     *_family("glm4_moe", ("glm-4.5-air", "zai-org/GLM-4.5-Air"), ("glm-4.5", "zai-org/GLM-4.5")),
     *_family(
         "gpt_neo",
@@ -528,11 +535,14 @@ ALIAS_TABLE: tuple[Alias, ...] = (
     ),
     *_family("hunyuan_v1_moe", ("hunyuan-a13b-instruct", "tencent/Hunyuan-A13B-Instruct")),
     *_family("internlm3", ("internlm3-8b-instruct", "internlm/internlm3-8b-instruct")),
+    *_family("jamba", ("jamba-v0.1", "ai21labs/Jamba-v0.1"), ("jamba-1.5-mini", "ai21labs/AI21-Jamba-Mini-1.5")),
     *_family("jetmoe", ("jetmoe-8b", "jetmoe/jetmoe-8b")),
     *_family("kimi_linear", ("kimi-linear-48b-a3b-instruct", "moonshotai/Kimi-Linear-48B-A3B-Instruct")),
     *_family("lfm2_moe", ("lfm2-8b-a1b", "LiquidAI/LFM2-8B-A1B")),
     *_family("mamba", ("mamba-130m", "state-spaces/mamba-130m-hf"), ("mamba-2.8b", "state-spaces/mamba-2.8b-hf")),
+    *_family("mamba2", ("mamba-codestral-7b", "mistralai/Mamba-Codestral-7B-v0.1")),
     *_family("minicpm3", ("minicpm3-4b", "openbmb/MiniCPM3-4B")),
+    *_family("minimax", ("minimax-text-01", "MiniMaxAI/MiniMax-Text-01-hf")),
     *_family("minimax_m2", ("minimax-m2", "MiniMaxAI/MiniMax-M2")),
     *_family(
         "mpt",
@@ -541,9 +551,15 @@ ALIAS_TABLE: tuple[Alias, ...] = (
         ("mpt-30b", "mosaicml/mpt-30b"),
     ),
     *_family(
+        "nemotron_h",
+        ("nemotron-h-8b", "nvidia/Nemotron-H-8B-Base-8K"),
+        ("nemotron-nano-9b-v2", "nvidia/NVIDIA-Nemotron-Nano-9B-v2"),
+    ),
+    *_family(
         "persimmon", ("persimmon-8b-base", "adept/persimmon-8b-base"), ("persimmon-8b-chat", "adept/persimmon-8b-chat")
     ),
     *_family("phimoe", ("phi-3.5-moe-instruct", "microsoft/Phi-3.5-MoE-instruct")),
+    *_family("xglm", ("xglm-564m", "facebook/xglm-564M"), ("xglm-7.5b", "facebook/xglm-7.5B")),
 )
 
 ALIASES: dict[str, str] = {alias.name: alias.repo_id for alias in ALIAS_TABLE}

@@ -46,8 +46,19 @@ def slice_config(config: PretrainedConfig, start: int, end: int) -> PretrainedCo
     sliced = copy.deepcopy(config)
     for name, value in _per_layer_items(config):
         setattr(sliced, name, type(value)(value[start:end]))
+    _slice_heterogeneity(sliced, start, end)
     sliced.num_hidden_layers = end - start
     return sliced
+
+
+def _slice_heterogeneity(sliced: PretrainedConfig, start: int, end: int) -> None:
+    """Heterogeneous configs (transformers' ``per_layer_config``, e.g. Gemma 4's head sizes per layer kind) keep
+    their per-layer overrides by layer index: renumber those of [start, end) from 0 and drop the rest."""
+    spec = sliced.__dict__.get("_heterogeneity_spec")
+    if spec is not None:
+        spec.per_layer_overrides = {
+            index - start: overrides for index, overrides in spec.per_layer_overrides.items() if start <= index < end
+        }
 
 
 def empty_config(config: PretrainedConfig) -> PretrainedConfig:
@@ -55,5 +66,6 @@ def empty_config(config: PretrainedConfig) -> PretrainedConfig:
     empty = copy.deepcopy(config)
     for name, value in _per_layer_items(config):
         setattr(empty, name, type(value)())
+    _slice_heterogeneity(empty, 0, 0)
     empty.num_hidden_layers = 0
     return empty

@@ -142,7 +142,7 @@ def run() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         target = Path(tmp) / "results.json"
         env = {**os.environ, "MOLINK_ZOO_RESULTS": str(target)}
-        code = subprocess.call([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *MATRICES,
+        code = subprocess.call([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--durations=15", *MATRICES,
                                 "-k", "not test_models_doc"],  # the page check runs after, on what this writes
                                cwd=ROOT, env=env)
         results = load_results(target)

@@ -26,6 +26,8 @@ from swarm.launch import ManagedProcess, bootstrap_address, start_bootstrap, sta
 from tests.conftest_models import local_greedy, make_zoo_checkpoint
 from tests.integration.conftest import CHILD_ENV
 
+pytestmark = pytest.mark.zoo
+
 KINDS = {"dense": "llama", "moe": "mixtral", "state-space": "mamba", "hybrid": "bamba"}
 SPANS = ("0:3", "0:3", "0:3", "3:5", "3:5", "3:5")
 PROMPT_LEN, NEW_TOKENS, KILL_AT = 20, 16, 6

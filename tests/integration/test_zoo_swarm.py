@@ -29,6 +29,8 @@ from swarm.launch import bootstrap_address, start_bootstrap, start_process
 from tests.conftest_models import ZOO, local_greedy, make_zoo_checkpoint
 from tests.integration.conftest import CHILD_ENV
 
+pytestmark = pytest.mark.zoo
+
 SPANS = ("0:1", "1:3", "3:5")
 HALF = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 PROMPT_LEN, NEW_TOKENS, HALF_PROMPTS = 20, 16, 4
@@ -71,7 +73,7 @@ def zoo_swarm(zoo_bootstrap: str, tmp_path_factory: pytest.TempPathFactory, logs
         hosts = []
         for i, span in enumerate(SPANS):
             argv = [sys.executable, "-m", "tests.integration.zoo_host", "--initial-peer", zoo_bootstrap,
-                    "--layers", span, "--announce-interval", "150", *entries]
+                    "--layers", span, "--announce-interval", "40", *entries]
             host = start_process(argv, f"zoo-host-{i}", logs_dir, env=CHILD_ENV)
             stack.callback(host.stop)
             hosts.append(host)

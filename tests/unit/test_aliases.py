@@ -46,6 +46,7 @@ FAMILIES_WITHOUT_ALIAS = {
     "granitemoeshared": "no well-known public checkpoint on the Hub to name",
     "ministral3": "its public checkpoints (mistralai/Ministral-3-*-2512) are multimodal Mistral3ForConditionalGeneration "
                   "models with a ministral3 text model inside: no text-only checkpoint to name",
+    "gemma4_text": "Gemma 4's public checkpoints are multimodal (gemma4): no text-only checkpoint to name",
     "llama4_text": "Llama 4's public checkpoints are multimodal (llama4): no text-only checkpoint to name",
     "qwen3_5_text": "Qwen3.5's public checkpoints are multimodal (qwen3_5): no text-only checkpoint to name",
     "qwen3_5_moe_text": "Qwen3.5's public checkpoints are multimodal (qwen3_5_moe): no text-only checkpoint to name",

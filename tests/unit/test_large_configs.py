@@ -30,6 +30,8 @@ from transformers.core_model_loading import (
 from models.source import resolve_model
 from models.span import planned_client_reads, planned_reads
 
+pytestmark = pytest.mark.zoo
+
 # name -> (config class, overrides of transformers' defaults, parameters in billions within 2%)
 LARGE = {
     "GLM-5": ("GlmMoeDsaConfig", {}, 744),  # transformers' defaults are this release's sizes

@@ -9,6 +9,8 @@ import transformers
 from models.adapters import get_adapter, refused_model_types, supported_model_types
 from swarm.errors import UnsupportedModelError
 
+pytestmark = pytest.mark.zoo
+
 
 def _config(model_type: str) -> object:
     return type("Config", (), {"model_type": model_type})()

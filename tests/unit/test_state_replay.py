@@ -18,6 +18,8 @@ from models.source import resolve_model
 from models.span import SpanModel
 from tests.conftest_models import ZOO, make_zoo_checkpoint, zoo_model_type
 
+pytestmark = pytest.mark.zoo
+
 STATEFUL = sorted(row for row in ZOO if get_adapter(type("C", (), {"model_type": zoo_model_type(row)})()).new_cache)
 PROMPT, STEPS = 12, 6
 

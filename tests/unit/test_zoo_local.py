@@ -19,6 +19,8 @@ from models.span import SpanModel
 from tests import zoo_table
 from tests.conftest_models import ZOO, local_greedy, make_zoo_checkpoint, split_generate, zoo_model_type
 
+pytestmark = pytest.mark.zoo
+
 PROMPT_LEN = 20
 NEW_TOKENS = 16
 BOUNDS = [0, 2, 3, 5]  # the swarm matrix (test_zoo_swarm) splits 0:1, 1:3, 3:5
