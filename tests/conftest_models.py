@@ -332,6 +332,14 @@ def zoo_model_type(row: str) -> str:
     return row.split("/")[0]
 
 
+def wire_dtype(row: str, dtype: str) -> str:
+    """The dtype ZOO ``row``'s hidden states cross the wire in when peers run in ``dtype``: their own, except for
+    families whose layers keep the residual stream in float32 (Mamba's ``residual_in_fp32``)."""
+    config_cls, overrides = ZOO[row]
+    config = getattr(transformers, config_cls)(**{**_ZOO_COMMON, **overrides})
+    return "float32" if getattr(config, "residual_in_fp32", False) else dtype
+
+
 def make_zoo_checkpoint(tmp_path: Path, row: str, *, seed: int = 0, shards: int = 1) -> Path:
     """Save a random tiny model for ZOO ``row`` (5 layers, hidden 64) under tmp_path and return that dir."""
     config_cls, overrides = ZOO[row]

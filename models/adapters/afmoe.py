@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from transformers import PretrainedConfig
 
-from models.adapters.base import Adapter, base_class, register
+from models.adapters.base import Adapter, base_class, local_prefix, register
 
 
 def mup_embed(base: nn.Module, input_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
@@ -26,7 +26,7 @@ def mup_embed(base: nn.Module, input_ids: torch.Tensor, positions: torch.Tensor)
 
 def localize(config: PretrainedConfig, sliced: PretrainedConfig, start: int, end: int) -> None:
     """Global layers < num_dense_layers are dense; the client already applied the muP input scale."""
-    sliced.num_dense_layers = min(max(int(config.num_dense_layers) - start, 0), end - start)
+    sliced.num_dense_layers = local_prefix(config.num_dense_layers, start, end)
     sliced.mup_enabled = False
 
 

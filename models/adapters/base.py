@@ -142,6 +142,12 @@ class NoPositions(nn.Module):
         return torch.zeros((*ids.shape, 1), dtype=self.dtype, device=ids.device)  # broadcasts over H
 
 
+def local_prefix(count: int, start: int, end: int) -> int:
+    """How many of span [start, end)'s layers fall in the model's first ``count`` layers (rules such as "the
+    first k layers are dense", re-expressed for the span's local numbering)."""
+    return min(max(int(count) - start, 0), end - start)
+
+
 def base_class(name: str) -> Callable[[PretrainedConfig], nn.Module]:
     """A ``build_base`` that constructs ``transformers.<name>`` (e.g. "OlmoModel") from the config."""
 

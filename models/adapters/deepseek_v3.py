@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from transformers import PretrainedConfig
 
-from models.adapters.base import Adapter, base_class, register
+from models.adapters.base import Adapter, base_class, local_prefix, register
 
 
 def localize_dense_prefix(config: PretrainedConfig, sliced: PretrainedConfig, start: int, end: int) -> None:
     """Global layers < first_k_dense_replace are dense: as local indices, the first max(0, k - start)."""
-    sliced.first_k_dense_replace = min(max(int(config.first_k_dense_replace) - start, 0), end - start)
+    sliced.first_k_dense_replace = local_prefix(config.first_k_dense_replace, start, end)
 
 
 DEEPSEEK_V3 = register(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from transformers import PretrainedConfig
 
-from models.adapters.base import Adapter, base_class, register
+from models.adapters.base import Adapter, base_class, local_prefix, register
 from models.adapters.token_count import install_token_count, new_token_counting_cache
 
 
@@ -39,7 +39,7 @@ LFM2 = register(
 
 def localize_moe(config: PretrainedConfig, sliced: PretrainedConfig, start: int, end: int) -> None:
     """LFM2-MoE: layers < num_dense_layers (global index) are dense; as the span's local indices."""
-    sliced.num_dense_layers = min(max(int(config.num_dense_layers) - start, 0), end - start)
+    sliced.num_dense_layers = local_prefix(config.num_dense_layers, start, end)
 
 
 LFM2_MOE = register(

@@ -26,7 +26,7 @@ from models.source import resolve_model
 from routing.config import ClientConfig
 from swarm import AutoDistributedModelForCausalLM
 from swarm.launch import bootstrap_address, start_bootstrap, start_process
-from tests.conftest_models import ZOO, local_greedy, make_zoo_checkpoint
+from tests.conftest_models import ZOO, local_greedy, make_zoo_checkpoint, wire_dtype
 from tests.integration.conftest import CHILD_ENV
 
 pytestmark = pytest.mark.zoo
@@ -127,6 +127,5 @@ def test_zoo_row_half_precision_top1(row: str, dtype: str, zoo_swarm: dict, zoo_
     divergent = [i for i in range(HALF_PROMPTS) if int(got[i]) != int(want[i])]
     zoo_results[row][dtype] = {"top1_agree": HALF_PROMPTS - len(divergent), "prompts": HALF_PROMPTS,
                                "wire_dtype": str(hidden.dtype).removeprefix("torch.")}
-    # Families whose layers keep the residual stream in float32 (Mamba's residual_in_fp32) send it so.
-    assert hidden.dtype == (torch.float32 if getattr(local.config, "residual_in_fp32", False) else HALF[dtype])
+    assert str(hidden.dtype).removeprefix("torch.") == wire_dtype(row, dtype)  # Mamba keeps a float32 residual
     assert not divergent, f"{row} {dtype}: top-1 differs on prompts {divergent}: {got.tolist()} vs {want.tolist()}"
