@@ -148,7 +148,8 @@ def _init_meta_buffers(module: nn.Module) -> None:
 
 
 def _check_all_loaded(module: nn.Module) -> None:
-    """ConfigError naming parameters or buffers still on the meta device (never filled)."""
+    """Compute the buffers no checkpoint holds, then ConfigError naming parameters or buffers still on the meta
+    device (never filled)."""
     _init_meta_buffers(module)
     left = [n for n, t in [*module.named_parameters(), *module.named_buffers()] if t.is_meta]
     if left:
