@@ -121,26 +121,28 @@ def _init_meta_buffers(module: nn.Module) -> None:
     the modules above it (some models fill their layers' buffers from the top). Every loaded tensor is marked
     initialized first, so transformers' init functions leave it as read. A float buffer that no init filled
     stays NaN and is reported by ``_check_all_loaded``."""
+    holders = {name: m for name, m in module.named_modules() if any(b.is_meta for b in m.buffers(recurse=False))}
     init = getattr(module, "_init_weights", None)
+    if not holders or init is None:
+        return
     loaded = [t for t in [*module.parameters(), *module.buffers()] if not t.is_meta]
-    names = {id(m): name for name, m in module.named_modules()}
-    holders = [m for m in module.modules() if any(b.is_meta for b in m.buffers(recurse=False))]
-    if not holders or init is None or not loaded:
+    if not loaded:
         return
     device = loaded[0].device
     for tensor in loaded:
         tensor._is_hf_initialized = True
     filled: list[tuple[str, torch.Tensor]] = []
-    for holder in holders:
+    for prefix, holder in holders.items():
         for name, buffer in list(holder.named_buffers(recurse=False)):
             if buffer.is_meta:
                 fresh = torch.full_like(buffer, float("nan") if buffer.is_floating_point() else 0, device=device)
                 holder.register_buffer(name, fresh, persistent=name not in holder._non_persistent_buffers_set)
-                filled.append((f"{names[id(holder)]}.{name}".lstrip("."), fresh))
-    holder_names = {names[id(h)] for h in holders}
+                filled.append((f"{prefix}.{name}".lstrip("."), fresh))
+    # the holders and every module above one ("a.b.c" -> "", "a", "a.b", "a.b.c")
+    above = {".".join(name.split(".")[:depth]) for name in holders for depth in range(name.count(".") + 2)}
     with torch.no_grad():
-        for name, sub in module.named_modules():  # holders and every module above one, top down
-            if any(h == name or h.startswith(f"{name}.") or not name for h in holder_names):
+        for name, sub in module.named_modules():  # top down
+            if name in above:
                 init(sub)
     unfilled = [name for name, tensor in filled if tensor.is_floating_point() and bool(tensor.isnan().any())]
     if unfilled:

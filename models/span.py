@@ -133,12 +133,7 @@ def planned_client_reads(ckpt: Checkpoint) -> set[str]:
     """The checkpoint tensors ``ClientHead.load`` reads: embeddings, final norm and the LM head (unless tied)."""
     adapter = get_adapter(ckpt.config)
     base = _meta_base(adapter, empty_config(ckpt.config), 0, dtype=torch.float32, keep_ends=True)
-    reads = set(_reads(ckpt, adapter, base, 0))
-    if adapter.head_bias_key is not None:
-        reads.add(adapter.head_bias_key)
-    if _has_own_head(ckpt, adapter):
-        reads.add(adapter.head_key)
-    return reads
+    return set(_reads(ckpt, adapter, base, 0)) | set(_head_reads(ckpt, adapter).values())
 
 
 class SpanModel:
@@ -153,6 +148,7 @@ class SpanModel:
         self.dtype = dtype
         self.model_key = model_key
         self._batchable: bool | None = None  # decided on first use (builds an empty cache to look at it)
+        self._mask_free = get_adapter(self.config).mask_free  # forward passes no 2-D mask (Mamba)
         self.full_config: PretrainedConfig | None = None  # the whole model's config: needed for views
         self._views: dict[tuple[int, int], SpanModel] = {}
 
@@ -274,9 +270,7 @@ class SpanModel:
         device = hidden.device
         positions = torch.arange(past, past + steps, device=device)  # [T]
         position_ids = positions.unsqueeze(0).expand(batch, -1)  # [B, T]
-        attention_mask = torch.ones(batch, past + steps, dtype=torch.long, device=device)  # [B, past + T]
-        if get_adapter(self.config).mask_free:
-            attention_mask = None
+        attention_mask = None if self._mask_free else torch.ones(batch, past + steps, dtype=torch.long, device=device)
         with torch.inference_mode():
             out = self.base(
                 inputs_embeds=hidden,
@@ -369,19 +363,19 @@ class ClientHead:
             ckpt, adapter, config, 0, dtype=dtype, device=device, progress=False, keep_ends=True
         )
         embedding: nn.Embedding = getattr(base, adapter.embed_attr)
-        bias_key = adapter.head_bias_key
         with on_meta():
-            lm_head = nn.Linear(embedding.embedding_dim, embedding.num_embeddings, bias=bias_key is not None)
-        bias: dict[str, torch.Tensor] = {}
-        if bias_key is not None:  # a biased head (Phi) keeps its own bias even when the weight is tied
-            bias = {"bias": read_tensors(ckpt, [bias_key], dtype=dtype, device=device)[bias_key]}
-        if _has_own_head(ckpt, adapter):
-            weight = read_tensors(ckpt, [adapter.head_key], dtype=dtype, device=device)[adapter.head_key]
-            fill_module(lm_head, {"weight": weight, **bias})
+            lm_head = nn.Linear(
+                embedding.embedding_dim, embedding.num_embeddings, bias=adapter.head_bias_key is not None
+            )
+        keys = _head_reads(ckpt, adapter)
+        tensors = read_tensors(ckpt, list(keys.values()), dtype=dtype, device=device) if keys else {}
+        own = {local: tensors[key] for local, key in keys.items()}
+        if "weight" in own:
+            fill_module(lm_head, own)
         else:
             lm_head.weight = embedding.weight  # tied: one tensor, as in the unsplit model
-            if bias:
-                lm_head.bias = nn.Parameter(bias["bias"], requires_grad=False)
+            if "bias" in own:
+                lm_head.bias = nn.Parameter(own["bias"], requires_grad=False)
         return cls(base, lm_head.eval(), adapter, dtype)
 
     def embed(self, input_ids: torch.LongTensor, start: int = 0) -> torch.Tensor:
@@ -409,6 +403,15 @@ class ClientHead:
 
     def weight_bytes(self) -> int:
         return module_bytes(nn.ModuleList([self.base, self.lm_head]))  # a tied head is counted once
+
+
+def _head_reads(ckpt: Checkpoint, adapter: Adapter) -> dict[str, str]:
+    """The LM head's tensors the client reads, as head-local name -> checkpoint name: its weight unless it is tied
+    to the embeddings, and its bias (Phi), which a biased head keeps even when the weight is tied."""
+    keys = {"weight": adapter.head_key} if _has_own_head(ckpt, adapter) else {}
+    if adapter.head_bias_key is not None:
+        keys["bias"] = adapter.head_bias_key
+    return keys
 
 
 def _has_own_head(ckpt: Checkpoint, adapter: Adapter) -> bool:
