@@ -12,6 +12,8 @@ Replaying a session's inputs in one step rebuilds the conv state (the last kerne
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from transformers import PretrainedConfig
 
 from models.adapters.base import Adapter, base_class, local_prefix, register
@@ -43,13 +45,11 @@ def localize_moe(config: PretrainedConfig, sliced: PretrainedConfig, start: int,
 
 
 LFM2_MOE = register(
-    Adapter(
+    replace(
+        LFM2,
         model_types=("lfm2_moe",),
         build_base=base_class("Lfm2MoeModel"),
-        norm_attr="embedding_norm",
         localize=localize_moe,
-        prepare_span=install_token_count,
-        new_cache=new_token_counting_cache,
         notes="LFM2's conv/attention hybrid by layer_types with MoE layers after num_dense_layers (global "
         "index, localized per span); a token-counting cache gives conv-only spans their length",
     )
