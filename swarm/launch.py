@@ -40,6 +40,12 @@ class ManagedProcess:
         return self.ready.split()[2]
 
     @property
+    def peer_id(self) -> str:
+        """A peer's id, from the 'peer_id ID' words of its readiness line."""
+        words = self.ready.split()
+        return words[words.index("peer_id") + 1]
+
+    @property
     def pid(self) -> int:
         return self.popen.pid
 

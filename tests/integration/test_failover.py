@@ -65,11 +65,6 @@ def by_addr(procs: list[ManagedProcess], addr: str) -> int:
     return next(i for i, p in enumerate(procs) if p.popen.poll() is None and p.data_addr == addr)
 
 
-def peer_id(proc: ManagedProcess) -> str:
-    words = proc.ready.split()
-    return words[words.index("peer_id") + 1]
-
-
 def test_kill_9_at_a_random_step_keeps_the_text(replicated, bootstrap):
     """For 10 seeds: kill -9 a random hop of the route at a random step; the output equals the run without
     failure (greedy; the last seed samples with a fixed torch seed). The killed peer is restarted with its identity, rejoins under the same peer id, and serves
@@ -99,10 +94,10 @@ def test_kill_9_at_a_random_step_keeps_the_text(replicated, bootstrap):
                                      streamer=KillAt(kill_step, kill))
             assert out.tolist() == want.tolist(), f"seed {seed}: kill at step {kill_step}"
             assert procs[victim].data_addr not in model.last_route.describe()
-        old_id = peer_id(procs[victim])
+        old_id = procs[victim].peer_id
         procs[victim] = swarm.start_peer(SPANS[victim], name=f"peer{victim}-restart{seed}",
                                          extra=["--identity", str(identities[victim])])
-        assert peer_id(procs[victim]) == old_id
+        assert procs[victim].peer_id == old_id
 
     # the last restarted peer is used again once its replica is gone
     restarted = victim
