@@ -28,12 +28,13 @@ sys.path.insert(0, str(ROOT))
 
 from models.source import resolve_model  # noqa: E402
 from models.span import ClientHead, SpanModel  # noqa: E402
+from peer.main import FREE_SHARE  # noqa: E402
 from peer.memory import kv_bytes_per_token, layer_sizes  # noqa: E402
+from peer.placement import layers_that_fit  # noqa: E402
 from tests.conftest_models import ZOO, make_zoo_checkpoint  # noqa: E402
 
 BOUNDS = [0, 2, 3, 5]
 STEPS = 8
-FREE_SHARE = 0.9  # as peer/main.py: FREE_SHARE
 
 
 def greedy(head: ClientHead, spans: list, ids: torch.Tensor, device: str) -> list[int]:
@@ -74,8 +75,10 @@ def seventy_b(device: str) -> dict:
     kv = 16384 * kv_bytes_per_token(config, torch.bfloat16)
     free = float(torch.cuda.mem_get_info()[0]) if device.startswith("cuda") else 0.0
     per_layer = max(sizes) + kv
+    budget = FREE_SHARE * free  # what a peer without --max-memory plans with (peer/main.py: span_size)
+    fit = layers_that_fit(budget, per_layer, 0.0, config.num_hidden_layers) if budget >= per_layer else 0
     return {"free_gib": round(free / 2**30, 2), "weights_gib_per_layer": round(max(sizes) / 2**30, 3),
-            "kv_gib_per_layer": round(kv / 2**30, 3), "layers_that_fit": min(int(FREE_SHARE * free // per_layer), 80)}
+            "kv_gib_per_layer": round(kv / 2**30, 3), "layers_that_fit": fit}
 
 
 def main() -> int:

@@ -88,14 +88,17 @@ def layer_capacity(held: Sequence[Holding], num_layers: int) -> np.ndarray:
     return np.cumsum(cap)[:num_layers]
 
 
+def _window_stats(capacity: Sequence[float] | np.ndarray, span_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """The weakest layer's capacity and the total capacity of each window of ``span_len`` layers, by start."""
+    cap = np.asarray(capacity, dtype=float)
+    windows = np.lib.stride_tricks.sliding_window_view(cap, min(max(span_len, 1), len(cap)))
+    return windows.min(axis=1), windows.sum(axis=1)
+
+
 def choose_start(capacity: Sequence[float] | np.ndarray, span_len: int) -> int:
     """The start of the window of ``span_len`` layers to serve, given each layer's capacity (see the module
     docstring: weakest layer, then total capacity, then lowest start)."""
-    cap = np.asarray(capacity, dtype=float)
-    num_layers = len(cap)
-    span_len = min(max(span_len, 1), num_layers)
-    windows = np.lib.stride_tricks.sliding_window_view(cap, span_len)
-    lows, totals = windows.min(axis=1), windows.sum(axis=1)
+    lows, totals = _window_stats(capacity, span_len)
     low = lows.min()
     tight = np.flatnonzero(lows <= low + 1e-9 * max(abs(low), 1.0))
     return int(tight[np.argmin(totals[tight])])
@@ -110,9 +113,8 @@ def best_start(others: Sequence[Holding], num_layers: int, span_len: int, throug
     span_len = min(max(span_len, 1), num_layers)
     if len(others) > EXACT_PEERS or throughput <= 0:
         return choose_start(capacity, span_len)
-    windows = np.lib.stride_tricks.sliding_window_view(capacity, span_len)
-    order = sorted(range(num_layers - span_len + 1),
-                   key=lambda s: (float(windows[s].min()), float(windows[s].sum()), s))
+    lows, totals = _window_stats(capacity, span_len)
+    order = sorted(range(num_layers - span_len + 1), key=lambda s: (float(lows[s]), float(totals[s]), s))
     best, best_flow = order[0], swarm_throughput([*others, Holding(order[0], order[0] + span_len, throughput)],
                                                  num_layers)
     for s in order[1:]:

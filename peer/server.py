@@ -334,12 +334,13 @@ class PeerServer:
 
     def record(self, state: PeerState | None = None) -> PeerRecord:
         pushes = self.relay.links(MAX_LINKS)
+        start, end = self._announced_span or (self.span.start, self.span.end)
         rec = PeerRecord(
             peer_id=self.identity.peer_id,
             model=self.model_key,
             addrs=self.addrs,
-            start=(self._announced_span or (self.span.start, self.span.end))[0],
-            end=(self._announced_span or (self.span.start, self.span.end))[1],
+            start=start,
+            end=end,
             state=state or self.state,
             throughput=float(self.throughput),
             net_throughput=100.0,
