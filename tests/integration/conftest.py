@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -17,6 +18,14 @@ from tests.conftest_models import make_tiny_checkpoint
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 CHILD_ENV = {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "MOLINK_THROUGHPUT_CACHE": "off"}
 PEER_ARGS = ["--threads", "1", "--announce-interval", "2"]
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (another process may take it before it is bound: pass ports the code
+    picks itself, such as a peer's DHT port, as port 0)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ Greedy answers equal local transformers' with the same chat template."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -20,16 +19,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from models.source import resolve_model
 from swarm.launch import LocalSwarm, start_process
-from tests.integration.conftest import CHILD_ENV, PEER_ARGS
+from tests.integration.conftest import CHILD_ENV, PEER_ARGS, free_port
 
 QUESTION = "What is the capital of France?"
 NEW = 12
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -38,10 +31,10 @@ def api(bootstrap, tmp_path_factory):
     Prometheus metrics (``swarm.metrics_ports``)."""
     ckpt = resolve_model("smollm2-135m")
     logs = tmp_path_factory.mktemp("api")
-    port = _free_port()
+    port = free_port()
     with LocalSwarm(str(ckpt.path), [], peer_args=PEER_ARGS, log_dir=logs, env=CHILD_ENV,
                     bootstrap_address=bootstrap, ready_timeout_s=180) as swarm:
-        swarm.metrics_ports = [_free_port(), _free_port()]
+        swarm.metrics_ports = [free_port(), free_port()]
         for i, span in enumerate(["0:15", "15:30"]):
             swarm.start_peer(span, name=f"peer{i}", wait=False, extra=["--metrics-port", str(swarm.metrics_ports[i])])
         for peer in swarm.peers:

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from tests.integration.conftest import CHILD_ENV
+from tests.integration.conftest import CHILD_ENV, free_port
 
 
 def test_demo_answers_like_local_transformers():
@@ -27,14 +27,11 @@ def test_demo_with_api_serves_the_openai_endpoint_until_ctrl_c(tmp_path):
     """`python -m swarm.demo --api HOST:PORT` answers, then serves /v1 over its swarm; Ctrl-C (SIGINT) stops the
     endpoint and the swarm, and the demo still reports its figures and exits 0."""
     import signal
-    import socket
     import urllib.request
 
     from swarm.launch import start_process
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     demo = start_process([sys.executable, "-m", "swarm.demo", "--peers", "2", "--max-new-tokens", "4", "--no-check",
                           "--json", "--api", f"127.0.0.1:{port}"], "demo-api", tmp_path, CHILD_ENV)
     try:

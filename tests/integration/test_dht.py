@@ -21,6 +21,7 @@ from swarm.errors import PeerUnreachableError
 from swarm.net.dht import HivemindDiscovery, dht_key
 from swarm.net.records import Identity, PeerRecord
 from tests.factories import make_peer_record
+from tests.integration.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = "tiny-llama"
@@ -194,12 +195,9 @@ async def test_the_swarm_listing_has_one_entry_per_model_however_many_peers(two_
 async def test_bootstrap_metrics_count_its_dht_neighbours_and_relay(tmp_path):
     """--metrics-port: a scrape shows the DHT neighbours (two nodes joined through it) and, with --relay, the
     relay's circuit and byte counters."""
-    import socket
     import urllib.request
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
 
     def scrape() -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:

@@ -471,10 +471,11 @@ def test_a_peer_that_noises_its_outputs_is_caught_and_the_text_stays_exact(check
     from tests.integration.conftest import CHILD_ENV
 
     path = checkpoints("llama", num_layers=4)
-    swarm_of(path, ["0:4", "0:4"])  # one hop a route: every check draws the hop the liar serves
+    swarm = swarm_of(path, ["0:4", "0:4"])  # one hop a route: every check draws the hop the liar serves
     with AutoDistributedModelForCausalLM.from_pretrained(
         str(path), initial_peers=[bootstrap], config=ClientConfig(route_wait_s=30, verify_fraction=0)
     ) as model:
+        _until_listed(model, {p.peer_id for p in swarm.peers}, proved=True)
         expected = model.generate(PROMPT, max_new_tokens=NEW, do_sample=False)
     liar = start_process([sys.executable, "-m", "tests.integration.liar_peer", "--initial-peer", bootstrap,
                           "--layers", "0:4", str(path)], "liar", tmp_path, CHILD_ENV)

@@ -15,20 +15,12 @@ from transformers import AutoModelForCausalLM
 from routing.config import ClientConfig
 from swarm import AutoDistributedModelForCausalLM
 from swarm.launch import LocalSwarm, start_process
-from tests.integration.conftest import CHILD_ENV, PEER_ARGS
+from tests.integration.conftest import CHILD_ENV, PEER_ARGS, free_port
 
 pytestmark = pytest.mark.linkem
 
 SPANS = ["0:2", "2:3", "3:5"]
 PROMPT, NEW, CHUNK = 96, 8, 16
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def mbit(bps: float) -> float:
@@ -61,7 +53,7 @@ def test_a_chunked_prefill_over_emulated_links_gives_the_same_tokens(checkpoints
     local = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     ids = torch.randint(3, local.config.vocab_size, (1, PROMPT), generator=torch.Generator().manual_seed(5))
     expected = local.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=NEW, do_sample=False)[0]
-    ports = [(_free_port(), _free_port()) for _ in SPANS]  # (data port, emulator port)
+    ports = [(free_port(), free_port()) for _ in SPANS]  # (data port, emulator port)
     with LocalSwarm(str(path), [], peer_args=PEER_ARGS, log_dir=tmp_path, env=CHILD_ENV,
                     bootstrap_address=bootstrap, ready_timeout_s=120) as swarm:
         emulators = [start_process([sys.executable, "-m", "swarm.linkem", "--listen", f"127.0.0.1:{link}",
@@ -72,7 +64,9 @@ def test_a_chunked_prefill_over_emulated_links_gives_the_same_tokens(checkpoints
                 proc.wait_line("linkem ready:", 60)
             for i, (span, (data, link)) in enumerate(zip(SPANS, ports, strict=True)):
                 swarm.start_peer(span, name=f"peer{i}", wait=False, extra=[
-                    "--listen", f"127.0.0.1:{data}", "--announce-addr", f"127.0.0.1:{link}"])
+                    "--listen", f"127.0.0.1:{data}", "--announce-addr", f"127.0.0.1:{link}",
+                    # any free DHT port: the default (the data port + 1) may be another port picked here
+                    "--dht-listen", "127.0.0.1:0"])
             for peer in swarm.peers:
                 peer.wait_line("peer ready:", 120)
             got = {}
