@@ -77,19 +77,28 @@ class ManagedProcess:
             return ""
 
     def stop(self, grace_s: float = 10.0) -> int | None:
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=grace_s)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(timeout=10)
+        stop_all([self], grace_s)
         return self.popen.returncode
 
     def kill(self) -> None:
         if self.popen.poll() is None:
             self.popen.kill()
             self.popen.wait(timeout=10)
+
+
+def stop_all(procs: Sequence[ManagedProcess], grace_s: float = 10.0) -> None:
+    """SIGTERM to every process at once, then SIGKILL to those still running after ``grace_s``: a swarm stops
+    in about the time of its slowest peer's shutdown, not the sum of them."""
+    for proc in procs:
+        if proc.popen.poll() is None:
+            proc.popen.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for proc in procs:
+        try:
+            proc.popen.wait(timeout=max(deadline - time.monotonic(), 0.0))
+        except subprocess.TimeoutExpired:
+            proc.popen.kill()
+            proc.popen.wait(timeout=10)
 
 
 def start_process(argv: Sequence[str], name: str, log_dir: Path, env: dict[str, str] | None = None) -> ManagedProcess:
@@ -175,8 +184,9 @@ class LocalSwarm:
         return proc
 
     def stop(self) -> None:
-        for proc in [*self.peers, *([self.bootstrap] if self.bootstrap else [])]:
-            proc.stop()
+        stop_all(self.peers)  # together; then the bootstrap, which their goodbyes to the DHT go through
+        if self.bootstrap is not None:
+            self.bootstrap.stop()
 
     def __enter__(self) -> LocalSwarm:
         return self.start()

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from swarm.launch import ManagedProcess, start_process
+from swarm.launch import ManagedProcess, start_process, stop_all
 from tests.integration.conftest import CHILD_ENV
 
 SUBNET = "198.51.100"
@@ -114,5 +114,4 @@ class Hosts:
                               timeout=timeout, cwd=ROOT, env={**os.environ, **CHILD_ENV})
 
     def stop_all(self) -> None:
-        for proc in self.procs:
-            proc.stop()
+        stop_all(self.procs)

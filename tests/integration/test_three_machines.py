@@ -16,7 +16,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from models.source import resolve_model
 from swarm.demo import chat_ids
-from swarm.launch import ManagedProcess, bootstrap_address, start_process
+from swarm.launch import ManagedProcess, bootstrap_address, start_process, stop_all
 from tests.integration.conftest import CHILD_ENV
 from tests.integration.netns import Lan, netns_usable
 
@@ -63,5 +63,4 @@ def test_the_three_machine_example_answers_like_local_transformers(lan: Lan, tmp
         assert want in client.stdout, client.stdout
         assert f"{lan.addr('a')}:31330[0:15] -> {lan.addr('b')}:31330[15:30]" in client.stdout
     finally:
-        for proc in procs:
-            proc.stop()
+        stop_all(procs)

@@ -22,7 +22,7 @@ import torch
 
 from routing.config import ClientConfig
 from swarm import AutoDistributedModelForCausalLM
-from swarm.launch import ManagedProcess, bootstrap_address, start_bootstrap, start_process
+from swarm.launch import ManagedProcess, bootstrap_address, start_bootstrap, start_process, stop_all
 from tests.conftest_models import local_greedy, make_zoo_checkpoint
 from tests.integration.conftest import CHILD_ENV
 
@@ -58,12 +58,11 @@ def failover_swarm(tmp_path_factory: pytest.TempPathFactory, logs_dir: Path) -> 
         stack.callback(boot.stop)
         address = bootstrap_address(boot, 60)
         hosts: list[ManagedProcess] = []
+        stack.callback(stop_all, hosts)  # side by side, before the bootstrap
         for i, span in enumerate(SPANS):
             argv = [sys.executable, "-m", "tests.integration.zoo_host", "--initial-peer", address, "--layers", span,
                     "--announce-interval", "30", *map(str, paths.values())]
-            host = start_process(argv, f"failover-host-{i}", logs_dir, env=CHILD_ENV)
-            stack.callback(host.stop)
-            hosts.append(host)
+            hosts.append(start_process(argv, f"failover-host-{i}", logs_dir, env=CHILD_ENV))
         for host in hosts:
             host.wait_line("zoo host ready:", 600)
         yield paths, address, hosts

@@ -30,7 +30,7 @@ from transformers import AutoModelForCausalLM
 from models.source import resolve_model
 from routing.config import ClientConfig
 from swarm import AutoDistributedModelForCausalLM
-from swarm.launch import bootstrap_address, start_bootstrap, start_process
+from swarm.launch import bootstrap_address, start_bootstrap, start_process, stop_all
 from tests.conftest_models import ZOO, local_greedy, make_zoo_checkpoint, wire_dtype
 from tests.integration.conftest import CHILD_ENV
 
@@ -77,13 +77,12 @@ def zoo_swarm(zoo_bootstrap: str, tmp_path_factory: pytest.TempPathFactory, logs
             dirs[(row, dtype)] = _dtype_copy(path, dtype)
     entries = [f"{path}@{dtype}" for (_, dtype), path in dirs.items()]
     with contextlib.ExitStack() as stack:
-        hosts = []
+        hosts: list = []
+        stack.callback(stop_all, hosts)  # the hosts withdraw their 360 records side by side
         for i, span in enumerate(SPANS):
             argv = [sys.executable, "-m", "tests.integration.zoo_host", "--initial-peer", zoo_bootstrap,
                     "--layers", span, "--announce-interval", "40", *entries]
-            host = start_process(argv, f"zoo-host-{i}", logs_dir, env=CHILD_ENV)
-            stack.callback(host.stop)
-            hosts.append(host)
+            hosts.append(start_process(argv, f"zoo-host-{i}", logs_dir, env=CHILD_ENV))
         for host in hosts:
             host.wait_line("zoo host ready:", 600)
         yield dirs
