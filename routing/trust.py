@@ -9,8 +9,9 @@
 - **Measured before preferred.** Before a route that uses a peer is opened for the first time, the client
   times a few one-token steps through that peer alone (``routing/swarm_client.py``, ``_measure``): the
   fastest round trip gives a speed the peer certainly has, link included (``measured_throughput``). A
-  claim over ``LIE_FACTOR`` times that is a lie (``lies``): the peer is banned for the rest of the client's
-  life. Short of a lie, a claim counts for at most ``PLAN_FACTOR`` times the measurement (``effective``;
+  claim over ``LIE_FACTOR`` times that is a lie (``lies``): the peer is timed once more ``REMEASURE_AFTER_S``
+  later (one stall of a busy machine must not ban an honest peer) and, when the faster timing still says
+  so, banned for the rest of the client's life. Short of a lie, a claim counts for at most ``PLAN_FACTOR`` times the measurement (``effective``;
   more than 1, since the measurement holds the link, which the planner counts on its own).
 
 What is left (docs/architecture.md, "Strangers"): a peer that computes honestly while measured can slow down
@@ -32,6 +33,7 @@ MAX_PROBES = 16  # new peers proved per DHT read
 LIE_FACTOR = 1000.0
 PLAN_FACTOR = 10.0  # a claim counts for at most this many times the measured speed when routes are planned
 MEASURE_STEPS = 3  # one-token steps timed (after one to warm up) when a peer is measured
+REMEASURE_AFTER_S = 1.0  # a timing that says "lie" is taken again after this pause before the peer is banned
 
 
 def proof_key(record: PeerRecord) -> tuple[str, int, str]:

@@ -89,3 +89,41 @@ async def test_a_peer_that_lies_about_its_throughput_is_measured_and_banned():
     assert torch.equal(out, again)
     assert core.measured[(honest.identity.peer_id, 0)] > 10  # timed faster than it claims: the claim stands
     assert liar.sessions == {}  # its measuring session was closed
+
+
+class StalledSpan(FakeSpan):
+    """Honest and fast, but stalled for its first ``stalled`` forward passes (a busy moment of its machine)."""
+
+    def __init__(self, start: int, end: int, stalled: int) -> None:
+        super().__init__(start, end)
+        self.stalled = stalled
+
+    def forward(self, hidden, cache):
+        if self.stalled > 0:
+            self.stalled -= 1
+            time.sleep(0.5)
+        return super().forward(hidden, cache)
+
+
+async def test_an_honest_peer_stalled_while_it_is_timed_is_timed_again_and_kept():
+    """Before, an honest peer whose machine stalled through the client's one timing (4 one-token steps) ran a
+    thousand times under its claim there and was banned for the client's life. Now a timing that says "lie"
+    is taken again a moment later and the faster decides: the peer is kept, and routed through for its
+    speed."""
+    net, dht = MemNetwork(), FakeDiscovery()
+    # claims 5000 tokens/s: a lie against 2 tokens/s (a stalled step takes 0.5 s), the truth when it is fast
+    stalled = await add_peer(net, dht, "stalled", 0, 4, throughput=5000, span=StalledSpan(0, 4, stalled=4))
+    await add_peer(net, dht, "other", 0, 4, throughput=10)
+    tail = await add_peer(net, dht, "tail", 4, 8, throughput=10)
+    core = SwarmCore("sim", LAYERS, dht, CONFIG, hidden_size=HIDDEN, connect=net.connector("client"))
+    try:
+        out, route = await generate(core)
+    finally:
+        await core.aclose()
+        await net.shutdown()
+    assert core.banned == set()
+    assert stalled.span.stalled == 0  # the first timing did stall
+    assert core.measured[(stalled.identity.peer_id, 0)] > 5  # the second timing is the one kept
+    assert route == [stalled.identity.peer_id, tail.identity.peer_id]
+    assert torch.allclose(out, reference(torch.randn(1, 6, HIDDEN, generator=torch.Generator().manual_seed(0)),
+                                         LAYERS), atol=1e-6)
