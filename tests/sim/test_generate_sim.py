@@ -355,13 +355,17 @@ def test_speculative_decoding_gives_plain_greedy_tokens_with_any_draft(swarm_and
     """A perfect draft (a local copy of the model), the model's own first layer, an unrelated model of the
     same vocabulary and prompt lookup (no model): the tokens equal local transformers' greedy ones, a good draft needs fewer steps than
     tokens, and a poor one makes the hops cut their caches back (rewinds) without changing the text."""
-    from routing.speculative import EarlyExitDraft
+    from routing.speculative import EarlyExitDraft, HFDraft
 
     model, local = swarm_and_local
     new = 24
     unrelated = AutoModelForCausalLM.from_pretrained(
         make_tiny_checkpoint(tmp_path, "llama", num_layers=2, seed=7), dtype=torch.float32).eval()
-    drafts = {"perfect": local, "early exit": EarlyExitDraft.load(model, layers=1), "unrelated": unrelated}
+    # the model drafts take no time by their clocks: how many tokens a round guesses then follows acceptance
+    # alone, not how a busy machine timed a local copy of the model against an in-memory swarm (a perfect draft
+    # timed as slow as a round guessed too little, and took 19 steps for 24 tokens)
+    drafts = {"perfect": HFDraft(local, clock=lambda: 0.0), "early exit": EarlyExitDraft.load(model, layers=1),
+              "unrelated": HFDraft(unrelated, clock=lambda: 0.0)}
     for seed in (1, 2):
         ids = prompt(seed=seed)
         want = local_generate(local, ids, max_new_tokens=new, do_sample=False)
