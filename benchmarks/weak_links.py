@@ -118,7 +118,9 @@ def emulated_chain(path: Path, spans: list[str], dtype: str | None = None) -> It
     with LocalSwarm(str(path), [], peer_args=args, env=ENV) as swarm:
         for i, (span, (data, link)) in enumerate(zip(spans, ports, strict=True)):
             swarm.start_peer(span, name=f"peer{i}", wait=False, extra=[
-                "--listen", f"127.0.0.1:{data}", "--announce-addr", f"127.0.0.1:{link}"])
+                "--listen", f"127.0.0.1:{data}", "--announce-addr", f"127.0.0.1:{link}",
+                # any free DHT port: the default (the data port + 1) may be another port picked here
+                "--dht-listen", "127.0.0.1:0"])
         for peer in swarm.peers:
             peer.wait_line("peer ready:", 300)
         yield swarm, ports
